@@ -1,0 +1,231 @@
+"""Command line: ``nnprof profile|report``.
+
+Exit codes: the script's own code (0, n from ``sys.exit(n)``, 1 for an
+uncaught exception, 130 for Ctrl-C, 143 for SIGTERM); 2 for bad input; 3 when
+a ``--fail-on`` condition holds (after everything was written).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional
+
+from . import __version__
+
+EXIT_BAD_INPUT = 2
+EXIT_CONDITION = 3
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad input in one line and exit 2."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return v
+
+
+def _conditions(text: str) -> list:
+    from .summary import FAIL_CONDITIONS
+    items = [c.strip() for c in text.split(",") if c.strip()]
+    bad = [c for c in items if c not in FAIL_CONDITIONS]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(
+            f"unknown condition {', '.join(bad) or repr(text)} (choose from "
+            f"{', '.join(FAIL_CONDITIONS)})")
+    return items
+
+
+def _profile_parser() -> _Parser:
+    p = _Parser(prog="nnprof profile", add_help=True,
+                description="Run a training script unmodified and profile its steps.",
+                usage="nnprof profile [options] (script.py | -m module) [script args...]")
+    p.add_argument("--budget", type=_positive_float, default=1.0, metavar="S",
+                   help="wall time one step may take, in seconds (default 1.0)")
+    p.add_argument("--max-steps", type=_positive_int, metavar="N",
+                   help="stop cleanly after N train steps")
+    p.add_argument("--max-time", type=_positive_float, metavar="S",
+                   help="stop cleanly at the first step boundary after S seconds")
+    p.add_argument("--out", metavar="DIR",
+                   help="run directory (default reports/<script>-<timestamp>/)")
+    p.add_argument("--fail-on", type=_conditions, default=[], metavar="LIST",
+                   help="exit 3 when any holds: budget, input-bound, compute-bound, "
+                        "optimizer-bound, host-overhead-bound, crashed")
+    p.add_argument("--no-progress", action="store_true", help="no live progress line")
+    p.add_argument("--quiet", action="store_true", help="no terminal report")
+    return p
+
+
+_VALUE_OPTIONS = {"--budget", "--max-steps", "--max-time", "--out", "--fail-on"}
+
+
+def split_profile_args(argv: list):
+    """(our options, script path or None, module or None, script args).
+
+    Our options come before the script; everything after it belongs to it.
+    """
+    ours, i = [], 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "-m":
+            if i + 1 >= len(argv):
+                raise UsageError("-m needs a module name")
+            return ours, None, argv[i + 1], argv[i + 2:]
+        if tok.startswith("-m") and len(tok) > 2 and not tok.startswith("--"):
+            return ours, None, tok[2:], argv[i + 1:]
+        if tok == "--":
+            if i + 1 >= len(argv):
+                raise UsageError("no script given after --")
+            return ours, argv[i + 1], None, argv[i + 2:]
+        if tok.startswith("-") and tok != "-":
+            ours.append(tok)
+            if tok in _VALUE_OPTIONS and i + 1 < len(argv):
+                ours.append(argv[i + 1])
+                i += 1
+            i += 1
+            continue
+        return ours, tok, None, argv[i + 1:]
+    return ours, None, None, []
+
+
+def cmd_profile(argv: list) -> int:
+    from .runner import Target, TargetError, validate
+    ours, script, module, rest = split_profile_args(argv)
+    parser = _profile_parser()
+    if "-h" in ours or "--help" in ours:
+        parser.print_help()
+        return 0
+    opts = parser.parse_args(ours)
+    if script is None and module is None:
+        raise UsageError("no script given (nnprof profile [options] script.py [args])")
+    target = Target(path=script, module=module, args=tuple(rest))
+    try:
+        validate(target)
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
+
+    from .session import Profiler, check_writable, default_out
+    out = opts.out or default_out(target.name)
+    if os.path.exists(os.path.join(out, "meta.json")):
+        raise UsageError(f"{out} already holds a run; choose another --out")
+    problem = check_writable(out)
+    if problem:
+        raise UsageError(problem)
+    profiler = Profiler(out=out, budget=opts.budget, name=target.name, script=target.display,
+                        argv=list(rest), max_steps=opts.max_steps, max_time=opts.max_time,
+                        progress=False if opts.no_progress else None)
+    return _profile(profiler, target, opts)
+
+
+def _profile(profiler, target, opts) -> int:
+    from . import runner
+    from .renderers import render
+    from .summary import failed_conditions
+    profiler.start()
+    outcome = runner.Outcome("crashed", 1)
+    try:
+        outcome = runner.run(target)
+    finally:
+        try:
+            sys.stdout.flush()
+        except Exception:
+            pass
+        summary = profiler.stop(outcome.status, outcome.exit_code, shutdown_workers=True)
+    if outcome.stop_reason:
+        summary.setdefault("notices", []).append(f"stopped at {outcome.stop_reason}")
+    if not opts.quiet:
+        _write_err(render("terminal", summary, color=_stderr_is_tty()))
+    print(f"nnprof: run written to {_shown(profiler.path)}", file=sys.stderr)
+    hits = failed_conditions(summary, opts.fail_on)
+    if outcome.exit_code != 0:
+        return outcome.exit_code
+    if hits:
+        print(f"nnprof: failing on {', '.join(hits)} (--fail-on)", file=sys.stderr)
+        return EXIT_CONDITION
+    return 0
+
+
+def _shown(path: str) -> str:
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("..") else path
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _write_err(text: str) -> None:
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def cmd_report(argv: list) -> int:
+    p = _Parser(prog="nnprof report", description="Render a run directory again.")
+    p.add_argument("run_dir")
+    p.add_argument("--format", choices=("terminal", "json"), default="terminal")
+    opts = p.parse_args(argv)
+    from .renderers import render
+    from .run import Run, RunDirError
+    try:
+        summary = Run.load(opts.run_dir).summary()
+    except RunDirError as exc:
+        raise UsageError(str(exc)) from None
+    text = render(opts.format, summary, color=sys.stdout.isatty())
+    sys.stdout.write(text)
+    return 0
+
+
+COMMANDS = {"profile": cmd_profile, "report": cmd_report}
+
+
+def main(argv: Optional[list] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: nnprof {profile,report} ...\n\n"
+              "  profile   run a training script and profile its steps\n"
+              "  report    render a run directory again\n\n"
+              "nnprof profile --help for the options.")
+        return 0 if argv else EXIT_BAD_INPUT
+    if argv[0] == "--version":
+        print(f"nnprof {__version__}")
+        return 0
+    cmd = COMMANDS.get(argv[0])
+    try:
+        if cmd is None:
+            raise UsageError(f"unknown command {argv[0]!r} (choose from {', '.join(COMMANDS)})")
+        return cmd(argv[1:])
+    except UsageError as exc:
+        print(f"nnprof: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        print(f"nnprof: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT

@@ -1,0 +1,125 @@
+"""Zero-code hooks into PyTorch; ``install()`` returns a handle with ``uninstall()``."""
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional
+
+import torch
+
+from . import autograd, loader, model, optim
+from .cuda import LossCopies, PendingSteps, cuda_pool, GpuTimeline
+from .steps import StepClock, StepRecord, StopRun  # noqa: F401
+
+_ACTIVE: Optional["Instrumentation"] = None
+
+
+class Instrumentation:
+    """All hooks of one run around one :class:`StepClock`.
+
+    ``emit(record)`` receives finished steps in order, with device times and
+    loss resolved; ``writer`` takes loader events (see ``run.RunWriter``).
+    """
+
+    def __init__(self, emit: Callable[[StepRecord], None], writer, run_dir: str,
+                 t0: int, on_module=None, on_optimizer=None) -> None:
+        self.emit = emit
+        self.writer = writer
+        self.run_dir = run_dir
+        self.t0 = t0
+        self.on_module = on_module
+        self.on_optimizer = on_optimizer
+        self.cuda_available = _cuda_available()
+        self._pool = None
+        self._losses = None
+        self.pending = PendingSteps(emit)
+        self.clock = StepClock(self._on_record, gpu_factory=self._gpu_timeline
+                               if self.cuda_available else None)
+        self._handles: list = []
+
+    # CUDA is probed once; events start once the script has initialised CUDA
+    def _gpu_timeline(self):
+        if not torch.cuda.is_initialized():
+            return None
+        if self._pool is None:
+            self._pool = cuda_pool()
+        return GpuTimeline(self._pool)
+
+    def _capture_loss(self, t):
+        if t.is_cuda:
+            if self._losses is None:
+                self._losses = LossCopies()
+            return self._losses.capture(t)
+        return t.detach()
+
+    def _on_record(self, rec: StepRecord) -> None:
+        if rec.gpu is not None or self.pending.queue:
+            self.pending.add(rec)
+        else:
+            self.emit(rec)
+
+    def install(self) -> "Instrumentation":
+        global _ACTIVE
+        if _ACTIVE is not None:
+            raise RuntimeError("nnprof is already profiling in this process")
+        try:
+            self._handles.append(model.install(self.clock, self.on_module))
+            self._handles.append(autograd.install(self.clock, self._capture_loss))
+            self._handles.append(optim.install(self.clock, self.on_optimizer))
+            self.loader = loader.install(self.clock, self.writer, self.run_dir, self.t0)
+            self._handles.append(self.loader)
+        except BaseException:
+            self.uninstall()
+            raise
+        _ACTIVE = self
+        return self
+
+    def finish(self) -> None:
+        """Close the open step and resolve every pending one (one sync on CUDA)."""
+        self.clock.finish()
+        sync = torch.cuda.synchronize if self.cuda_available and torch.cuda.is_initialized() \
+            else None
+        self.pending.drain(sync)
+
+    def shutdown_workers(self) -> None:
+        """Let live loader workers exit cleanly so their last timings are written."""
+        if hasattr(self, "loader"):
+            self.loader.shutdown_workers()
+
+    def uninstall(self) -> None:
+        global _ACTIVE
+        while self._handles:
+            self._handles.pop().uninstall()
+        if _ACTIVE is self:
+            _ACTIVE = None
+
+
+def resolve_loss(ref) -> Optional[float]:
+    if ref is None:
+        return None
+    if isinstance(ref, tuple):
+        copies, i = ref
+        return copies.read(i)
+    try:
+        return float(ref)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+def _cuda_available() -> bool:
+    try:
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+def detach_in_child() -> None:
+    """In a forked child (loader worker, or the script's own fork): hooks go quiet."""
+    active = _ACTIVE
+    if active is not None:
+        active.clock.thread_id = -1
+        active.writer.abandon()
+    loader.detach_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=detach_in_child)

@@ -1,0 +1,60 @@
+"""Backward: ``Tensor.backward``, ``torch.autograd.backward`` and ``torch.autograd.grad``.
+
+The tensor ``backward()`` is called on is kept (detached, no copy on CPU) as
+the step's loss; its value is read when the step is written, never in the hot
+path on CUDA (see ``cuda.LossCopies``).
+"""
+from __future__ import annotations
+
+import threading
+
+import torch
+
+from .patching import Patches
+from .steps import BACKWARD, StepClock
+
+
+def install(clock: StepClock, capture_loss=None) -> Patches:
+    """``capture_loss(tensor)`` turns a scalar tensor into a loss reference."""
+    patches = Patches()
+    get_ident = threading.get_ident
+
+    def loss_ref(t):
+        if capture_loss is None or not isinstance(t, torch.Tensor) or t.numel() != 1:
+            return None
+        return capture_loss(t)
+
+    def tensor_backward(self, *args, **kwargs):
+        if get_ident() != clock.thread_id or clock.stack and clock.stack[-1] == BACKWARD:
+            return original_tensor_backward(self, *args, **kwargs)
+        clock.backward_enter(loss_ref(self))
+        try:
+            return original_tensor_backward(self, *args, **kwargs)
+        finally:
+            clock.pop()
+
+    original_tensor_backward = patches.set(torch.Tensor, "backward", tensor_backward)
+
+    def autograd_backward(tensors, *args, **kwargs):
+        if get_ident() != clock.thread_id or clock.stack and clock.stack[-1] == BACKWARD:
+            return original_autograd_backward(tensors, *args, **kwargs)
+        first = tensors[0] if isinstance(tensors, (list, tuple)) and len(tensors) == 1 else tensors
+        clock.backward_enter(loss_ref(first))
+        try:
+            return original_autograd_backward(tensors, *args, **kwargs)
+        finally:
+            clock.pop()
+
+    original_autograd_backward = patches.set(torch.autograd, "backward", autograd_backward)
+
+    def autograd_grad(*args, **kwargs):
+        if get_ident() != clock.thread_id or clock.stack and clock.stack[-1] == BACKWARD:
+            return original_grad(*args, **kwargs)
+        clock.backward_enter(None, counts=False)
+        try:
+            return original_grad(*args, **kwargs)
+        finally:
+            clock.pop()
+
+    original_grad = patches.set(torch.autograd, "grad", autograd_grad)
+    return patches

@@ -1,0 +1,521 @@
+"""DataLoader iteration and loader-side phases, in the main process and in workers.
+
+* ``DataLoader.__init__``: remembers where each loader is constructed (the
+  first frame outside torch), which names it across runs.
+* ``DataLoader.__iter__``: times iterator creation (worker start-up) and, for
+  multi-process loading, hands the workers a picklable ``WorkerInit`` that
+  wraps the user's ``worker_init_fn`` (swapped in only while the iterator is
+  built, so the loader object the script sees keeps its own attribute).
+* ``_BaseDataLoaderIter.__next__``: the ``data`` phase of the step clock.
+* the dataset fetchers: one batch's ``fetch`` (``__getitem__``), the
+  dataset's ``transform`` / ``target_transform`` / ``transforms`` (and each
+  member of a ``Compose``), and ``collate``. Transforms are swapped for timing
+  wrappers only for the duration of one fetch, walking nested datasets
+  (``Subset.dataset``, ``ConcatDataset.datasets``).
+
+Where the batch was made decides where its timings go (``_STATE.sink``): the
+main process adds them to the open step and to its own batch file; a worker
+appends them to ``loader/<pid>.csv`` in the run directory, flushed per batch.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import weakref
+from typing import Optional
+
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.data import dataloader as dl_module
+from torch.utils.data._utils import fetch as fetch_module
+
+from .patching import Patches
+from .steps import COLLATE, FETCH, TRANSFORM, StepClock
+
+TRANSFORM_ATTRS = ("transform", "target_transform", "transforms")
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BATCH_HEADER = "loader,worker,pid,start_ns,end_ns,fetch_ns,transform_ns,collate_ns,items\n"
+
+
+class _State:
+    """Module-level so that forked workers inherit it and spawned ones rebuild it."""
+    sink = None
+    current_loader: Optional[str] = None
+    fetch_patched = False
+    t_depth = 0
+    t_total = 0
+    collate_ns = 0
+
+
+_STATE = _State()
+
+
+# -- transform timing --------------------------------------------------------
+def _type_name(obj) -> str:
+    """A transform's class name, or a function's qualified name."""
+    name = type(obj).__name__
+    if name in ("function", "builtin_function_or_method", "method"):
+        name = getattr(obj, "__qualname__", getattr(obj, "__name__", name))
+    elif name == "partial":
+        name = "partial(" + _type_name(obj.func) + ")"
+    return name
+
+
+class TimedTransform:
+    """Times one transform call; the outermost adds to the batch's transform total."""
+
+    __slots__ = ("fn", "name", "by_name")
+
+    def __init__(self, fn, name: str, by_name: dict) -> None:
+        self.fn = fn
+        self.name = name
+        self.by_name = by_name
+
+    def __call__(self, *args, **kwargs):
+        st = _STATE
+        st.t_depth += 1
+        t0 = time.perf_counter_ns()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            dt = time.perf_counter_ns() - t0
+            st.t_depth -= 1
+            if st.t_depth == 0:
+                st.t_total += dt
+            self.by_name[self.name] = self.by_name.get(self.name, 0) + dt
+
+    def __getattr__(self, item):
+        if item in TimedTransform.__slots__:
+            raise AttributeError(item)
+        return getattr(self.fn, item)
+
+
+def _compose_members(fn):
+    members = getattr(fn, "transforms", None)
+    if isinstance(members, (list, tuple)) and members and all(callable(m) for m in members) \
+            and not isinstance(fn, torch.nn.Module):
+        return members
+    return None
+
+
+def transform_slots(dataset, limit: int = 32) -> list:
+    """(object, attribute) pairs holding transforms, through nested datasets."""
+    found, stack, seen = [], [dataset], set()
+    while stack and len(seen) < limit:
+        ds = stack.pop()
+        if ds is None or id(ds) in seen:
+            continue
+        seen.add(id(ds))
+        for attr in TRANSFORM_ATTRS:
+            try:
+                value = ds.__dict__.get(attr) if hasattr(ds, "__dict__") else None
+            except Exception:
+                value = None
+            if value is not None and callable(value):
+                found.append((ds, attr))
+        inner = getattr(ds, "dataset", None) if hasattr(ds, "__dict__") else None
+        if inner is not None and not isinstance(inner, (str, bytes)):
+            stack.append(inner)
+        many = getattr(ds, "datasets", None) if hasattr(ds, "__dict__") else None
+        if isinstance(many, (list, tuple)):
+            stack.extend(many)
+    return found
+
+
+def transform_names(dataset) -> list:
+    """Names of the transforms found on a dataset (for metadata and lint)."""
+    names = []
+    for ds, attr in transform_slots(dataset):
+        fn = ds.__dict__[attr]
+        members = _compose_members(fn)
+        label = _type_name(fn)
+        if members:
+            label += "(" + ", ".join(_type_name(m) for m in members) + ")"
+        names.append(f"{type(ds).__name__}.{attr}={label}")
+    return names
+
+
+class _Swap:
+    """Swaps timing wrappers into a dataset's transform slots for one fetch."""
+
+    def __init__(self, dataset, by_name: dict) -> None:
+        self.slots = transform_slots(dataset)
+        self.by_name = by_name
+        self.undo: list = []
+
+    def __enter__(self):
+        for ds, attr in self.slots:
+            fn = ds.__dict__.get(attr)
+            if fn is None or isinstance(fn, TimedTransform):
+                continue
+            members = _compose_members(fn)
+            if members is not None and type(members) is list:
+                try:
+                    fn.transforms = [TimedTransform(m, _type_name(m), self.by_name)
+                                     for m in members]
+                    self.undo.append((fn, "transforms", members, False))
+                except Exception:
+                    pass
+            ds.__dict__[attr] = TimedTransform(fn, _type_name(fn) if members is None
+                                               else "transform total", self.by_name)
+            self.undo.append((ds, attr, fn, True))
+        return self
+
+    def __exit__(self, *exc):
+        while self.undo:
+            obj, attr, value, in_dict = self.undo.pop()
+            if in_dict:
+                obj.__dict__[attr] = value
+            else:
+                obj.transforms = value
+        return False
+
+
+# -- fetch timing (main process and workers) ---------------------------------
+class _TimedCollate:
+    __slots__ = ("fn",)
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+
+    def __call__(self, data):
+        t0 = time.perf_counter_ns()
+        try:
+            return self.fn(data)
+        finally:
+            _STATE.collate_ns += time.perf_counter_ns() - t0
+
+
+def _timed_fetch(original):
+    def fetch(self, possibly_batched_index):
+        sink = _STATE.sink
+        if sink is None or not sink.accepts():
+            return original(self, possibly_batched_index)
+        if not isinstance(self.collate_fn, _TimedCollate):
+            self.collate_fn = _TimedCollate(self.collate_fn)
+        st = _STATE
+        st.t_total = 0
+        st.collate_ns = 0
+        t0 = time.perf_counter_ns()
+        swap = _Swap(self.dataset, sink.by_name)
+        with swap:
+            batch = original(self, possibly_batched_index)
+        t1 = time.perf_counter_ns()
+        try:
+            items = len(possibly_batched_index)
+        except TypeError:
+            items = 1
+        total = t1 - t0
+        fetch_ns = max(0, total - st.t_total - st.collate_ns)
+        sink.batch(t0, t1, fetch_ns, st.t_total, st.collate_ns, items)
+        return batch
+    fetch.__wrapped__ = original
+    return fetch
+
+
+def _patch_fetchers(patches: Optional[Patches]) -> None:
+    for cls in (fetch_module._MapDatasetFetcher, fetch_module._IterableDatasetFetcher):
+        original = cls.__dict__["fetch"]
+        if getattr(original, "__wrapped__", None) is not None:
+            continue
+        if patches is not None:
+            patches.set(cls, "fetch", _timed_fetch(original))
+        else:
+            cls.fetch = _timed_fetch(original)
+    _STATE.fetch_patched = True
+
+
+class BatchFile:
+    """Appends one line per batch to ``loader/<pid>.csv``; raw fd, own buffer."""
+
+    def __init__(self, run_dir: str, t0: int, flush_every_s: float = 0.0) -> None:
+        self.dir = os.path.join(run_dir, "loader")
+        os.makedirs(self.dir, exist_ok=True)
+        self.pid = os.getpid()
+        path = os.path.join(self.dir, f"{self.pid}.csv")
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if os.fstat(self.fd).st_size == 0:
+            os.write(self.fd, BATCH_HEADER.encode())
+        self.t0 = t0
+        self.buf: list = []
+        self.by_name: dict = {}
+        self.flush_every = int(flush_every_s * 1e9)
+        self.last_flush = 0
+        self.last_names = 0
+
+    def row(self, loader, worker, start, end, f, t, c, items) -> None:
+        self.buf.append(f"{loader},{worker},{self.pid},{start - self.t0},{end - self.t0},"
+                        f"{f},{t},{c},{items}\n")
+        if end - self.last_flush >= self.flush_every:
+            self.flush(end)
+
+    def flush(self, now: Optional[int] = None) -> None:
+        now = time.perf_counter_ns() if now is None else now
+        if self.buf and self.fd is not None:
+            data, self.buf = "".join(self.buf), []
+            try:
+                os.write(self.fd, data.encode())
+            except OSError:
+                pass
+        self.last_flush = now
+        if self.by_name and (now - self.last_names > 500_000_000 or self.last_names == 0):
+            self.write_names()
+            self.last_names = now
+
+    def write_names(self) -> None:
+        path = os.path.join(self.dir, f"{self.pid}.json")
+        try:
+            with open(path + ".tmp", "w") as fh:
+                json.dump({"pid": self.pid, "transform_ns": self.by_name}, fh)
+            os.replace(path + ".tmp", path)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.flush()
+        if self.by_name:
+            self.write_names()
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def abandon(self) -> None:
+        """In a forked child: drop the parent's pending lines, write nothing."""
+        self.buf = []
+        self.fd = None
+
+
+class MainSink:
+    """Main-process loading (``num_workers=0``): timings go to the open step too."""
+
+    def __init__(self, clock: StepClock, batches: BatchFile) -> None:
+        self.clock = clock
+        self.file = batches
+        self.by_name = batches.by_name
+
+    def accepts(self) -> bool:
+        return threading.get_ident() == self.clock.thread_id
+
+    def batch(self, start, end, f, t, c, items) -> None:
+        self.clock.add_loader_time(FETCH, f)
+        self.clock.add_loader_time(TRANSFORM, t)
+        self.clock.add_loader_time(COLLATE, c)
+        self.file.row(_STATE.current_loader or "", -1, start, end, f, t, c, items)
+
+
+class WorkerSink:
+    """Inside a loader worker process."""
+
+    def __init__(self, run_dir: str, t0: int, loader: str, worker_id: int) -> None:
+        self.file = BatchFile(run_dir, t0)
+        self.by_name = self.file.by_name
+        self.loader = loader
+        self.worker = worker_id
+
+    def accepts(self) -> bool:
+        return True
+
+    def batch(self, start, end, f, t, c, items) -> None:
+        self.file.row(self.loader, self.worker, start, end, f, t, c, items)
+
+
+class WorkerInit:
+    """Picklable ``worker_init_fn``: starts worker-side timing, then the user's own."""
+
+    def __init__(self, original, run_dir: str, t0: int, loader: str) -> None:
+        self.original = original
+        self.run_dir = run_dir
+        self.t0 = t0
+        self.loader = loader
+
+    def __call__(self, worker_id: int):
+        try:
+            from .. import instrument
+            instrument.detach_in_child()
+            _patch_fetchers(None)
+            sink = WorkerSink(self.run_dir, self.t0, self.loader, worker_id)
+            _STATE.sink = sink
+            from multiprocessing import util
+            util.Finalize(sink, sink.file.close, exitpriority=10)
+        except Exception:  # timing is optional; the user's loader is not
+            _STATE.sink = None
+        if self.original is not None:
+            return self.original(worker_id)
+        return None
+
+
+# -- the loader itself -----------------------------------------------------
+def call_site(skip_dirs=(_TORCH_DIR, _OWN_DIR)) -> tuple:
+    """(file, line, function) of the first caller frame outside torch and nnprof."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        fn = frame.f_code.co_filename
+        if not any(fn.startswith(d) for d in skip_dirs) and not fn.startswith("<frozen"):
+            return fn, frame.f_lineno, frame.f_code.co_name
+        frame = frame.f_back
+    return "?", 0, "?"
+
+
+def describe_dataset(ds, depth: int = 0) -> str:
+    name = type(ds).__name__
+    if depth > 3:
+        return name
+    inner = getattr(ds, "dataset", None)
+    many = getattr(ds, "datasets", None)
+    if inner is not None and hasattr(ds, "indices"):
+        return f"{name}({describe_dataset(inner, depth + 1)})"
+    if isinstance(many, (list, tuple)) and many:
+        return f"{name}(" + ", ".join(describe_dataset(d, depth + 1) for d in many[:4]) + ")"
+    if inner is not None and not isinstance(inner, (str, bytes)) and hasattr(inner, "__getitem__"):
+        return f"{name}({describe_dataset(inner, depth + 1)})"
+    return name
+
+
+def loader_meta(loader: DataLoader, lid: str, site: tuple) -> dict:
+    ctx = loader.multiprocessing_context
+    if loader.num_workers > 0:
+        method = ctx.get_start_method() if ctx is not None else \
+            torch.multiprocessing.get_start_method(allow_none=True) or \
+            torch.multiprocessing.get_context().get_start_method()
+    else:
+        method = None
+    try:
+        length = len(loader)
+    except TypeError:
+        length = None
+    try:
+        n_items = len(loader.dataset)
+    except TypeError:
+        n_items = None
+    return {
+        "id": lid,
+        "site": {"file": site[0], "line": site[1], "function": site[2]},
+        "dataset": describe_dataset(loader.dataset),
+        "dataset_len": n_items,
+        "iterable": isinstance(loader.dataset, torch.utils.data.IterableDataset),
+        "batch_size": loader.batch_size,
+        "len": length,
+        "num_workers": loader.num_workers,
+        "persistent_workers": bool(loader.persistent_workers),
+        "pin_memory": bool(loader.pin_memory),
+        "prefetch_factor": loader.prefetch_factor if loader.num_workers > 0 else None,
+        "start_method": method,
+        "sampler": type(loader.sampler).__name__ if loader.sampler is not None else None,
+        "shuffle": type(loader.sampler).__name__ == "RandomSampler",
+        "drop_last": loader.drop_last,
+        "transforms": transform_names(loader.dataset),
+    }
+
+
+def install(clock: StepClock, writer, run_dir: str, t0: int) -> Patches:
+    """``writer.loader_event(dict)`` receives loader metadata and iterator timings."""
+    patches = Patches()
+    get_ident = threading.get_ident
+    sites: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+    ids: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+    live_iters: "weakref.WeakSet" = weakref.WeakSet()
+    counter = [0]
+
+    batches = BatchFile(run_dir, t0, flush_every_s=0.25)
+    _STATE.sink = MainSink(clock, batches)
+    _patch_fetchers(patches)
+    patches.add_undo(lambda: setattr(_STATE, "sink", None))
+    patches.add_undo(batches.close)
+
+    original_init = DataLoader.__dict__["__init__"]
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        sites[self] = call_site()
+
+    patches.set(DataLoader, "__init__", init)
+
+    def loader_id(loader) -> str:
+        lid = ids.get(loader)
+        if lid is None:
+            lid = f"L{counter[0]}"
+            counter[0] += 1
+            ids[loader] = lid
+            site = sites.get(loader) or ("?", 0, "?")
+            try:
+                writer.loader_event({"event": "loader", **loader_meta(loader, lid, site)})
+            except Exception as exc:  # metadata is a nicety, never a failure
+                writer.loader_event({"event": "loader", "id": lid, "error": repr(exc)})
+        return lid
+
+    original_get_iterator = DataLoader.__dict__["_get_iterator"]
+
+    def get_iterator(self):
+        if self.num_workers <= 0:
+            return original_get_iterator(self)
+        lid = loader_id(self)
+        user_fn = self.worker_init_fn
+        self.worker_init_fn = WorkerInit(user_fn, run_dir, t0, lid)
+        try:
+            it = original_get_iterator(self)
+        finally:
+            self.worker_init_fn = user_fn
+        live_iters.add(it)
+        return it
+
+    patches.set(DataLoader, "_get_iterator", get_iterator)
+
+    original_iter = DataLoader.__dict__["__iter__"]
+
+    def loader_iter(self):
+        if get_ident() != clock.thread_id:
+            return original_iter(self)
+        lid = loader_id(self)
+        t_start = time.perf_counter_ns()
+        it = original_iter(self)
+        t_end = time.perf_counter_ns()
+        it._nnprof_loader = lid
+        writer.loader_event({"event": "iter", "loader": lid, "t_s": (t_start - t0) / 1e9,
+                             "duration_s": (t_end - t_start) / 1e9})
+        return it
+
+    patches.set(DataLoader, "__iter__", loader_iter)
+
+    original_next = dl_module._BaseDataLoaderIter.__dict__["__next__"]
+
+    def iter_next(self):
+        lid = getattr(self, "_nnprof_loader", None)
+        if lid is None or get_ident() != clock.thread_id:
+            return original_next(self)
+        _STATE.current_loader = lid
+        clock.loader_next(lid)
+        try:
+            batch = original_next(self)
+        except StopIteration:
+            clock.loader_exhausted()
+            raise
+        except BaseException:
+            clock.loader_got()
+            raise
+        clock.loader_got()
+        return batch
+
+    patches.set(dl_module._BaseDataLoaderIter, "__next__", iter_next)
+
+    def shutdown_workers():
+        for it in list(live_iters):
+            try:
+                it._shutdown_workers()
+            except Exception:
+                pass
+
+    patches.shutdown_workers = shutdown_workers
+    patches.batches = batches
+    return patches
+
+
+def detach_in_child() -> None:
+    """A forked child must not write the parent's batch lines."""
+    sink = _STATE.sink
+    if isinstance(sink, MainSink):
+        sink.file.abandon()
+    _STATE.sink = None

@@ -1,0 +1,60 @@
+"""Optimizer ``step`` (torch's global step hooks) and ``zero_grad``.
+
+The global pre/post step hooks of ``torch.optim.optimizer`` fire for every
+optimizer, built-in or custom, without wrapping each class. A step that
+raises skips the post hook; the phase stack is then cleaned at the next step
+boundary.
+"""
+from __future__ import annotations
+
+import threading
+
+import torch
+from torch.optim.optimizer import (register_optimizer_step_post_hook,
+                                   register_optimizer_step_pre_hook)
+
+from .patching import Patches
+from .steps import OPTIMIZER, StepClock
+
+
+def install(clock: StepClock, on_optimizer=None) -> Patches:
+    """``on_optimizer(opt)`` is called once per distinct optimizer that steps."""
+    patches = Patches()
+    get_ident = threading.get_ident
+    seen: set = set()
+    active: list = []
+
+    def pre(opt, args, kwargs):
+        if get_ident() != clock.thread_id:
+            return None
+        if id(opt) not in seen:
+            seen.add(id(opt))
+            if on_optimizer is not None:
+                on_optimizer(opt)
+        active.append(opt)
+        clock.push(OPTIMIZER)
+        return None
+
+    def post(opt, args, kwargs):
+        if get_ident() != clock.thread_id or not active:
+            return None
+        active.pop()
+        clock.optimizer_step_exit(id(opt))
+        return None
+
+    h1 = register_optimizer_step_pre_hook(pre)
+    h2 = register_optimizer_step_post_hook(post)
+    patches.add_undo(h1.remove)
+    patches.add_undo(h2.remove)
+
+    def zero_grad(self, *args, **kwargs):
+        if get_ident() != clock.thread_id:
+            return original_zero_grad(self, *args, **kwargs)
+        clock.push(OPTIMIZER)
+        try:
+            return original_zero_grad(self, *args, **kwargs)
+        finally:
+            clock.pop()
+
+    original_zero_grad = patches.set(torch.optim.Optimizer, "zero_grad", zero_grad)
+    return patches

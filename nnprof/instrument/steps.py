@@ -1,0 +1,325 @@
+"""The step state machine and the phase clock.
+
+Every hook in ``nnprof.instrument`` reports to one :class:`StepClock`. The clock
+decides where steps begin and end and charges elapsed wall time to the phase
+that is innermost at each moment, so that a step's phases always add up to its
+wall time (``other`` takes what no instrumented call covers).
+
+Step boundaries (see ARCHITECTURE.md):
+
+* loader steps: a step runs from the moment the loop asks a DataLoader for a
+  batch until it asks again. A second loader asked before the step did any
+  model work (``zip(loader_a, loader_b)``) joins the same step. A loader that
+  is exhausted ends the step at the moment it was asked; the clock then idles.
+* free steps (no DataLoader): a step ends at each ``optimizer.step()``. When
+  several optimizers step in turn (a GAN's D and G), the record of a step is
+  held back until the next optimizer step shows whether the same optimizer
+  comes round again; a different one is merged into the held step. A forward
+  pass that follows gradient-free forwards only (a validation loop) ends the
+  evaluation step they form.
+
+Only the thread that installed the clock drives it; other threads pass
+through untouched.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+PHASES = ("data", "prep", "forward", "loss", "backward", "optimizer", "other")
+LOADER_PHASES = ("fetch", "transform", "collate")
+DATA, PREP, FORWARD, LOSS, BACKWARD, OPTIMIZER, OTHER = range(7)
+FETCH, TRANSFORM, COLLATE = range(3)
+
+IDLE, LOADER_STEP, FREE_STEP = 0, 1, 2
+
+
+@dataclass
+class StepRecord:
+    """One finished step, in nanoseconds of ``time.perf_counter_ns``.
+
+    ``phases`` holds the seven main-process phases (they sum to ``end - start``);
+    ``loader_phases`` the main-process fetch/transform/collate time (zero when
+    loader workers did the loading); ``gpu_phases`` the device-side time per
+    phase when CUDA events were recorded (None otherwise); ``loss`` the value of
+    the last scalar that ``backward()`` was called on, once resolved.
+    """
+
+    start: int
+    end: int
+    phases: list
+    loader_phases: list
+    kind: str = "eval"
+    loader: Optional[str] = None
+    n_forward: int = 0
+    n_backward: int = 0
+    n_optimizer: int = 0
+    optimizers: set = field(default_factory=set)
+    loss: Optional[float] = None
+    loss_ref: object = None
+    gpu: object = None
+    gpu_phases: Optional[list] = None
+
+    @property
+    def wall(self) -> int:
+        return self.end - self.start
+
+    def absorb(self, later: "StepRecord") -> None:
+        """Merge the directly following ``later`` step into this one."""
+        self.end = later.end
+        for i, v in enumerate(later.phases):
+            self.phases[i] += v
+        for i, v in enumerate(later.loader_phases):
+            self.loader_phases[i] += v
+        self.n_forward += later.n_forward
+        self.n_backward += later.n_backward
+        self.n_optimizer += later.n_optimizer
+        self.optimizers |= later.optimizers
+        if later.n_backward:
+            self.kind = "train"
+        if later.loss_ref is not None:
+            self.loss_ref = later.loss_ref
+        if self.gpu is not None and later.gpu is not None:
+            self.gpu.absorb(later.gpu)
+
+
+class _Open:
+    """The step being measured."""
+
+    __slots__ = ("start", "acc", "lacc", "loader", "n_forward", "n_backward",
+                 "n_optimizer", "optimizers", "train_activity", "base", "loss_ref",
+                 "gpu")
+
+    def __init__(self, start: int, loader: Optional[str], gpu) -> None:
+        self.start = start
+        self.acc = [0] * 7
+        self.lacc = [0] * 3
+        self.loader = loader
+        self.n_forward = 0
+        self.n_backward = 0
+        self.n_optimizer = 0
+        self.optimizers: set = set()
+        self.train_activity = False
+        self.base = PREP
+        self.loss_ref = None
+        self.gpu = gpu
+
+    @property
+    def active(self) -> bool:
+        return bool(self.n_forward or self.n_backward or self.n_optimizer)
+
+
+class StopRun(BaseException):
+    """Raised inside the script to stop it at ``--max-steps`` / ``--max-time``.
+
+    A BaseException so that the script's own ``except Exception`` lets it pass.
+    """
+
+
+class StepClock:
+    """Turns hook events into :class:`StepRecord` objects handed to ``sink``.
+
+    ``clock`` returns nanoseconds; ``gpu_factory`` (optional) returns a
+    per-step device timeline when CUDA is in use, or None.
+    """
+
+    def __init__(self, sink: Callable[[StepRecord], None],
+                 clock: Callable[[], int] = time.perf_counter_ns,
+                 gpu_factory: Optional[Callable[[], object]] = None,
+                 thread_id: Optional[int] = None) -> None:
+        self.sink = sink
+        self.clock = clock
+        self.gpu_factory = gpu_factory
+        self.thread_id = threading.get_ident() if thread_id is None else thread_id
+        self.mode = IDLE
+        self.open: Optional[_Open] = None
+        self.held: Optional[StepRecord] = None
+        self.stack: list = []
+        self.last = clock()
+        self.in_forward = False
+        self.train_steps = 0
+        self.max_train_steps: Optional[int] = None
+        self.deadline: Optional[int] = None
+
+    # -- the phase clock -------------------------------------------------
+    def _charge(self, now: int) -> None:
+        o = self.open
+        if o is not None:
+            phase = self.stack[-1] if self.stack else o.base
+            o.acc[phase] += now - self.last
+            if o.gpu is not None:
+                o.gpu.mark(phase)
+        self.last = now
+
+    def push(self, phase: int) -> None:
+        now = self.clock()
+        if self.open is None:
+            self._open_free(now)
+        self._charge(now)
+        self.stack.append(phase)
+
+    def pop(self) -> None:
+        self._charge(self.clock())
+        if self.stack:
+            self.stack.pop()
+
+    def add_loader_time(self, which: int, ns: int) -> None:
+        """Main-process fetch/transform/collate time, a slice of ``data``."""
+        if self.open is not None:
+            self.open.lacc[which] += ns
+
+    # -- opening and closing ---------------------------------------------
+    def _new_open(self, now: int, loader: Optional[str]) -> _Open:
+        gpu = self.gpu_factory() if self.gpu_factory is not None else None
+        self.last = now
+        return _Open(now, loader, gpu)
+
+    def _open_free(self, now: int) -> None:
+        self.mode = FREE_STEP
+        self.open = self._new_open(now, None)
+
+    def _close(self, now: int) -> Optional[StepRecord]:
+        o = self.open
+        if o is None:
+            return None
+        self._charge(now)
+        self.open = None
+        if o.n_backward:
+            self.train_steps += 1
+        rec = StepRecord(start=o.start, end=now, phases=o.acc, loader_phases=o.lacc,
+                         kind="train" if o.n_backward else "eval", loader=o.loader,
+                         n_forward=o.n_forward, n_backward=o.n_backward,
+                         n_optimizer=o.n_optimizer, optimizers=o.optimizers,
+                         loss_ref=o.loss_ref, gpu=o.gpu)
+        if o.gpu is not None:
+            o.gpu.close()
+        return rec
+
+    def _emit_held(self) -> None:
+        if self.held is not None:
+            held, self.held = self.held, None
+            self.sink(held)
+
+    def _emit(self, rec: Optional[StepRecord]) -> None:
+        self._emit_held()
+        if rec is not None:
+            self.sink(rec)
+
+    def _check_stop(self, now: int) -> None:
+        if self.max_train_steps is not None and self.train_steps >= self.max_train_steps:
+            raise StopRun(f"max-steps ({self.max_train_steps} train steps)")
+        if self.deadline is not None and now >= self.deadline:
+            raise StopRun("max-time")
+
+    # -- events from the hooks -------------------------------------------
+    def loader_next(self, loader: str) -> None:
+        """The loop asks ``loader`` for a batch; 'data' runs until :meth:`loader_got`."""
+        now = self.clock()
+        o = self.open
+        if (self.mode == LOADER_STEP and o is not None and not o.active
+                and o.loader != loader):
+            # a paired loader (zip) feeding the same step
+            self._charge(now)
+        else:
+            if o is not None:
+                if self.mode == FREE_STEP and not o.active:
+                    self.open = None
+                    self._emit_held()
+                else:
+                    self._emit(self._close(now))
+            else:
+                self._emit_held()
+            self.mode = IDLE
+            self.stack.clear()  # a phase left open by an exception ends here
+            self._check_stop(now)
+            self.mode = LOADER_STEP
+            self.open = self._new_open(now, loader)
+        self.stack.append(DATA)
+
+    def loader_got(self) -> None:
+        self.pop()
+
+    def loader_exhausted(self) -> None:
+        """The loader raised StopIteration: the step it would have opened is void."""
+        if self.stack and self.stack[-1] == DATA:
+            self.stack.pop()
+        o = self.open
+        if o is not None and not o.active:
+            self.open = None
+        else:
+            self._emit(self._close(self.clock()))
+        self.mode = IDLE
+        self.last = self.clock()
+
+    def forward_enter(self, grad_enabled: bool) -> None:
+        now = self.clock()
+        o = self.open
+        if self.mode != LOADER_STEP and (o is None or not o.active):
+            self._check_stop(now)
+        if o is None:
+            self._open_free(now)
+            o = self.open
+        elif (self.mode == FREE_STEP and o.n_forward and not o.train_activity):
+            # gradient-free forwards so far: they formed an evaluation step
+            self._emit(self._close(now))
+            self._open_free(now)
+            o = self.open
+        self._charge(now)
+        o.base = OTHER
+        o.n_forward += 1
+        if grad_enabled:
+            o.train_activity = True
+        self.stack.append(FORWARD)
+        self.in_forward = True
+
+    def forward_exit(self) -> None:
+        self.in_forward = False
+        self.pop()
+
+    def backward_enter(self, loss_ref=None, counts: bool = True) -> None:
+        self.push(BACKWARD)
+        o = self.open
+        if counts:
+            o.n_backward += 1
+            o.train_activity = True
+        if loss_ref is not None:
+            o.loss_ref = loss_ref
+
+    def optimizer_step_exit(self, opt_id: int) -> None:
+        now = self.clock()
+        self._charge(now)
+        if self.stack:
+            self.stack.pop()
+        o = self.open
+        if o is None:
+            return
+        o.n_optimizer += 1
+        o.optimizers.add(opt_id)
+        o.train_activity = True
+        if self.mode != FREE_STEP:
+            return
+        rec = self._close(now)
+        if self.held is None:
+            self.held = rec
+        elif opt_id in self.held.optimizers:
+            self.sink(self.held)
+            self.held = rec
+        else:
+            if self.held.kind == "train" and rec.kind == "train":
+                self.train_steps -= 1
+            self.held.absorb(rec)
+        self._open_free(now)
+
+    def finish(self) -> None:
+        """Close whatever is open; called once when the run ends."""
+        o = self.open
+        now = self.clock()
+        if o is not None and o.active:
+            self._emit(self._close(now))
+        else:
+            self.open = None
+            self._emit_held()
+        self.stack.clear()
+        self.mode = IDLE

@@ -1,0 +1,133 @@
+"""The terminal report (rich)."""
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ..instrument.steps import LOADER_PHASES, PHASES
+
+_VERDICT_STYLE = {"info": "green", "warn": "yellow", "fail": "red"}
+
+
+def _ms(v) -> str:
+    return "-" if v is None else f"{v * 1e3:,.2f}"
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v * 100:.1f}%"
+
+
+class TerminalRenderer:
+    name = "terminal"
+    binary = False
+
+    def __init__(self, color: bool = False, width: int = 100, **_options) -> None:
+        self.color = color
+        self.width = width
+
+    def render(self, s: dict) -> str:
+        buf = io.StringIO()
+        con = Console(file=buf, force_terminal=self.color, no_color=not self.color,
+                      width=self.width, highlight=False, emoji=False)
+        steps = s.get("steps") or {}
+        script = escape(str(s.get("script") or "?"))
+        con.rule(f"[bold]nnprof[/] {script}")
+        code = s.get("exit_code")
+        con.print(f"status [bold]{escape(str(s.get('status')))}[/]"
+                  + (f" (exit {code})" if code not in (None, 0) else "")
+                  + f" | {steps.get('train', 0)} train + {steps.get('eval', 0)} eval steps"
+                  + (f" | {s['wall_s']:.2f} s" if s.get("wall_s") else "")
+                  + f" | budget {s.get('budget_s', 1.0):g} s per step")
+        self._phases(con, s)
+        self._budget(con, s)
+        self._bottleneck(con, s)
+        self._loaders(con, s)
+        for n in s.get("notices") or []:
+            con.print(f"[dim]note:[/] {escape(str(n))}")
+        return buf.getvalue()
+
+    def _phases(self, con, s) -> None:
+        phases = s.get("phases") or {}
+        gpu = s.get("gpu_phases")
+        over = s.get("phases_over", "train")
+        t = Table(title=f"time per {over} step (ms)", title_justify="left", expand=False)
+        for col in ("phase", "mean", "p50", "p95", "share"):
+            t.add_column(col, justify="left" if col == "phase" else "right")
+        if gpu:
+            t.add_column("gpu mean", justify="right")
+            t.add_column("gpu share", justify="right")
+        for p in PHASES:
+            st = phases.get(p) or {}
+            row = [p, _ms(st.get("mean_s")), _ms(st.get("p50_s")), _ms(st.get("p95_s")),
+                   _pct(st.get("share"))]
+            if gpu:
+                g = gpu.get(p) or {}
+                row += [_ms(g.get("mean_s")), _pct(g.get("share"))]
+            t.add_row(*row)
+        st = s.get("step_time") or {}
+        row = ["[bold]step[/]", _ms(st.get("mean_s")), _ms(st.get("p50_s")),
+               _ms(st.get("p95_s")), "100%"]
+        t.add_row(*(row + (["", ""] if gpu else [])))
+        for p in LOADER_PHASES:
+            lp = phases.get(p) or {}
+            if lp.get("total_s"):
+                where = lp.get("where", "main")
+                label = f"  {p} ({'per batch, workers' if where == 'workers' else 'in data'})"
+                share = _pct(lp.get("share")) if where != "workers" else \
+                    f"{_pct(lp.get('share'))} of w."
+                t.add_row(f"[dim]{label}[/]", _ms(lp.get("mean_s")), _ms(lp.get("p50_s")),
+                          _ms(lp.get("p95_s")), share, *(["", ""] if gpu else []))
+        con.print(t)
+
+    def _finding(self, con, title: str, f: dict) -> None:
+        style = _VERDICT_STYLE.get(f.get("severity", "info"), "white")
+        con.print(f"[bold]{title}:[/] [{style} bold]{escape(str(f.get('verdict')))}[/]")
+        for a in f.get("advice") or []:
+            con.print(f"  - {escape(str(a))}")
+
+    def _budget(self, con, s) -> None:
+        b = s.get("budget") or {}
+        ev = b.get("evidence") or {}
+        self._finding(con, "budget", b)
+        if ev.get("count"):
+            listed = ev.get("over_budget_steps") or []
+            shown = ", ".join(f"#{d.get('train_index', d.get('index'))} "
+                              f"{d['wall_s']:.2f}s ({d['phase']})" for d in listed[:8])
+            more = f" and {ev['count'] - 8} more" if ev["count"] > 8 else ""
+            con.print(f"  over budget: {ev['count']} of {ev.get('train_steps') or '?'} train "
+                      f"steps ({_pct(ev.get('share'))}): {escape(shown)}{more}")
+        ep = s.get("epoch") or {}
+        if ep.get("projected_s") is not None:
+            con.print(f"  projected epoch: {ep['projected_s']:.1f} s "
+                      f"({ep['steps_per_epoch']} steps of loader {ep['loader']})")
+
+    def _bottleneck(self, con, s) -> None:
+        bn = s.get("bottleneck") or {}
+        ev = bn.get("evidence") or {}
+        self._finding(con, "bottleneck", bn)
+        if ev:
+            con.print(f"  [dim]evidence ({ev.get('source', 'host')} time): input "
+                      f"{_pct(ev.get('input_share'))}, compute {_pct(ev.get('compute_share'))}, "
+                      f"optimizer {_pct(ev.get('optimizer_share'))}, other "
+                      f"{_pct(ev.get('other_share'))}[/]")
+
+    def _loaders(self, con, s) -> None:
+        loaders = s.get("loader") or []
+        if not loaders:
+            return
+        t = Table(title="data loaders", title_justify="left")
+        for col in ("loader", "built at", "dataset", "workers", "train+eval", "wait ms",
+                    "batch ms", "capacity b/s", "demand b/s"):
+            t.add_column(col, justify="left" if col in ("loader", "built at", "dataset")
+                         else "right")
+        for d in loaders:
+            cap, dem = d.get("capacity_bps"), d.get("demand_bps")
+            t.add_row(d["id"], escape(str(d.get("site", ""))), escape(str(d.get("dataset"))),
+                      str(d.get("num_workers")),
+                      f"{d['steps']['train']}+{d['steps']['eval']}",
+                      _ms(d.get("data_wait_s")), _ms(d.get("batch_s")),
+                      "-" if cap is None else f"{cap:.1f}", "-" if dem is None else f"{dem:.1f}")
+        con.print(t)

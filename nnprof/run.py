@@ -1,0 +1,249 @@
+"""The run directory: written as the run goes, read back for reports.
+
+Layout (a contract; ``schema_version`` in ``meta.json`` and ``summary.json``):
+
+* ``meta.json``     written at start: script, argv, budget, environment.
+* ``steps.csv``     one row per step, appended and flushed every few rows.
+* ``loaders.jsonl`` one line per DataLoader (metadata) and per ``iter()`` call.
+* ``loader/<pid>.csv`` one row per batch made by that process (main or worker);
+  ``loader/<pid>.json`` that process's time per transform class.
+* ``summary.json``  written at the end (status, exit code, findings).
+
+Writing is raw ``os.write`` on an own buffer so that a forked child can drop
+the parent's pending lines instead of writing them twice.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Optional
+
+from .instrument.steps import LOADER_PHASES, PHASES
+
+SCHEMA_VERSION = 1
+STEP_COLUMNS = (
+    ["index", "kind", "train_index", "start_s", "wall_s"]
+    + [f"{p}_s" for p in PHASES]
+    + [f"{p}_s" for p in LOADER_PHASES]
+    + ["loader", "loss", "over_budget", "n_forward", "n_backward", "n_optimizer"]
+    + [f"gpu_{p}_s" for p in PHASES]
+)
+
+
+class RunDirError(Exception):
+    """A run directory that cannot be read or written; the message is one line."""
+
+
+class _Appender:
+    def __init__(self, path: str, header: Optional[str] = None) -> None:
+        self.fd: Optional[int] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.buf: list = []
+        if header is not None and os.fstat(self.fd).st_size == 0:
+            os.write(self.fd, header.encode())
+
+    def append(self, line: str) -> None:
+        self.buf.append(line)
+
+    def flush(self) -> None:
+        if self.buf and self.fd is not None:
+            data, self.buf = "".join(self.buf), []
+            os.write(self.fd, data.encode())
+
+    def close(self) -> None:
+        self.flush()
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def abandon(self) -> None:
+        self.buf = []
+        self.fd = None
+
+
+class RunWriter:
+    """Streams a run to its directory; flushes every ``every_rows`` rows or ``every_s``."""
+
+    def __init__(self, path: str, every_rows: int = 16, every_s: float = 0.25) -> None:
+        self.path = path
+        os.makedirs(path, exist_ok=True)
+        self.steps = _Appender(os.path.join(path, "steps.csv"), ",".join(STEP_COLUMNS) + "\n")
+        self.loaders = _Appender(os.path.join(path, "loaders.jsonl"))
+        self.every_rows = every_rows
+        self.every_ns = int(every_s * 1e9)
+        self.pending = 0
+        self.last_flush = time.perf_counter_ns()
+
+    def write_json(self, name: str, obj) -> None:
+        write_json(os.path.join(self.path, name), obj)
+
+    def step_row(self, line: str, now: int) -> None:
+        self.steps.append(line)
+        self.pending += 1
+        if self.pending >= self.every_rows or now - self.last_flush >= self.every_ns:
+            self.flush(now)
+
+    def loader_event(self, event: dict) -> None:
+        self.loaders.append(json.dumps(event, default=str) + "\n")
+        self.loaders.flush()
+
+    def flush(self, now: Optional[int] = None) -> None:
+        self.steps.flush()
+        self.loaders.flush()
+        self.pending = 0
+        self.last_flush = time.perf_counter_ns() if now is None else now
+
+    def close(self) -> None:
+        self.steps.close()
+        self.loaders.close()
+
+    def abandon(self) -> None:
+        self.steps.abandon()
+        self.loaders.abandon()
+
+
+def write_json(path: str, obj) -> None:
+    """Atomic write, so that a reader never sees half a file."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=2, default=str, allow_nan=False)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: str):
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{path}: unreadable ({exc.__class__.__name__})") from None
+
+
+class Run:
+    """A run directory read back; frames are built on first use."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._steps = None
+        self._batches = None
+
+    @classmethod
+    def load(cls, path: str) -> "Run":
+        if not os.path.isdir(path):
+            raise RunDirError(f"not a run directory: {path}")
+        run = cls(path)
+        meta = _read_json(os.path.join(path, "meta.json"))
+        if not isinstance(meta, dict):
+            raise RunDirError(f"not a run directory (no readable meta.json): {path}")
+        run.meta = meta
+        run.steps  # parse now so that corruption is reported at load time
+        return run
+
+    @property
+    def summary_file(self) -> Optional[dict]:
+        return _read_json(os.path.join(self.path, "summary.json"))
+
+    @property
+    def steps(self):
+        """One row per step (see ``STEP_COLUMNS``); a torn last line is dropped."""
+        if self._steps is None:
+            import pandas as pd
+            path = os.path.join(self.path, "steps.csv")
+            if not os.path.exists(path) or os.path.getsize(path) == 0:
+                self._steps = pd.DataFrame(columns=STEP_COLUMNS)
+            else:
+                try:
+                    df = pd.read_csv(path, on_bad_lines="skip", engine="python")
+                except Exception as exc:
+                    raise RunDirError(f"{path}: unreadable ({exc.__class__.__name__})") from None
+                missing = [c for c in ("index", "kind", "wall_s") if c not in df.columns]
+                if missing:
+                    raise RunDirError(f"{path}: not a steps file (missing {', '.join(missing)})")
+                num = [c for c in df.columns if c.endswith("_s") or c in (
+                    "loss", "index", "train_index", "n_forward", "n_backward", "n_optimizer",
+                    "over_budget")]
+                for c in num:
+                    df[c] = pd.to_numeric(df[c], errors="coerce")
+                df = df.dropna(subset=["index", "wall_s", "other_s"])
+                df = df[df["kind"].isin(["train", "eval"])]
+                self._steps = df.reset_index(drop=True)
+        return self._steps
+
+    @property
+    def loader_events(self) -> list:
+        out = []
+        path = os.path.join(self.path, "loaders.jsonl")
+        if os.path.exists(path):
+            with open(path) as fh:
+                for line in fh:
+                    try:
+                        out.append(json.loads(line))
+                    except ValueError:
+                        continue
+        return out
+
+    @property
+    def loaders(self) -> dict:
+        """Loader id -> metadata, with ``iters``: the durations of ``iter()`` calls."""
+        out: dict = {}
+        for ev in self.loader_events:
+            if ev.get("event") == "loader" and "id" in ev:
+                out.setdefault(ev["id"], {"iters": []}).update(
+                    {k: v for k, v in ev.items() if k != "event"})
+            elif ev.get("event") == "iter" and "loader" in ev:
+                out.setdefault(ev["loader"], {"id": ev["loader"], "iters": []})["iters"].append(
+                    ev.get("duration_s", 0.0))
+        return out
+
+    @property
+    def batches(self):
+        """Loader-side timings, one row per batch, from every process (ns columns)."""
+        if self._batches is None:
+            import pandas as pd
+            folder = os.path.join(self.path, "loader")
+            frames = []
+            if os.path.isdir(folder):
+                for name in sorted(os.listdir(folder)):
+                    if name.endswith(".csv"):
+                        try:
+                            frames.append(pd.read_csv(os.path.join(folder, name),
+                                                      on_bad_lines="skip", engine="python"))
+                        except Exception:
+                            continue
+            cols = ["loader", "worker", "pid", "start_ns", "end_ns", "fetch_ns",
+                    "transform_ns", "collate_ns", "items"]
+            df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+            for c in cols[1:]:
+                df[c] = pd.to_numeric(df.get(c), errors="coerce")
+            self._batches = df.dropna(subset=["end_ns", "items"]).reset_index(drop=True)
+        return self._batches
+
+    def transform_times(self) -> dict:
+        """pid -> {transform name: ns}."""
+        out = {}
+        folder = os.path.join(self.path, "loader")
+        if os.path.isdir(folder):
+            for name in os.listdir(folder):
+                if name.endswith(".json"):
+                    try:
+                        data = _read_json(os.path.join(folder, name))
+                    except RunDirError:
+                        continue
+                    if isinstance(data, dict) and isinstance(data.get("transform_ns"), dict):
+                        out[int(data.get("pid", 0))] = data["transform_ns"]
+        return out
+
+    def summary(self) -> dict:
+        """The findings: from ``summary.json`` when the run finished, else computed now."""
+        stored = self.summary_file
+        if stored is not None:
+            return stored
+        from .summary import build_summary
+        return build_summary(self, status="incomplete", exit_code=None)
+
+
+def load_run(path: str) -> Run:
+    """Open a run directory written by ``nnprof profile`` or ``nnprof.profile()``."""
+    return Run.load(path)

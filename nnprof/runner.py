@@ -1,0 +1,166 @@
+"""Run a script or module exactly as ``python`` would, under a Profiler.
+
+The script sees ``__name__ == "__main__"``, its own ``sys.argv``, its folder as
+``sys.path[0]`` and the caller's working directory. Its exit is recorded and
+given back: ``sys.exit(n)`` -> n, an uncaught exception -> its traceback
+(without our frames) and 1, Ctrl-C -> 130, SIGTERM -> 143, a
+``--max-steps``/``--max-time`` stop -> 0.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import runpy
+import signal
+import sys
+import threading
+import traceback
+from dataclasses import dataclass
+from typing import Optional
+
+from .instrument import StopRun
+
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__))
+_RUNPY = os.path.abspath(runpy.__file__)
+
+
+class TargetError(Exception):
+    """The script or module cannot be run; the message is one line."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so that the run is finalised."""
+
+
+@dataclass
+class Target:
+    path: Optional[str] = None
+    module: Optional[str] = None
+    args: tuple = ()
+
+    @property
+    def name(self) -> str:
+        if self.module:
+            return self.module.rsplit(".", 1)[-1]
+        return os.path.splitext(os.path.basename(self.path))[0] or "run"
+
+    @property
+    def display(self) -> str:
+        return f"-m {self.module}" if self.module else self.path
+
+
+def validate(target: Target) -> None:
+    """Raise TargetError for a missing script, a folder, or a syntax error."""
+    if target.module is not None:
+        try:
+            spec = importlib.util.find_spec(target.module)
+        except (ImportError, ValueError) as exc:
+            raise TargetError(f"cannot find module {target.module!r}: {exc}") from None
+        if spec is None:
+            raise TargetError(f"no module named {target.module!r}")
+        return
+    path = target.path
+    if not os.path.exists(path):
+        raise TargetError(f"script not found: {path}")
+    if os.path.isdir(path):
+        if os.path.exists(os.path.join(path, "__main__.py")):
+            return
+        raise TargetError(f"{path} is a directory, not a script")
+    try:
+        with open(path, "rb") as fh:
+            source = fh.read()
+    except OSError as exc:
+        raise TargetError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        compile(source, path, "exec")
+    except SyntaxError as exc:
+        raise TargetError(f"syntax error in {path}, line {exc.lineno}: {exc.msg}") from None
+    except ValueError as exc:
+        raise TargetError(f"cannot compile {path}: {exc}") from None
+
+
+def _ours(filename: str) -> bool:
+    f = os.path.abspath(filename)
+    return f.startswith(_OWN_DIR + os.sep) or f == _RUNPY or filename.startswith("<frozen runpy")
+
+
+def print_script_traceback(exc: BaseException) -> None:
+    """The traceback python would print, without nnprof's and runpy's frames."""
+    tb = exc.__traceback__
+    while tb is not None and _ours(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    sys.stdout.flush()
+    traceback.print_exception(type(exc), exc, tb, file=sys.stderr)
+    sys.stderr.flush()
+
+
+def exit_code_of(exc: SystemExit) -> int:
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    try:
+        print(code, file=sys.stderr)
+    except Exception:
+        pass
+    return 1
+
+
+@dataclass
+class Outcome:
+    status: str
+    exit_code: int
+    stop_reason: Optional[str] = None
+
+
+def run(target: Target) -> Outcome:
+    """Execute the target in this process; never raises for the script's own errors."""
+    saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        def on_term(signum, frame):
+            raise Terminated()
+        try:
+            old_term = signal.signal(signal.SIGTERM, on_term)
+        except (ValueError, OSError):
+            old_term = None
+    try:
+        if target.module is not None:
+            spec = importlib.util.find_spec(target.module)
+            sys.argv = [spec.origin or target.module, *target.args]
+            sys.path[0:1] = [os.getcwd()] if sys.path else [os.getcwd()]
+            runpy.run_module(target.module, run_name="__main__", alter_sys=True)
+        else:
+            path = os.path.abspath(target.path)
+            sys.argv = [target.path, *target.args]
+            folder = path if os.path.isdir(path) else os.path.dirname(path)
+            if sys.path:
+                sys.path[0] = folder
+            else:
+                sys.path.insert(0, folder)
+            runpy.run_path(target.path, run_name="__main__")
+        return Outcome("completed", 0)
+    except StopRun as exc:
+        return Outcome("stopped", 0, str(exc))
+    except SystemExit as exc:
+        code = exit_code_of(exc)
+        return Outcome("completed" if code == 0 else "crashed", code)
+    except KeyboardInterrupt:
+        sys.stdout.flush()
+        print("KeyboardInterrupt", file=sys.stderr)
+        return Outcome("interrupted", 130)
+    except Terminated:
+        return Outcome("interrupted", 143)
+    except BaseException as exc:  # the script's own crash
+        print_script_traceback(exc)
+        return Outcome("crashed", 1)
+    finally:
+        sys.argv = saved_argv
+        if saved_path0 is not None and sys.path:
+            sys.path[0] = saved_path0
+        if old_term is not None:
+            try:
+                signal.signal(signal.SIGTERM, old_term)
+            except (ValueError, OSError):
+                pass

@@ -1,0 +1,241 @@
+"""Profiler: one profiled run, from instrumentation to the written summary."""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import sys
+import time
+from typing import Optional
+
+import torch
+
+from . import __version__
+from .instrument import Instrumentation, StepRecord, StopRun, resolve_loss
+from .progress import Progress
+from .run import SCHEMA_VERSION, Run, RunWriter, write_json
+
+STATUSES = ("completed", "stopped", "crashed", "interrupted")
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_out(name: str, root: str = "reports") -> str:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = os.path.join(root, f"{name}-{stamp}")
+    path, n = base, 2
+    while os.path.exists(path):
+        path, n = f"{base}-{n}", n + 1
+    return path
+
+
+def check_writable(path: str) -> Optional[str]:
+    """None if ``path`` can hold a run, else a one-line reason."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create output directory {path}: {exc.strerror or exc}"
+    if not os.path.isdir(path):
+        return f"output path is not a directory: {path}"
+    probe = os.path.join(path, ".nnprof-write-test")
+    try:
+        with open(probe, "w") as fh:
+            fh.write("ok")
+        os.remove(probe)
+    except OSError as exc:
+        return f"output directory is not writable: {path}: {exc.strerror or exc}"
+    return None
+
+
+class Profiler:
+    """Profiles the training that runs between :meth:`start` and :meth:`stop`.
+
+    ``budget`` is the wall time one step may take, in seconds; ``max_steps``
+    and ``max_time`` stop the script cleanly (raising :class:`StopRun` inside
+    it at the next step boundary).
+    """
+
+    def __init__(self, out: Optional[str] = None, budget: float = 1.0, name: str = "run",
+                 script: Optional[str] = None, argv: Optional[list] = None,
+                 max_steps: Optional[int] = None, max_time: Optional[float] = None,
+                 progress: Optional[bool] = None) -> None:
+        if budget is None or not budget > 0:
+            raise ValueError("budget must be a positive number of seconds")
+        self.path = os.path.abspath(out or default_out(name))
+        self.budget = float(budget)
+        self.budget_ns = int(self.budget * 1e9)
+        self.script = script
+        self.argv = list(argv) if argv is not None else None
+        self.max_steps = max_steps
+        self.max_time = max_time
+        self.progress = Progress(enabled=progress)
+        self.notices: list = []
+        self.models: list = []
+        self.optimizers: list = []
+        self.n_steps = 0
+        self.n_train = 0
+        self.n_eval = 0
+        self.n_over = 0
+        self._summary: Optional[dict] = None
+        self._inst: Optional[Instrumentation] = None
+        self.status: Optional[str] = None
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> "Profiler":
+        problem = check_writable(self.path)
+        if problem:
+            raise OSError(problem)
+        self.t0 = time.perf_counter_ns()
+        self.started = time.time()
+        self.writer = RunWriter(self.path)
+        self.writer.write_json("meta.json", self._meta())
+        self._inst = Instrumentation(self._emit, self.writer, self.path, self.t0,
+                                     on_module=self._on_module, on_optimizer=self._on_optimizer)
+        clock = self._inst.clock
+        clock.max_train_steps = self.max_steps
+        if self.max_time is not None:
+            clock.deadline = self.t0 + int(self.max_time * 1e9)
+        self._inst.install()
+        return self
+
+    def stop(self, status: str = "completed", exit_code: Optional[int] = 0,
+             shutdown_workers: bool = False) -> dict:
+        """Finish the run, write ``summary.json``, return the summary."""
+        if self._summary is not None:
+            return self._summary
+        inst = self._inst
+        self.status = status
+        if inst is not None:
+            try:
+                inst.finish()
+                if shutdown_workers:
+                    inst.shutdown_workers()
+            finally:
+                inst.uninstall()
+                self.writer.close()
+        self.progress.close()
+        from .summary import build_summary
+        run = Run.load(self.path)
+        summary = build_summary(run, status=status, exit_code=exit_code,
+                                notices=self.notices, wall_s=(time.perf_counter_ns() - self.t0) / 1e9,
+                                models=self.models, optimizers=self.optimizers)
+        write_json(os.path.join(self.path, "summary.json"), summary)
+        self._summary = summary
+        return summary
+
+    # -- context manager (the notebook API) ---------------------------------
+    def __enter__(self) -> "Profiler":
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            self.stop("completed", 0)
+            return False
+        if issubclass(exc_type, StopRun):
+            self.stop("stopped", 0)
+            return True
+        if issubclass(exc_type, KeyboardInterrupt):
+            self.stop("interrupted", 130)
+            return False
+        self.stop("crashed", 1)
+        return False
+
+    def summary(self) -> dict:
+        """The findings of the finished run (same as ``summary.json``)."""
+        if self._summary is None:
+            raise RuntimeError("the run has not finished yet")
+        return self._summary
+
+    @property
+    def run(self) -> Run:
+        return Run.load(self.path)
+
+    @property
+    def steps(self):
+        return self.run.steps
+
+    # -- called from the hooks -----------------------------------------------
+    def _emit(self, rec: StepRecord) -> None:
+        idx = self.n_steps
+        self.n_steps += 1
+        wall = rec.end - rec.start
+        over = wall > self.budget_ns
+        if rec.kind == "train":
+            tidx = str(self.n_train)
+            self.n_train += 1
+            if over:
+                self.n_over += 1
+        else:
+            tidx = ""
+            self.n_eval += 1
+        loss = resolve_loss(rec.loss_ref)
+        ph = rec.phases
+        lp = rec.loader_phases
+        gp = rec.gpu_phases
+        line = (f"{idx},{rec.kind},{tidx},{(rec.start - self.t0) / 1e9:.6f},{wall / 1e9:.6f},"
+                f"{ph[0] / 1e9:.6f},{ph[1] / 1e9:.6f},{ph[2] / 1e9:.6f},{ph[3] / 1e9:.6f},"
+                f"{ph[4] / 1e9:.6f},{ph[5] / 1e9:.6f},{ph[6] / 1e9:.6f},"
+                f"{lp[0] / 1e9:.6f},{lp[1] / 1e9:.6f},{lp[2] / 1e9:.6f},"
+                f"{rec.loader or ''},{'' if loss is None else repr(loss)},{int(over)},"
+                f"{rec.n_forward},{rec.n_backward},{rec.n_optimizer},"
+                + (",,,,,," if gp is None else ",".join(f"{v:.6f}" for v in gp)) + "\n")
+        self.writer.step_row(line, rec.end)
+        if self.progress.enabled:
+            self.progress.update(rec.end, self.n_train, self.n_eval, wall / 1e9, self.budget,
+                                 self.n_over)
+
+    def _on_module(self, module, is_loss: bool) -> None:
+        if len(self.models) >= 32:
+            return
+        self.models.append({"class": type(module).__name__, "loss": is_loss,
+                            "parameters": sum(p.numel() for p in module.parameters())
+                            if not is_loss else 0})
+
+    def _on_optimizer(self, opt) -> None:
+        if len(self.optimizers) >= 32:
+            return
+        self.optimizers.append({"class": type(opt).__name__,
+                                "param_groups": len(opt.param_groups)})
+
+    def _meta(self) -> dict:
+        cuda = torch.cuda.is_available()
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "nnprof_version": __version__,
+            "script": self.script,
+            "argv": self.argv,
+            "budget_s": self.budget,
+            "max_steps": self.max_steps,
+            "max_time_s": self.max_time,
+            "started_at": datetime.datetime.fromtimestamp(self.started).isoformat(
+                timespec="seconds"),
+            "cwd": os.getcwd(),
+            "pid": os.getpid(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "platform": platform.platform(terse=True),
+            "cpu_count": os.cpu_count(),
+            "usable_cores": usable_cores(),
+            "cuda_available": cuda,
+            "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+            "torch_threads": torch.get_num_threads(),
+        }
+
+
+def profile(out: Optional[str] = None, budget: float = 1.0, name: str = "run",
+            max_steps: Optional[int] = None, max_time: Optional[float] = None,
+            progress: Optional[bool] = False) -> Profiler:
+    """Profile the code in a ``with`` block::
+
+        with nnprof.profile(budget=1.0) as run:
+            train()
+        run.summary()
+    """
+    return Profiler(out=out, budget=budget, name=name, script=sys.argv[0] if sys.argv else None,
+                    argv=list(sys.argv), max_steps=max_steps, max_time=max_time,
+                    progress=progress)

@@ -1,0 +1,124 @@
+"""Build ``summary.json`` from a run directory (live at the end, or post mortem)."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+from .analyses.bottleneck import bottleneck
+from .analyses.budget import budget
+from .analyses.loader import loader_stats, training_loader
+from .analyses.phases import phase_table, worker_phase_table
+from .instrument.steps import PHASES
+from .run import SCHEMA_VERSION, Run
+
+FAIL_CONDITIONS = ("budget", "input-bound", "compute-bound", "optimizer-bound",
+                   "host-overhead-bound", "crashed")
+
+
+def _clean(obj):
+    """JSON-safe: NaN and infinities become null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        try:
+            return _clean(obj.item())
+        except (ValueError, TypeError):
+            return str(obj)
+    return obj
+
+
+def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
+                  wall_s: Optional[float] = None, models=(), optimizers=()) -> dict:
+    meta = run.meta
+    steps = run.steps
+    budget_s = float(meta.get("budget_s") or 1.0)
+    cores = int(meta.get("usable_cores") or 1)
+    device = "cuda" if meta.get("cuda_available") and steps.filter(like="gpu_").notna().any().any() \
+        else "cpu"
+    notices = list(notices)
+
+    train = steps[steps["kind"] == "train"]
+    basis, over = (train, "train") if len(train) else (steps, "all")
+    if not len(train) and len(steps):
+        notices.append("No step ran a backward pass: statistics are over evaluation steps.")
+    if not len(steps):
+        notices.append("No training step was seen: the script ran no forward pass, backward "
+                       "pass, optimizer step or DataLoader iteration in the main thread.")
+
+    phases = phase_table(basis)
+    batches = run.batches
+    worker_phases = worker_phase_table(batches)
+    for p, stats in worker_phases.items():
+        if phases[p]["total_s"] == 0:
+            phases[p] = stats
+    gpu_cols = [f"gpu_{p}_s" for p in PHASES]
+    has_gpu = len(basis) and basis[gpu_cols].notna().all(axis=1).any()
+    gpu_phases = phase_table(basis.dropna(subset=gpu_cols), prefix="gpu_") if has_gpu else None
+
+    loaders = loader_stats(run.loaders, steps, batches, run.transform_times(), cores)
+    tl = training_loader(loaders)
+    b = budget(steps, budget_s, tl)
+
+    source = "device" if gpu_phases else "host"
+    table = gpu_phases or phases
+    shares = {p: table[p]["share"] for p in PHASES}
+    means = {p: phases[p]["mean_s"] for p in PHASES}
+    means["wall"] = float(basis["wall_s"].mean()) if len(basis) else None
+    bn = bottleneck(shares, means, tl, device, cores, source) if len(basis) else None
+
+    losses = basis["loss"].dropna() if len(basis) else basis
+    in_steps = float(steps["wall_s"].sum()) if len(steps) else 0.0
+    summary = {
+        "schema_version": SCHEMA_VERSION,
+        "status": status,
+        "exit_code": exit_code,
+        "script": meta.get("script"),
+        "argv": meta.get("argv"),
+        "budget_s": budget_s,
+        "started_at": meta.get("started_at"),
+        "wall_s": wall_s,
+        "time_in_steps_s": in_steps,
+        "steps": {"train": int(len(train)), "eval": int(len(steps) - len(train)),
+                  "total": int(len(steps))},
+        "phases_over": over,
+        "phases": phases,
+        "gpu_phases": gpu_phases,
+        "step_time": {"mean_s": means["wall"],
+                      "p50_s": float(basis["wall_s"].quantile(0.5)) if len(basis) else None,
+                      "p95_s": float(basis["wall_s"].quantile(0.95)) if len(basis) else None,
+                      "max_s": float(basis["wall_s"].max()) if len(basis) else None},
+        "over_budget": {"count": b.evidence["count"], "share": b.evidence["share"],
+                        "steps": b.evidence["steps"], "truncated": b.evidence["truncated"],
+                        "eval_count": b.evidence["eval_over_count"]},
+        "budget": b.to_dict(),
+        "epoch": b.evidence["epoch"],
+        "bottleneck": bn.to_dict() if bn else {"verdict": "unknown", "evidence": {},
+                                                 "advice": ["No steps were measured."]},
+        "loader": loaders,
+        "loss": {"first": float(losses.iloc[0]), "last": float(losses.iloc[-1]),
+                 "min": float(losses.min()), "count": int(len(losses))} if len(losses) else None,
+        "models": list(models),
+        "optimizers": list(optimizers),
+        "environment": {k: meta.get(k) for k in (
+            "python", "torch", "platform", "device", "cpu_count", "usable_cores",
+            "cuda_available", "torch_threads", "nnprof_version")},
+        "notices": notices,
+    }
+    return _clean(summary)
+
+
+def failed_conditions(summary: dict, conditions) -> list:
+    """Which ``--fail-on`` conditions hold for this summary."""
+    hit = []
+    for cond in conditions:
+        if cond == "budget" and (summary.get("over_budget") or {}).get("count"):
+            hit.append(cond)
+        elif cond == "crashed" and summary.get("status") == "crashed":
+            hit.append(cond)
+        elif (summary.get("bottleneck") or {}).get("verdict") == cond:
+            hit.append(cond)
+    return hit
