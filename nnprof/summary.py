@@ -11,6 +11,8 @@ from .analyses.phases import phase_table, worker_phase_table
 from .instrument.steps import PHASES
 from .run import SCHEMA_VERSION, Run
 
+WARMUP_STEPS = 1
+MIN_STEPS_FOR_WARMUP = 5
 FAIL_CONDITIONS = ("budget", "input-bound", "compute-bound", "optimizer-bound",
                    "host-overhead-bound", "crashed")
 
@@ -63,12 +65,19 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
     tl = training_loader(loaders)
     b = budget(steps, budget_s, tl)
 
+    # the verdict describes the steady state: the first train step (imports,
+    # allocator and worker start-up) is left out once there are enough steps
+    steady = basis.iloc[WARMUP_STEPS:] if len(basis) >= MIN_STEPS_FOR_WARMUP else basis
     source = "device" if gpu_phases else "host"
-    table = gpu_phases or phases
+    host_steady = phase_table(steady)
+    table = (phase_table(steady.dropna(subset=gpu_cols), prefix="gpu_") if gpu_phases
+             else host_steady)
     shares = {p: table[p]["share"] for p in PHASES}
-    means = {p: phases[p]["mean_s"] for p in PHASES}
-    means["wall"] = float(basis["wall_s"].mean()) if len(basis) else None
+    means = {p: host_steady[p]["mean_s"] for p in PHASES}
+    means["wall"] = float(steady["wall_s"].mean()) if len(steady) else None
     bn = bottleneck(shares, means, tl, device, cores, source) if len(basis) else None
+    if bn is not None:
+        bn.evidence["warmup_steps_excluded"] = len(basis) - len(steady)
 
     losses = basis["loss"].dropna() if len(basis) else basis
     in_steps = float(steps["wall_s"].sum()) if len(steps) else 0.0

@@ -124,8 +124,9 @@ def input_advice(shares: dict, means: dict, loader: Optional[dict], device: str,
             if needed is not None and needed <= usable:
                 out.append(f"Set num_workers={needed} ({cores} cores available).")
             else:
-                out.append(f"{needed} workers would be needed but only {usable} cores are free "
-                           f"for them ({cores} in all): make each batch cheaper.")
+                out.append(f"{needed} workers would be needed but only {usable} "
+                           f"core{'s are' if usable > 1 else ' is'} free for them ({cores} in "
+                           "all): make each batch cheaper.")
         elif not loader.get("persistent_workers") and loader.get("iter_calls", 0) > 1 \
                 and startup > 0.1 * (means.get("data", 0) * max(1, loader["steps"]["train"])):
             out.append(f"Workers are restarted at every epoch ({loader['iter_calls']} starts, "

@@ -28,8 +28,28 @@ FUNCTIONAL_LOSSES = tuple(sorted(
 ))
 
 
+def _classify(module):
+    """True: a loss; False: a model; None: decide from its first output."""
+    if isinstance(module, _Loss):
+        return True
+    if next(module.parameters(), None) is not None:
+        return False
+    name = type(module).__name__.lower()
+    if "loss" in name or "criterion" in name:
+        return True
+    return None
+
+
+def _is_scalar(out) -> bool:
+    return isinstance(out, torch.Tensor) and out.numel() == 1 and out.is_floating_point()
+
+
 def install(clock: StepClock, on_module=None) -> Patches:
     """Patch module calls, functional losses and ``Module.zero_grad``.
+
+    A top-level module is a loss when it subclasses ``_Loss``, or has no
+    parameters and either is named like a loss or returns a scalar tensor
+    (decided at its first call, whose time then moves from forward to loss).
 
     ``on_module(module, is_loss)`` is called once per distinct top-level module
     or loss module (for model discovery by later analyses).
@@ -46,24 +66,41 @@ def install(clock: StepClock, on_module=None) -> Patches:
             if on_module is not None:
                 on_module(module, is_loss)
 
+    kinds: dict = {}  # id(module) -> True (loss) | False (model) | None (undecided)
+
     def module_call(self, *args, **kwargs):
-        if isinstance(self, _Loss):
-            if get_ident() != clock.thread_id:
-                return original_call(self, *args, **kwargs)
-            note(self, True)
+        if clock.in_forward or get_ident() != clock.thread_id:
+            if clock.in_forward and isinstance(self, _Loss) and get_ident() == clock.thread_id:
+                clock.push(LOSS)
+                try:
+                    return original_call(self, *args, **kwargs)
+                finally:
+                    clock.pop()
+            return original_call(self, *args, **kwargs)
+        kind = kinds.get(id(self), 0)
+        if kind == 0:
+            kind = kinds[id(self)] = _classify(self)
+            note(self, kind is True)
+        if kind is True:
             clock.push(LOSS)
             try:
                 return original_call(self, *args, **kwargs)
             finally:
                 clock.pop()
-        if clock.in_forward or get_ident() != clock.thread_id:
-            return original_call(self, *args, **kwargs)
-        note(self, False)
         clock.forward_enter(is_grad_enabled())
+        result = None
         try:
-            return original_call(self, *args, **kwargs)
+            result = original_call(self, *args, **kwargs)
+            return result
         finally:
-            clock.forward_exit()
+            if kind is None and _is_scalar(result):
+                # a parameter-free module that returned a scalar: a custom loss
+                kinds[id(self)] = True
+                clock.forward_exit(as_loss=True)
+            else:
+                if kind is None:
+                    kinds[id(self)] = False
+                clock.forward_exit()
 
     original_call = patches.set(torch.nn.Module, "__call__", module_call)
 

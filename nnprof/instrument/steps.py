@@ -139,6 +139,7 @@ class StepClock:
         self.stack: list = []
         self.last = clock()
         self.in_forward = False
+        self._fwd_mark = 0
         self.train_steps = 0
         self.max_train_steps: Optional[int] = None
         self.deadline: Optional[int] = None
@@ -273,10 +274,17 @@ class StepClock:
             o.train_activity = True
         self.stack.append(FORWARD)
         self.in_forward = True
+        self._fwd_mark = o.acc[FORWARD]
 
-    def forward_exit(self) -> None:
+    def forward_exit(self, as_loss: bool = False) -> None:
         self.in_forward = False
         self.pop()
+        o = self.open
+        if as_loss and o is not None:
+            moved = o.acc[FORWARD] - self._fwd_mark
+            o.acc[FORWARD] -= moved
+            o.acc[LOSS] += moved
+            o.n_forward -= 1
 
     def backward_enter(self, loss_ref=None, counts: bool = True) -> None:
         self.push(BACKWARD)
