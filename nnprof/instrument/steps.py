@@ -324,7 +324,7 @@ class StepClock:
         """Close whatever is open; called once when the run ends."""
         o = self.open
         now = self.clock()
-        if o is not None and o.active:
+        if o is not None and (o.active or self.mode == LOADER_STEP):
             self._emit(self._close(now))
         else:
             self.open = None
