@@ -157,7 +157,8 @@ def _profile(profiler, target, opts) -> int:
     if outcome.stop_reason:
         summary.setdefault("notices", []).append(f"stopped at {outcome.stop_reason}")
     if not opts.quiet:
-        _write_err(render("terminal", summary, color=_stderr_is_tty()))
+        tty = _stderr_is_tty()
+        _write_err(render("terminal", summary, color=tty, width=_width(tty)))
     print(f"nnprof: run written to {_shown(profiler.path)}", file=sys.stderr)
     hits = failed_conditions(summary, opts.fail_on)
     if outcome.exit_code != 0:
@@ -171,6 +172,11 @@ def _profile(profiler, target, opts) -> int:
 def _shown(path: str) -> str:
     rel = os.path.relpath(path)
     return rel if not rel.startswith("..") else path
+
+
+def _width(tty: bool) -> int:
+    import shutil
+    return max(80, shutil.get_terminal_size((100, 24)).columns) if tty else 100
 
 
 def _stderr_is_tty() -> bool:
@@ -199,7 +205,8 @@ def cmd_report(argv: list) -> int:
         summary = Run.load(opts.run_dir).summary()
     except RunDirError as exc:
         raise UsageError(str(exc)) from None
-    text = render(opts.format, summary, color=sys.stdout.isatty())
+    tty = sys.stdout.isatty()
+    text = render(opts.format, summary, color=tty, width=_width(tty))
     sys.stdout.write(text)
     return 0
 

@@ -6,7 +6,7 @@ Layout (a contract; ``schema_version`` in ``meta.json`` and ``summary.json``):
 * ``steps.csv``     one row per step, appended and flushed every few rows.
 * ``loaders.jsonl`` one line per DataLoader (metadata) and per ``iter()`` call.
 * ``loader/<pid>.csv`` one row per batch made by that process (main or worker);
-  ``loader/<pid>.json`` that process's time per transform class.
+  ``loader/<pid>.json`` that process's time per transform class, per loader id.
 * ``summary.json``  written at the end (status, exit code, findings).
 
 Writing is raw ``os.write`` on an own buffer so that a forked child can drop
@@ -221,7 +221,7 @@ class Run:
         return self._batches
 
     def transform_times(self) -> dict:
-        """pid -> {transform name: ns}."""
+        """pid -> {loader id: {transform name: ns}}."""
         out = {}
         folder = os.path.join(self.path, "loader")
         if os.path.isdir(folder):

@@ -8,6 +8,8 @@ given back: ``sys.exit(n)`` -> n, an uncaught exception -> its traceback
 """
 from __future__ import annotations
 
+import builtins
+import importlib.machinery
 import importlib.util
 import os
 import runpy
@@ -15,6 +17,7 @@ import signal
 import sys
 import threading
 import traceback
+import types
 from dataclasses import dataclass
 from typing import Optional
 
@@ -53,9 +56,12 @@ def validate(target: Target) -> None:
     """Raise TargetError for a missing script, a folder, or a syntax error."""
     if target.module is not None:
         try:
-            spec = importlib.util.find_spec(target.module)
+            spec = module_spec(target.module)
         except (ImportError, ValueError) as exc:
             raise TargetError(f"cannot find module {target.module!r}: {exc}") from None
+        except Exception as exc:  # a parent package's __init__ failed while being imported
+            raise TargetError(f"cannot find module {target.module!r}: "
+                              f"{type(exc).__name__}: {exc}") from None
         if spec is None:
             raise TargetError(f"no module named {target.module!r}")
         return
@@ -77,6 +83,19 @@ def validate(target: Target) -> None:
         raise TargetError(f"syntax error in {path}, line {exc.lineno}: {exc.msg}") from None
     except ValueError as exc:
         raise TargetError(f"cannot compile {path}: {exc}") from None
+
+
+def module_spec(name: str):
+    """``find_spec`` as ``python -m`` sees it: the working directory first on sys.path.
+
+    The ``nnprof`` console script starts with its own bin folder there instead.
+    """
+    saved = sys.path[:1]
+    sys.path[0:1] = [os.getcwd()]
+    try:
+        return importlib.util.find_spec(name)
+    finally:
+        sys.path[0:1] = saved
 
 
 def _ours(filename: str) -> bool:
@@ -107,6 +126,25 @@ def exit_code_of(exc: SystemExit) -> int:
     return 1
 
 
+def exec_script(path: str) -> None:
+    """Run a file as ``python path`` does: an absolute ``__file__``, ``__package__``
+    None, a fresh ``__main__`` module in ``sys.modules`` while it runs (so that
+    pickling and spawned workers find the script's classes)."""
+    with open(path, "rb") as fh:
+        code = compile(fh.read(), path, "exec", dont_inherit=True)
+    main = types.ModuleType("__main__")
+    main.__dict__.update(__file__=path, __cached__=None, __package__=None, __spec__=None,
+                         __builtins__=builtins,
+                         __loader__=importlib.machinery.SourceFileLoader("__main__", path))
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = main
+    try:
+        exec(code, main.__dict__)
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
+
+
 @dataclass
 class Outcome:
     status: str
@@ -127,9 +165,9 @@ def run(target: Target) -> Outcome:
             old_term = None
     try:
         if target.module is not None:
+            sys.path[0:1] = [os.getcwd()]
             spec = importlib.util.find_spec(target.module)
             sys.argv = [spec.origin or target.module, *target.args]
-            sys.path[0:1] = [os.getcwd()] if sys.path else [os.getcwd()]
             runpy.run_module(target.module, run_name="__main__", alter_sys=True)
         else:
             path = os.path.abspath(target.path)
@@ -139,7 +177,10 @@ def run(target: Target) -> Outcome:
                 sys.path[0] = folder
             else:
                 sys.path.insert(0, folder)
-            runpy.run_path(target.path, run_name="__main__")
+            if os.path.isdir(path):
+                runpy.run_path(target.path, run_name="__main__")
+            else:
+                exec_script(path)
         return Outcome("completed", 0)
     except StopRun as exc:
         return Outcome("stopped", 0, str(exc))

@@ -17,6 +17,9 @@ def loader_stats(loader_meta: dict, steps, batches, transform_ns_by_pid: dict,
                  cores: int) -> list:
     """One dict per DataLoader that fed steps.
 
+    ``transform_ns_by_pid``: pid -> {loader id: {transform name: ns}}, as
+    :meth:`nnprof.run.Run.transform_times` reads it.
+
     * ``batch_s``: loader-side time to make one batch (fetch + transform +
       collate), measured where the batch was made (main process or a worker).
     * ``capacity_bps``: batches per second the loader can make: ``W / batch_s``
@@ -62,7 +65,8 @@ def loader_stats(loader_meta: dict, steps, batches, transform_ns_by_pid: dict,
             entry["capacity_bps"] = (max(workers, 1) / batch_s) if batch_s > 0 else None
             names: dict = {}
             for pid in set(int(x) for x in made["pid"].dropna().unique()):
-                for name, ns in (transform_ns_by_pid.get(pid) or {}).items():
+                mine_ns = (transform_ns_by_pid.get(pid) or {}).get(lid)
+                for name, ns in (mine_ns if isinstance(mine_ns, dict) else {}).items():
                     names[name] = names.get(name, 0) + ns
             total_t = names.pop("transform total", None)
             busy_ns = float((made["end_ns"] - made["start_ns"]).sum())

@@ -16,6 +16,8 @@
 Where the batch was made decides where its timings go (``_STATE.sink``): the
 main process adds them to the open step and to its own batch file; a worker
 appends them to ``loader/<pid>.csv`` in the run directory, flushed per batch.
+Time per transform is kept per loader, since the main process may serve
+several loaders (a training and a validation one) with different transforms.
 """
 from __future__ import annotations
 
@@ -153,7 +155,10 @@ class _Swap:
             if fn is None or isinstance(fn, TimedTransform):
                 continue
             members = _compose_members(fn)
-            if members is not None and type(members) is list:
+            # a Compose shared by several datasets (ConcatDataset parts) is
+            # reached once per slot: its members are wrapped only the first time
+            if members is not None and type(members) is list \
+                    and not any(isinstance(m, TimedTransform) for m in members):
                 try:
                     fn.transforms = [TimedTransform(m, _type_name(m), self.by_name)
                                      for m in members]
@@ -242,7 +247,7 @@ class BatchFile:
             os.write(self.fd, BATCH_HEADER.encode())
         self.t0 = t0
         self.buf: list = []
-        self.by_name: dict = {}
+        self.by_name: dict = {}  # loader id -> {transform name: ns}
         self.flush_every = int(flush_every_s * 1e9)
         self.last_flush = 0
         self.last_names = 0
@@ -295,7 +300,10 @@ class MainSink:
     def __init__(self, clock: StepClock, batches: BatchFile) -> None:
         self.clock = clock
         self.file = batches
-        self.by_name = batches.by_name
+
+    @property
+    def by_name(self) -> dict:
+        return self.file.by_name.setdefault(_STATE.current_loader or "", {})
 
     def accepts(self) -> bool:
         return threading.get_ident() == self.clock.thread_id
@@ -312,7 +320,7 @@ class WorkerSink:
 
     def __init__(self, run_dir: str, t0: int, loader: str, worker_id: int) -> None:
         self.file = BatchFile(run_dir, t0)
-        self.by_name = self.file.by_name
+        self.by_name = self.file.by_name.setdefault(loader, {})
         self.loader = loader
         self.worker = worker_id
 

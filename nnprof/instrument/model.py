@@ -2,11 +2,12 @@
 
 ``nn.Module.__call__`` is patched at class level: the outermost module call of
 the main thread is the ``forward`` phase; any module that is a loss (a
-subclass of ``nn.modules.loss._Loss``) is the ``loss`` phase, also when a model
-computes its loss inside its own forward. Functional losses in
-``torch.nn.functional`` are patched too. A nested module call costs one Python
-frame and two attribute reads: no global module hook is registered, since such
-a hook forces every submodule onto torch's slow call path.
+subclass of ``nn.modules.loss._Loss``, or a parameter-free module whose class
+is named like a loss) is the ``loss`` phase, also when a model computes its
+loss inside its own forward. Functional losses in ``torch.nn.functional`` are
+patched too. A nested module call costs one Python frame, two attribute reads
+and a dict lookup on its class: no global module hook is registered, since
+such a hook forces every submodule onto torch's slow call path.
 """
 from __future__ import annotations
 
@@ -28,16 +29,30 @@ FUNCTIONAL_LOSSES = tuple(sorted(
 ))
 
 
+_UNSEEN = object()  # not 0: False == 0, so a model would be classified again at every call
+
+
+def _named_like_loss(cls) -> bool:
+    name = cls.__name__.lower()
+    return "loss" in name or "criterion" in name
+
+
 def _classify(module):
     """True: a loss; False: a model; None: decide from its first output."""
     if isinstance(module, _Loss):
         return True
     if next(module.parameters(), None) is not None:
         return False
-    name = type(module).__name__.lower()
-    if "loss" in name or "criterion" in name:
+    if _named_like_loss(type(module)):
         return True
     return None
+
+
+def _loss_class(cls):
+    """For calls inside a forward: True: a loss; None: a loss if parameter-free; False."""
+    if issubclass(cls, _Loss):
+        return True
+    return None if _named_like_loss(cls) else False
 
 
 def _is_scalar(out) -> bool:
@@ -50,6 +65,8 @@ def install(clock: StepClock, on_module=None) -> Patches:
     A top-level module is a loss when it subclasses ``_Loss``, or has no
     parameters and either is named like a loss or returns a scalar tensor
     (decided at its first call, whose time then moves from forward to loss).
+    A module called inside a forward is a loss by the same rules but the last
+    (its output is not looked at: that would cost every submodule call).
 
     ``on_module(module, is_loss)`` is called once per distinct top-level module
     or loss module (for model discovery by later analyses).
@@ -67,20 +84,32 @@ def install(clock: StepClock, on_module=None) -> Patches:
                 on_module(module, is_loss)
 
     kinds: dict = {}  # id(module) -> True (loss) | False (model) | None (undecided)
+    nested_kinds: dict = {}  # class -> True | False | None (a loss when parameter-free)
+
+    def nested_loss(module) -> bool:
+        """Only reached for classes not yet known to be no loss."""
+        kind = nested_kinds.get(type(module), _UNSEEN)
+        if kind is _UNSEEN:
+            kind = nested_kinds[type(module)] = _loss_class(type(module))
+        if kind is None:
+            return next(module.parameters(), None) is None
+        return kind
 
     def module_call(self, *args, **kwargs):
         if clock.in_forward or get_ident() != clock.thread_id:
-            if clock.in_forward and isinstance(self, _Loss) and get_ident() == clock.thread_id:
+            if (clock.in_forward and nested_kinds.get(type(self)) is not False
+                    and get_ident() == clock.thread_id and nested_loss(self)):
                 clock.push(LOSS)
                 try:
                     return original_call(self, *args, **kwargs)
                 finally:
                     clock.pop()
             return original_call(self, *args, **kwargs)
-        kind = kinds.get(id(self), 0)
-        if kind == 0:
+        kind = kinds.get(id(self), _UNSEEN)
+        if kind is _UNSEEN:
             kind = kinds[id(self)] = _classify(self)
-            note(self, kind is True)
+            if kind is not None:  # an undecided one is noted once its output decides
+                note(self, kind)
         if kind is True:
             clock.push(LOSS)
             try:
@@ -96,10 +125,12 @@ def install(clock: StepClock, on_module=None) -> Patches:
             if kind is None and _is_scalar(result):
                 # a parameter-free module that returned a scalar: a custom loss
                 kinds[id(self)] = True
+                note(self, True)
                 clock.forward_exit(as_loss=True)
             else:
                 if kind is None:
                     kinds[id(self)] = False
+                    note(self, False)
                 clock.forward_exit()
 
     original_call = patches.set(torch.nn.Module, "__call__", module_call)

@@ -119,10 +119,11 @@ class TerminalRenderer:
         if not loaders:
             return
         t = Table(title="data loaders", title_justify="left")
-        for col in ("loader", "built at", "dataset", "workers", "train+eval", "wait ms",
-                    "batch ms", "capacity b/s", "demand b/s"):
-            t.add_column(col, justify="left" if col in ("loader", "built at", "dataset")
-                         else "right")
+        for col in ("loader", "built at", "dataset", "workers", "steps", "wait ms",
+                    "batch ms", "makes b/s", "needs b/s"):
+            left = col in ("loader", "built at", "dataset")
+            t.add_column(col, justify="left" if left else "right",
+                         overflow="fold" if left else "ellipsis")
         for d in loaders:
             cap, dem = d.get("capacity_bps"), d.get("demand_bps")
             t.add_row(d["id"], escape(str(d.get("site", ""))), escape(str(d.get("dataset"))),
