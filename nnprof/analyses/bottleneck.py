@@ -151,7 +151,9 @@ def input_advice(shares: dict, means: dict, loader: Optional[dict], device: str,
                            f"({_ms(parts['transform'])} per batch): make it cheaper, cache its "
                            "deterministic part, or run it on the GPU on whole batches.")
             elif top == "fetch":
-                out.append(f"Dataset.__getitem__ of {loader.get('dataset')} takes {_pct(share)} of "
+                reading = (f"Iterating {loader.get('dataset')}" if loader.get("iterable")
+                           else f"Dataset.__getitem__ of {loader.get('dataset')}")
+                out.append(f"{reading} takes {_pct(share)} of "
                            f"loading time ({_ms(parts['fetch'])} per batch): cache or preload "
                            "samples, use a faster format or storage.")
             else:
