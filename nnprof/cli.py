@@ -153,9 +153,9 @@ def _profile(profiler, target, opts) -> int:
             sys.stdout.flush()
         except Exception:
             pass
+        if outcome.stop_reason:
+            profiler.notices.append(f"stopped at {outcome.stop_reason}")
         summary = profiler.stop(outcome.status, outcome.exit_code, shutdown_workers=True)
-    if outcome.stop_reason:
-        summary.setdefault("notices", []).append(f"stopped at {outcome.stop_reason}")
     if not opts.quiet:
         tty = _stderr_is_tty()
         _write_err(render("terminal", summary, color=tty, width=_width(tty)))
