@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from typing import Optional
 
 from .instrument.steps import LOADER_PHASES, PHASES
@@ -62,36 +61,30 @@ class _Appender:
 
 
 class RunWriter:
-    """Streams a run to its directory; flushes every ``every_rows`` rows or ``every_s``."""
+    """Streams a run to its directory (the caller batches the step rows)."""
 
-    def __init__(self, path: str, every_rows: int = 16, every_s: float = 0.25) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
         os.makedirs(path, exist_ok=True)
         self.steps = _Appender(os.path.join(path, "steps.csv"), ",".join(STEP_COLUMNS) + "\n")
         self.loaders = _Appender(os.path.join(path, "loaders.jsonl"))
-        self.every_rows = every_rows
-        self.every_ns = int(every_s * 1e9)
-        self.pending = 0
-        self.last_flush = time.perf_counter_ns()
 
     def write_json(self, name: str, obj) -> None:
         write_json(os.path.join(self.path, name), obj)
 
-    def step_row(self, line: str, now: int) -> None:
-        self.steps.append(line)
-        self.pending += 1
-        if self.pending >= self.every_rows or now - self.last_flush >= self.every_ns:
-            self.flush(now)
+    def write_rows(self, lines: list) -> None:
+        """Append formatted steps.csv lines and write them out now."""
+        if lines:
+            self.steps.buf.extend(lines)
+            self.steps.flush()
 
     def loader_event(self, event: dict) -> None:
         self.loaders.append(json.dumps(event, default=str) + "\n")
         self.loaders.flush()
 
-    def flush(self, now: Optional[int] = None) -> None:
+    def flush(self) -> None:
         self.steps.flush()
         self.loaders.flush()
-        self.pending = 0
-        self.last_flush = time.perf_counter_ns() if now is None else now
 
     def close(self) -> None:
         self.steps.close()

@@ -137,8 +137,9 @@ def install(clock: StepClock, on_module=None) -> Patches:
 
     def make_loss(fn):
         def functional_loss(*args, **kwargs):
-            if get_ident() != clock.thread_id:
-                return fn(*args, **kwargs)
+            stack = clock.stack
+            if stack and stack[-1] == LOSS or get_ident() != clock.thread_id:
+                return fn(*args, **kwargs)  # inside a loss module already
             clock.push(LOSS)
             try:
                 return fn(*args, **kwargs)

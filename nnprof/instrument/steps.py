@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 PHASES = ("data", "prep", "forward", "loss", "backward", "optimizer", "other")
@@ -36,35 +35,45 @@ FETCH, TRANSFORM, COLLATE = range(3)
 IDLE, LOADER_STEP, FREE_STEP = 0, 1, 2
 
 
-@dataclass
 class StepRecord:
-    """One finished step, in nanoseconds of ``time.perf_counter_ns``.
+    """One step, open while it is measured, then handed to the sink.
 
-    ``phases`` holds the seven main-process phases (they sum to ``end - start``);
-    ``loader_phases`` the main-process fetch/transform/collate time (zero when
-    loader workers did the loading); ``gpu_phases`` the device-side time per
-    phase when CUDA events were recorded (None otherwise); ``loss`` the value of
-    the last scalar that ``backward()`` was called on, once resolved.
+    Times are nanoseconds of ``time.perf_counter_ns``. ``phases`` holds the
+    seven main-process phases (they sum to ``end - start``); ``loader_phases``
+    the main-process fetch/transform/collate time (zero when loader workers did
+    the loading); ``gpu_phases`` the device-side seconds per phase when CUDA
+    events were recorded (None otherwise); ``loss_ref`` the last scalar that
+    ``backward()`` was called on, read when the step is written.
     """
 
-    start: int
-    end: int
-    phases: list
-    loader_phases: list
-    kind: str = "eval"
-    loader: Optional[str] = None
-    n_forward: int = 0
-    n_backward: int = 0
-    n_optimizer: int = 0
-    optimizers: set = field(default_factory=set)
-    loss: Optional[float] = None
-    loss_ref: object = None
-    gpu: object = None
-    gpu_phases: Optional[list] = None
+    __slots__ = ("start", "end", "phases", "loader_phases", "kind", "loader", "n_forward",
+                 "n_backward", "n_optimizer", "optimizers", "loss_ref", "gpu", "gpu_phases",
+                 "train_activity", "base")
+
+    def __init__(self, start: int, loader: Optional[str] = None, gpu=None) -> None:
+        self.start = start
+        self.end = start
+        self.phases = [0, 0, 0, 0, 0, 0, 0]
+        self.loader_phases = [0, 0, 0]
+        self.kind = "eval"
+        self.loader = loader
+        self.n_forward = 0
+        self.n_backward = 0
+        self.n_optimizer = 0
+        self.optimizers: tuple = ()
+        self.loss_ref = None
+        self.gpu = gpu
+        self.gpu_phases: Optional[list] = None
+        self.train_activity = False
+        self.base = PREP
 
     @property
     def wall(self) -> int:
         return self.end - self.start
+
+    @property
+    def active(self) -> bool:
+        return bool(self.n_forward or self.n_backward or self.n_optimizer)
 
     def absorb(self, later: "StepRecord") -> None:
         """Merge the directly following ``later`` step into this one."""
@@ -76,39 +85,13 @@ class StepRecord:
         self.n_forward += later.n_forward
         self.n_backward += later.n_backward
         self.n_optimizer += later.n_optimizer
-        self.optimizers |= later.optimizers
+        self.optimizers = self.optimizers + later.optimizers
         if later.n_backward:
             self.kind = "train"
         if later.loss_ref is not None:
             self.loss_ref = later.loss_ref
         if self.gpu is not None and later.gpu is not None:
             self.gpu.absorb(later.gpu)
-
-
-class _Open:
-    """The step being measured."""
-
-    __slots__ = ("start", "acc", "lacc", "loader", "n_forward", "n_backward",
-                 "n_optimizer", "optimizers", "train_activity", "base", "loss_ref",
-                 "gpu")
-
-    def __init__(self, start: int, loader: Optional[str], gpu) -> None:
-        self.start = start
-        self.acc = [0] * 7
-        self.lacc = [0] * 3
-        self.loader = loader
-        self.n_forward = 0
-        self.n_backward = 0
-        self.n_optimizer = 0
-        self.optimizers: set = set()
-        self.train_activity = False
-        self.base = PREP
-        self.loss_ref = None
-        self.gpu = gpu
-
-    @property
-    def active(self) -> bool:
-        return bool(self.n_forward or self.n_backward or self.n_optimizer)
 
 
 class StopRun(BaseException):
@@ -134,7 +117,7 @@ class StepClock:
         self.gpu_factory = gpu_factory
         self.thread_id = threading.get_ident() if thread_id is None else thread_id
         self.mode = IDLE
-        self.open: Optional[_Open] = None
+        self.open: Optional[StepRecord] = None
         self.held: Optional[StepRecord] = None
         self.stack: list = []
         self.last = clock()
@@ -149,33 +132,49 @@ class StepClock:
         o = self.open
         if o is not None:
             phase = self.stack[-1] if self.stack else o.base
-            o.acc[phase] += now - self.last
+            o.phases[phase] += now - self.last
             if o.gpu is not None:
                 o.gpu.mark(phase)
         self.last = now
 
+    # push/pop run several times per step: _charge is inlined there
     def push(self, phase: int) -> None:
         now = self.clock()
-        if self.open is None:
+        o = self.open
+        if o is None:
             self._open_free(now)
-        self._charge(now)
-        self.stack.append(phase)
+            o = self.open
+        stack = self.stack
+        cur = stack[-1] if stack else o.base
+        o.phases[cur] += now - self.last
+        if o.gpu is not None:
+            o.gpu.mark(cur)
+        self.last = now
+        stack.append(phase)
 
     def pop(self) -> None:
-        self._charge(self.clock())
-        if self.stack:
-            self.stack.pop()
+        now = self.clock()
+        o = self.open
+        stack = self.stack
+        if o is not None:
+            cur = stack[-1] if stack else o.base
+            o.phases[cur] += now - self.last
+            if o.gpu is not None:
+                o.gpu.mark(cur)
+        self.last = now
+        if stack:
+            stack.pop()
 
     def add_loader_time(self, which: int, ns: int) -> None:
         """Main-process fetch/transform/collate time, a slice of ``data``."""
         if self.open is not None:
-            self.open.lacc[which] += ns
+            self.open.loader_phases[which] += ns
 
     # -- opening and closing ---------------------------------------------
-    def _new_open(self, now: int, loader: Optional[str]) -> _Open:
-        gpu = self.gpu_factory() if self.gpu_factory is not None else None
+    def _new_open(self, now: int, loader: Optional[str]) -> StepRecord:
         self.last = now
-        return _Open(now, loader, gpu)
+        return StepRecord(now, loader, self.gpu_factory() if self.gpu_factory is not None
+                          else None)
 
     def _open_free(self, now: int) -> None:
         self.mode = FREE_STEP
@@ -187,16 +186,13 @@ class StepClock:
             return None
         self._charge(now)
         self.open = None
+        o.end = now
         if o.n_backward:
             self.train_steps += 1
-        rec = StepRecord(start=o.start, end=now, phases=o.acc, loader_phases=o.lacc,
-                         kind="train" if o.n_backward else "eval", loader=o.loader,
-                         n_forward=o.n_forward, n_backward=o.n_backward,
-                         n_optimizer=o.n_optimizer, optimizers=o.optimizers,
-                         loss_ref=o.loss_ref, gpu=o.gpu)
+            o.kind = "train"
         if o.gpu is not None:
             o.gpu.close()
-        return rec
+        return o
 
     def _emit_held(self) -> None:
         if self.held is not None:
@@ -274,16 +270,16 @@ class StepClock:
             o.train_activity = True
         self.stack.append(FORWARD)
         self.in_forward = True
-        self._fwd_mark = o.acc[FORWARD]
+        self._fwd_mark = o.phases[FORWARD]
 
     def forward_exit(self, as_loss: bool = False) -> None:
         self.in_forward = False
         self.pop()
         o = self.open
         if as_loss and o is not None:
-            moved = o.acc[FORWARD] - self._fwd_mark
-            o.acc[FORWARD] -= moved
-            o.acc[LOSS] += moved
+            moved = o.phases[FORWARD] - self._fwd_mark
+            o.phases[FORWARD] -= moved
+            o.phases[LOSS] += moved
             o.n_forward -= 1
 
     def backward_enter(self, loss_ref=None, counts: bool = True) -> None:
@@ -304,7 +300,8 @@ class StepClock:
         if o is None:
             return
         o.n_optimizer += 1
-        o.optimizers.add(opt_id)
+        if opt_id not in o.optimizers:
+            o.optimizers = o.optimizers + (opt_id,)
         o.train_activity = True
         if self.mode != FREE_STEP:
             return
