@@ -135,6 +135,31 @@ class Run:
         return run
 
     @property
+    def probe(self) -> Optional[dict]:
+        """``probe.json``: models, optimizers, wiring, loss at init (None if absent)."""
+        try:
+            data = _read_json(os.path.join(self.path, "probe.json"))
+        except RunDirError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    @property
+    def metrics_passes(self) -> list:
+        """``metrics.jsonl``: one confusion matrix per evaluation pass."""
+        out = []
+        path = os.path.join(self.path, "metrics.jsonl")
+        if os.path.exists(path):
+            with open(path) as fh:
+                for line in fh:
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(rec, dict) and isinstance(rec.get("confusion"), list):
+                        out.append(rec)
+        return out
+
+    @property
     def summary_file(self) -> Optional[dict]:
         return _read_json(os.path.join(self.path, "summary.json"))
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime
+import json
+import math
 import os
 import platform
 import sys
@@ -12,6 +14,7 @@ import torch
 
 from . import __version__
 from .instrument import Instrumentation, StepRecord, StopRun, resolve_loss
+from .instrument.probe import TrainingProbe
 from .progress import Progress
 from .run import SCHEMA_VERSION, Run, RunWriter, write_json
 
@@ -21,6 +24,19 @@ _NO_GPU = ",,,,,,"
 FLUSH_ROWS = 16           # steps.csv is written every 16 steps ...
 FLUSH_NS = 250_000_000    # ... or every 0.25 s, whichever comes first
 STATUSES = ("completed", "stopped", "crashed", "interrupted")
+
+
+def rung_config(notices: list) -> Optional[dict]:
+    """The overfit-rung settings that ``nnprof check`` passes in ``NNPROF_RUNG``."""
+    text = os.environ.get("NNPROF_RUNG")
+    if not text:
+        return None
+    try:
+        rung = json.loads(text)
+    except ValueError:
+        notices.append("NNPROF_RUNG is not valid JSON: ignored")
+        return None
+    return rung if isinstance(rung, dict) else None
 
 
 def usable_cores() -> int:
@@ -80,8 +96,8 @@ class Profiler:
         self.max_time = max_time
         self.progress = Progress(enabled=progress)
         self.notices: list = []
-        self.models: list = []
-        self.optimizers: list = []
+        self.rung = rung_config(self.notices)
+        self._rung_losses: list = []
         self.n_steps = 0
         self.n_train = 0
         self.n_eval = 0
@@ -102,8 +118,18 @@ class Profiler:
         self.started = time.time()
         self.writer = RunWriter(self.path)
         self.writer.write_json("meta.json", self._meta())
-        self._inst = Instrumentation(self._emit, self.writer, self.path, self.t0,
-                                     on_module=self._on_module, on_optimizer=self._on_optimizer)
+        self._metrics = open(os.path.join(self.path, "metrics.jsonl"), "a")
+        self.probe = TrainingProbe(self._write_pass, self.rung)
+        restrict = None
+        if self.rung and self.rung.get("loader_site"):
+            site = self.rung["loader_site"]
+            restrict = {"file": site.get("file"), "line": site.get("line"),
+                        "examples": self.rung.get("examples", 1)}
+        self._inst = Instrumentation(
+            self._emit, self.writer, self.path, self.t0, on_module=self.probe.on_module,
+            on_optimizer=self.probe.on_optimizer, on_scheduler=self.probe.on_scheduler,
+            probe=self.probe.wiring, observer_factory=self.probe.make_observer,
+            restrict_loader=restrict, freeze_schedulers=self.probe.simplify)
         clock = self._inst.clock
         clock.max_train_steps = self.max_steps
         if self.max_time is not None:
@@ -124,15 +150,16 @@ class Profiler:
                 self._write_rows(time.perf_counter_ns())
                 if shutdown_workers:
                     inst.shutdown_workers()
+                self.writer.write_json("probe.json", self.probe.result())
             finally:
                 inst.uninstall()
                 self.writer.close()
+                self._metrics.close()
         self.progress.close()
         from .summary import build_summary
         run = Run.load(self.path)
         summary = build_summary(run, status=status, exit_code=exit_code,
-                                notices=self.notices, wall_s=(time.perf_counter_ns() - self.t0) / 1e9,
-                                models=self.models, optimizers=self.optimizers)
+                                notices=self.notices, wall_s=(time.perf_counter_ns() - self.t0) / 1e9)
         write_json(os.path.join(self.path, "summary.json"), summary)
         self._summary = summary
         return summary
@@ -178,6 +205,8 @@ class Profiler:
             self.n_train += 1
             if rec.end - rec.start > self.budget_ns:
                 self.n_over += 1
+            if self.rung is not None:
+                self._converged(rec)
         else:
             self.n_eval += 1
         if len(rows) >= FLUSH_ROWS or rec.end - self._flushed_at >= FLUSH_NS:
@@ -197,7 +226,7 @@ class Profiler:
                 self._written_train += 1
             else:
                 tidx = ""
-            loss = resolve_loss(rec.loss_ref)
+            loss = resolve_loss(rec.loss_ref if rec.loss_ref is not None else rec.eval_loss_ref)
             ph, lp, gp = rec.phases, rec.loader_phases, rec.gpu_phases
             lines.append(_ROW % (
                 self.n_steps, rec.kind, tidx, (rec.start - t0) * 1e-9, wall * 1e-9,
@@ -210,18 +239,21 @@ class Profiler:
         self.writer.write_rows(lines)
         self._flushed_at = now
 
-    def _on_module(self, module, is_loss: bool) -> None:
-        if len(self.models) >= 32:
-            return
-        self.models.append({"class": type(module).__name__, "loss": is_loss,
-                            "parameters": sum(p.numel() for p in module.parameters())
-                            if not is_loss else 0})
+    def _write_pass(self, record: dict) -> None:
+        self._metrics.write(json.dumps(record) + "\n")
+        self._metrics.flush()
 
-    def _on_optimizer(self, opt) -> None:
-        if len(self.optimizers) >= 32:
+    def _converged(self, rec: StepRecord) -> None:
+        """Overfit rungs stop once the recent train losses fell far enough."""
+        loss = resolve_loss(rec.loss_ref)
+        if loss is None or not math.isfinite(loss):
             return
-        self.optimizers.append({"class": type(opt).__name__,
-                                "param_groups": len(opt.param_groups)})
+        losses = self._rung_losses
+        losses.append(loss)
+        ratio, patience = float(self.rung.get("ratio", 0.1)), int(self.rung.get("patience", 5))
+        if len(losses) >= patience and losses[0] > 0 and \
+                sum(losses[-patience:]) / patience <= ratio * losses[0]:
+            self._inst.clock.stop_reason = "converged"
 
     def _meta(self) -> dict:
         cuda = torch.cuda.is_available()

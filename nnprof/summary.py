@@ -34,9 +34,10 @@ def _clean(obj):
 
 
 def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
-                  wall_s: Optional[float] = None, models=(), optimizers=()) -> dict:
+                  wall_s: Optional[float] = None) -> dict:
     meta = run.meta
     steps = run.steps
+    probe = run.probe or {}
     budget_s = float(meta.get("budget_s") or 1.0)
     cores = int(meta.get("usable_cores") or 1)
     device = "cuda" if meta.get("cuda_available") and steps.filter(like="gpu_").notna().any().any() \
@@ -110,8 +111,8 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
         "loader": loaders,
         "loss": {"first": float(losses.iloc[0]), "last": float(losses.iloc[-1]),
                  "min": float(losses.min()), "count": int(len(losses))} if len(losses) else None,
-        "models": list(models),
-        "optimizers": list(optimizers),
+        "models": probe.get("models") or [],
+        "optimizers": probe.get("optimizers") or [],
         "environment": {k: meta.get(k) for k in (
             "python", "torch", "platform", "device", "cpu_count", "usable_cores",
             "cuda_available", "torch_threads", "nnprof_version")},

@@ -6,7 +6,7 @@ from typing import Callable, Optional
 
 import torch
 
-from . import autograd, loader, model, optim
+from . import autograd, loader, model, optim, sched
 from .cuda import LossCopies, PendingSteps, cuda_pool, GpuTimeline
 from .steps import StepClock, StepRecord, StopRun  # noqa: F401
 
@@ -21,19 +21,27 @@ class Instrumentation:
     """
 
     def __init__(self, emit: Callable[[StepRecord], None], writer, run_dir: str,
-                 t0: int, on_module=None, on_optimizer=None) -> None:
+                 t0: int, on_module=None, on_optimizer=None, on_scheduler=None,
+                 probe=None, observer_factory=None, restrict_loader: Optional[dict] = None,
+                 freeze_schedulers: bool = False) -> None:
         self.emit = emit
         self.writer = writer
         self.run_dir = run_dir
         self.t0 = t0
         self.on_module = on_module
         self.on_optimizer = on_optimizer
+        self.on_scheduler = on_scheduler
+        self.probe = probe
+        self.restrict_loader = restrict_loader
+        self.freeze_schedulers = freeze_schedulers
         self.cuda_available = _cuda_available()
         self._pool = None
         self._losses = None
         self.pending = PendingSteps(emit)
         self.clock = StepClock(self._on_record, gpu_factory=self._gpu_timeline
                                if self.cuda_available else None)
+        self.observer = observer_factory(self.clock, self._capture_loss) \
+            if observer_factory is not None else None
         self._handles: list = []
 
     # CUDA is probed once; events start once the script has initialised CUDA
@@ -62,10 +70,12 @@ class Instrumentation:
         if _ACTIVE is not None:
             raise RuntimeError("nnprof is already profiling in this process")
         try:
-            self._handles.append(model.install(self.clock, self.on_module))
+            self._handles.append(model.install(self.clock, self.on_module, self.observer))
             self._handles.append(autograd.install(self.clock, self._capture_loss))
-            self._handles.append(optim.install(self.clock, self.on_optimizer))
-            self.loader = loader.install(self.clock, self.writer, self.run_dir, self.t0)
+            self._handles.append(optim.install(self.clock, self.on_optimizer, self.probe))
+            self._handles.append(sched.install(self.on_scheduler, self.freeze_schedulers))
+            self.loader = loader.install(self.clock, self.writer, self.run_dir, self.t0,
+                                         self.restrict_loader)
             self._handles.append(self.loader)
         except BaseException:
             self.uninstall()

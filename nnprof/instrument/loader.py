@@ -419,8 +419,13 @@ def loader_meta(loader: DataLoader, lid: str, site: tuple) -> dict:
     }
 
 
-def install(clock: StepClock, writer, run_dir: str, t0: int) -> Patches:
-    """``writer.loader_event(dict)`` receives loader metadata and iterator timings."""
+def install(clock: StepClock, writer, run_dir: str, t0: int,
+            restrict: Optional[dict] = None) -> Patches:
+    """``writer.loader_event(dict)`` receives loader metadata and iterator timings.
+
+    ``restrict`` ({"file", "line", "examples"}): the DataLoader built at that
+    site serves only the dataset's first ``examples`` items (an overfit rung).
+    """
     patches = Patches()
     get_ident = threading.get_ident
     sites: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -437,8 +442,14 @@ def install(clock: StepClock, writer, run_dir: str, t0: int) -> Patches:
     original_init = DataLoader.__dict__["__init__"]
 
     def init(self, *args, **kwargs):
+        site = call_site()
+        if restrict is not None and (site[0], site[1]) == (restrict["file"], restrict["line"]):
+            args, kwargs = restricted_args(original_init, self, args, kwargs,
+                                           int(restrict["examples"]))
+            writer.loader_event({"event": "restricted", "file": site[0], "line": site[1],
+                                 "examples": int(restrict["examples"])})
         original_init(self, *args, **kwargs)
-        sites[self] = call_site()
+        sites[self] = site
 
     patches.set(DataLoader, "__init__", init)
 
@@ -519,6 +530,70 @@ def install(clock: StepClock, writer, run_dir: str, t0: int) -> Patches:
     patches.shutdown_workers = shutdown_workers
     patches.batches = batches
     return patches
+
+
+class RepeatFirst(torch.utils.data.Dataset):
+    """The first ``n`` items of a dataset, repeated to its full length."""
+
+    def __init__(self, dataset, n: int) -> None:
+        self.dataset = dataset
+        self.n = max(1, min(n, len(dataset)))
+        self.length = len(dataset)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i):
+        return self.dataset[int(i) % self.n]
+
+
+class RepeatFirstIterable(torch.utils.data.IterableDataset):
+    """The first ``n`` items of an iterable dataset, cycled as long as the original."""
+
+    def __init__(self, dataset, n: int) -> None:
+        self.dataset = dataset
+        self.n = max(1, n)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self):
+        head = []
+        for item in self.dataset:
+            head.append(item)
+            if len(head) >= self.n:
+                break
+        if not head:
+            return
+        try:
+            total = len(self.dataset)
+        except TypeError:
+            total = None
+        i = 0
+        while total is None or i < total:
+            yield head[i % len(head)]
+            i += 1
+
+
+def restricted_args(init, loader, args, kwargs, n: int):
+    """DataLoader arguments with the dataset cut to its first ``n`` items, in order."""
+    import inspect
+    bound = inspect.signature(init).bind(loader, *args, **kwargs)
+    a = bound.arguments
+    ds = a["dataset"]
+    if isinstance(ds, torch.utils.data.IterableDataset):
+        a["dataset"] = RepeatFirstIterable(ds, n)
+    else:
+        a["dataset"] = RepeatFirst(ds, n)
+    bs = a.get("batch_sampler")
+    if bs is not None:
+        a["batch_sampler"] = None
+        a["batch_size"] = getattr(bs, "batch_size", 1) or 1
+        a["drop_last"] = bool(getattr(bs, "drop_last", False))
+    a["sampler"] = None
+    a["shuffle"] = False
+    bound.arguments.pop("self", None)
+    return (), dict(bound.arguments)
 
 
 def detach_in_child() -> None:

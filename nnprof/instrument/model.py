@@ -59,7 +59,15 @@ def _is_scalar(out) -> bool:
     return isinstance(out, torch.Tensor) and out.numel() == 1 and out.is_floating_point()
 
 
-def install(clock: StepClock, on_module=None) -> Patches:
+def loss_name(cls) -> str:
+    """The class name, or that of the nearest torch loss class it derives from."""
+    for c in cls.__mro__:
+        if c.__module__.startswith("torch.nn") and issubclass(c, _Loss) and c is not _Loss:
+            return c.__name__
+    return cls.__name__
+
+
+def install(clock: StepClock, on_module=None, observer=None) -> Patches:
     """Patch module calls, functional losses and ``Module.zero_grad``.
 
     A top-level module is a loss when it subclasses ``_Loss``, or has no
@@ -69,7 +77,8 @@ def install(clock: StepClock, on_module=None) -> Patches:
     (its output is not looked at: that would cost every submodule call).
 
     ``on_module(module, is_loss)`` is called once per distinct top-level module
-    or loss module (for model discovery by later analyses).
+    or loss module (for model discovery by later analyses);
+    ``observer(name, args, kwargs, result)`` after each outermost loss call.
     """
     patches = Patches()
     get_ident = threading.get_ident
@@ -95,15 +104,28 @@ def install(clock: StepClock, on_module=None) -> Patches:
             return next(module.parameters(), None) is None
         return kind
 
+    names: dict = {}
+
+    def call_loss(self, args, kwargs):
+        outer = not (clock.stack and clock.stack[-1] == LOSS)
+        clock.push(LOSS)
+        try:
+            result = original_call(self, *args, **kwargs)
+        finally:
+            clock.pop()
+        if observer is not None and outer:
+            cls = type(self)
+            name = names.get(cls)
+            if name is None:
+                name = names[cls] = loss_name(cls)
+            observer(name, args, kwargs, result)
+        return result
+
     def module_call(self, *args, **kwargs):
         if clock.in_forward or get_ident() != clock.thread_id:
             if (clock.in_forward and nested_kinds.get(type(self)) is not False
                     and get_ident() == clock.thread_id and nested_loss(self)):
-                clock.push(LOSS)
-                try:
-                    return original_call(self, *args, **kwargs)
-                finally:
-                    clock.pop()
+                return call_loss(self, args, kwargs)
             return original_call(self, *args, **kwargs)
         kind = kinds.get(id(self), _UNSEEN)
         if kind is _UNSEEN:
@@ -111,11 +133,7 @@ def install(clock: StepClock, on_module=None) -> Patches:
             if kind is not None:  # an undecided one is noted once its output decides
                 note(self, kind)
         if kind is True:
-            clock.push(LOSS)
-            try:
-                return original_call(self, *args, **kwargs)
-            finally:
-                clock.pop()
+            return call_loss(self, args, kwargs)
         clock.forward_enter(is_grad_enabled())
         result = None
         try:
@@ -136,15 +154,20 @@ def install(clock: StepClock, on_module=None) -> Patches:
     original_call = patches.set(torch.nn.Module, "__call__", module_call)
 
     def make_loss(fn):
+        name = fn.__name__
+
         def functional_loss(*args, **kwargs):
             stack = clock.stack
             if stack and stack[-1] == LOSS or get_ident() != clock.thread_id:
                 return fn(*args, **kwargs)  # inside a loss module already
             clock.push(LOSS)
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
             finally:
                 clock.pop()
+            if observer is not None:
+                observer(name, args, kwargs, result)
+            return result
         functional_loss.__wrapped__ = fn
         functional_loss.__name__ = fn.__name__
         functional_loss.__doc__ = fn.__doc__

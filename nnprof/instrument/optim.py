@@ -17,8 +17,10 @@ from .patching import Patches
 from .steps import OPTIMIZER, StepClock
 
 
-def install(clock: StepClock, on_optimizer=None) -> Patches:
-    """``on_optimizer(opt)`` is called once per distinct optimizer that steps."""
+def install(clock: StepClock, on_optimizer=None, probe=None) -> Patches:
+    """``on_optimizer(opt)`` is called once per distinct optimizer that steps;
+    ``probe.before_step(opt)`` / ``after_step(opt)`` around steps while
+    ``probe.active`` (the wiring probe of the first steps)."""
     patches = Patches()
     get_ident = threading.get_ident
     seen: set = set()
@@ -33,6 +35,8 @@ def install(clock: StepClock, on_optimizer=None) -> Patches:
                 on_optimizer(opt)
         active.append(opt)
         clock.push(OPTIMIZER)
+        if probe is not None and probe.active:
+            probe.before_step(opt)  # charged to 'optimizer', first steps only
         return None
 
     def post(opt, args, kwargs):
@@ -40,6 +44,8 @@ def install(clock: StepClock, on_optimizer=None) -> Patches:
             return None
         active.pop()
         clock.optimizer_step_exit(id(opt))
+        if probe is not None and probe.active:
+            probe.after_step(opt)
         return None
 
     h1 = register_optimizer_step_pre_hook(pre)

@@ -47,8 +47,8 @@ class StepRecord:
     """
 
     __slots__ = ("start", "end", "phases", "loader_phases", "kind", "loader", "n_forward",
-                 "n_backward", "n_optimizer", "optimizers", "loss_ref", "gpu", "gpu_phases",
-                 "train_activity", "base")
+                 "n_backward", "n_optimizer", "optimizers", "loss_ref", "eval_loss_ref", "gpu",
+                 "gpu_phases", "train_activity", "base")
 
     def __init__(self, start: int, loader: Optional[str] = None, gpu=None) -> None:
         self.start = start
@@ -62,6 +62,7 @@ class StepRecord:
         self.n_optimizer = 0
         self.optimizers: tuple = ()
         self.loss_ref = None
+        self.eval_loss_ref = None
         self.gpu = gpu
         self.gpu_phases: Optional[list] = None
         self.train_activity = False
@@ -90,6 +91,8 @@ class StepRecord:
             self.kind = "train"
         if later.loss_ref is not None:
             self.loss_ref = later.loss_ref
+        if later.eval_loss_ref is not None:
+            self.eval_loss_ref = later.eval_loss_ref
         if self.gpu is not None and later.gpu is not None:
             self.gpu.absorb(later.gpu)
 
@@ -126,6 +129,7 @@ class StepClock:
         self.train_steps = 0
         self.max_train_steps: Optional[int] = None
         self.deadline: Optional[int] = None
+        self.stop_reason: Optional[str] = None
 
     # -- the phase clock -------------------------------------------------
     def _charge(self, now: int) -> None:
@@ -205,6 +209,8 @@ class StepClock:
             self.sink(rec)
 
     def _check_stop(self, now: int) -> None:
+        if self.stop_reason is not None:
+            raise StopRun(self.stop_reason)
         if self.max_train_steps is not None and self.train_steps >= self.max_train_steps:
             raise StopRun(f"max-steps ({self.max_train_steps} train steps)")
         if self.deadline is not None and now >= self.deadline:

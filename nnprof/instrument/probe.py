@@ -1,0 +1,355 @@
+"""What the script trains: models, optimizers, schedulers, wiring, losses, metrics.
+
+Everything here runs off the per-step hot path: at a model's or optimizer's
+first appearance, during the first ``window`` optimizer steps (the wiring
+probe), and on evaluation steps (confusion counts, kept on the device until
+the pass ends). It never changes what the script computes.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import nn
+
+DROPOUT_TYPES = (nn.modules.dropout._DropoutNd,)
+NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+CLASSIFICATION = {
+    "cross_entropy": "multiclass", "CrossEntropyLoss": "multiclass",
+    "nll_loss": "multiclass", "NLLLoss": "multiclass",
+    "binary_cross_entropy_with_logits": "binary", "BCEWithLogitsLoss": "binary",
+}
+FUNCTION_NAMES = {"CrossEntropyLoss": "cross_entropy", "NLLLoss": "nll_loss",
+                  "BCEWithLogitsLoss": "binary_cross_entropy_with_logits"}
+MAX_CLASSES = 1000          # no confusion matrix beyond this many classes
+SNAPSHOT_LIMIT = 50_000_000  # parameter elements cloned for the 'unchanged' check
+
+
+def describe_model(module: nn.Module) -> dict:
+    params = list(module.parameters())
+    dropout, norms = [], []
+    for name, m in module.named_modules():
+        if isinstance(m, DROPOUT_TYPES):
+            dropout.append({"module": name or type(m).__name__, "class": type(m).__name__,
+                            "p": float(getattr(m, "p", 0.0))})
+        elif isinstance(m, NORM_TYPES):
+            norms.append({"module": name or type(m).__name__, "class": type(m).__name__})
+    return {"name": type(module).__name__, "class": type(module).__name__,
+            "parameters": int(sum(p.numel() for p in params)),
+            "trainable": int(sum(p.numel() for p in params if p.requires_grad)),
+            "dropout": dropout[:50], "norms": norms[:50]}
+
+
+def describe_optimizer(opt) -> dict:
+    groups = []
+    for g in opt.param_groups:
+        groups.append({"lr": _num(g.get("lr")), "weight_decay": _num(g.get("weight_decay", 0)),
+                       "momentum": _num(g.get("momentum")), "params": len(g["params"])})
+    return {"class": type(opt).__name__, "groups": groups}
+
+
+def _num(v):
+    if v is None:
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+class WiringProbe:
+    """Gradients and updates of every parameter over each optimizer's first steps."""
+
+    def __init__(self, window: int = 3) -> None:
+        self.window = window
+        self.models: list = []
+        self.optimizers: list = []
+        self.steps: dict = {}      # id(opt) -> optimizer steps seen
+        self.saw_grad: dict = {}   # id(param) -> bool
+        self.saw_nonzero: dict = {}
+        self.snapshots: dict = {}  # id(param) -> tensor
+        self.changed: dict = {}
+        self.snapshot_budget = SNAPSHOT_LIMIT
+        self.notes: list = []
+        self.active = True
+
+    def add_model(self, module) -> None:
+        self.models.append(module)
+
+    def add_optimizer(self, opt) -> None:
+        self.optimizers.append(opt)
+
+    def _params(self, opt):
+        for g in opt.param_groups:
+            for p in g["params"]:
+                yield p
+
+    def _loose_params(self):
+        """Parameters of seen models that are in no optimizer."""
+        owned = {id(p) for o in self.optimizers for p in self._params(o)}
+        for m in self.models:
+            for p in m.parameters():
+                if p.requires_grad and id(p) not in owned:
+                    yield p
+
+    def _look(self, p) -> None:
+        g = p.grad
+        if g is None:
+            self.saw_grad.setdefault(id(p), False)
+            self.saw_nonzero.setdefault(id(p), False)
+            return
+        self.saw_grad[id(p)] = True
+        if not self.saw_nonzero.get(id(p)):
+            try:
+                nz = bool(g.coalesce().values().any()) if g.is_sparse else bool(g.any())
+            except RuntimeError:
+                nz = True
+            self.saw_nonzero[id(p)] = nz
+
+    def before_step(self, opt) -> None:
+        n = self.steps.get(id(opt), 0)
+        if n >= self.window:
+            return
+        with torch.no_grad():
+            for p in self._params(opt):
+                if not p.requires_grad:
+                    continue
+                self._look(p)
+                if n == 0 and id(p) not in self.snapshots:
+                    if p.numel() <= self.snapshot_budget:
+                        self.snapshot_budget -= p.numel()
+                        self.snapshots[id(p)] = p.detach().clone()
+            for p in self._loose_params():
+                self._look(p)
+
+    def after_step(self, opt) -> None:
+        n = self.steps.get(id(opt), 0) + 1
+        self.steps[id(opt)] = n
+        if n == self.window:
+            self._compare(opt)
+        if all(self.steps.get(id(o), 0) >= self.window for o in self.optimizers):
+            self.active = False
+
+    def _compare(self, opt) -> None:
+        with torch.no_grad():
+            for p in self._params(opt):
+                snap = self.snapshots.pop(id(p), None)
+                if snap is not None:
+                    self.changed[id(p)] = not torch.equal(snap, p.detach())
+
+    def names(self) -> dict:
+        out = {}
+        multi = len(self.models) > 1
+        for m in self.models:
+            for name, p in m.named_parameters():
+                out.setdefault(id(p), f"{type(m).__name__}:{name}" if multi else name)
+        for o in self.optimizers:
+            for gi, g in enumerate(o.param_groups):
+                for pi, p in enumerate(g["params"]):
+                    out.setdefault(id(p), f"{type(o).__name__}.param_groups[{gi}][{pi}]")
+        return out
+
+    def result(self) -> dict:
+        """The wiring lists (see docs/check-contract.md)."""
+        for o in self.optimizers:  # runs shorter than the window: compare what we have
+            if 0 < self.steps.get(id(o), 0) < self.window:
+                self._compare(o)
+        names = self.names()
+        in_opt = {id(p) for o in self.optimizers for p in self._params(o)}
+        params = {}
+        for m in self.models:
+            for p in m.parameters():
+                params[id(p)] = p
+        for o in self.optimizers:
+            for p in self._params(o):
+                params[id(p)] = p
+        out = {k: [] for k in ("no_grad", "zero_grad", "not_in_optimizer", "unchanged",
+                               "frozen")}
+        checked = 0
+        seen_any = any(self.steps.values())
+        for pid, p in params.items():
+            name = names.get(pid, "?")
+            if not p.requires_grad:
+                out["frozen"].append(name)
+                continue
+            if pid not in in_opt:
+                out["not_in_optimizer"].append(name)
+            if not seen_any or pid not in self.saw_grad:
+                continue
+            checked += 1
+            if not self.saw_grad[pid]:
+                out["no_grad"].append(name)
+            elif not self.saw_nonzero.get(pid):
+                out["zero_grad"].append(name)
+            elif pid in in_opt and self.changed.get(pid) is False:
+                out["unchanged"].append(name)
+        steps = min((self.steps.get(id(o), 0) for o in self.optimizers), default=0)
+        return dict(out, window=self.window, steps_seen=steps, checked=checked,
+                    complete=bool(self.optimizers) and steps >= self.window)
+
+
+class LossObserver:
+    """Looks at loss calls: the first classification loss, eval losses and metrics."""
+
+    def __init__(self, clock, write_pass, capture) -> None:
+        self.clock = clock
+        self.write_pass = write_pass
+        self.capture = capture
+        self.init_info: Optional[dict] = None
+        self.init_ref = None
+        self.pass_key: Optional[int] = None
+        self.pass_info: Optional[dict] = None
+        self.pass_counts = None
+        self.n_passes = 0
+
+    def __call__(self, name: str, args, kwargs, result) -> None:
+        grad = torch.is_grad_enabled()
+        if grad and self.init_info is not None:
+            return
+        task = CLASSIFICATION.get(name)
+        if grad:
+            if task is not None and self.clock.train_steps == 0:
+                self._init(name, task, args, kwargs, result)
+            return
+        o = self.clock.open
+        if o is not None and isinstance(result, torch.Tensor) and result.numel() == 1:
+            o.eval_loss_ref = self.capture(result)
+        if task is not None:
+            self._count(task, args, kwargs)
+
+    def _io(self, args, kwargs):
+        x = args[0] if args else kwargs.get("input")
+        y = args[1] if len(args) > 1 else kwargs.get("target")
+        return x, y
+
+    def _init(self, name, task, args, kwargs, result) -> None:
+        x, _ = self._io(args, kwargs)
+        if not isinstance(x, torch.Tensor):
+            return
+        classes = 2 if task == "binary" else (int(x.shape[1]) if x.dim() > 1 else int(x.shape[0]))
+        self.init_info = {"function": FUNCTION_NAMES.get(name, name), "classes": classes}
+        if isinstance(result, torch.Tensor) and result.numel() == 1:
+            self.init_ref = result.detach()
+
+    def _count(self, task, args, kwargs) -> None:
+        x, y = self._io(args, kwargs)
+        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+            return
+        try:
+            with torch.no_grad():
+                if task == "binary":
+                    c = 2
+                    pred = (x > 0).long().flatten()
+                    true = (y > 0.5).long().flatten()
+                else:
+                    if x.dim() < 2:
+                        return
+                    c = int(x.shape[1])
+                    if c > MAX_CLASSES:
+                        return
+                    pred = x.argmax(1).flatten()
+                    true = (y.argmax(1) if y.dtype.is_floating_point and y.shape == x.shape
+                            else y).long().flatten()
+                    keep = (true >= 0) & (true < c)
+                    pred, true = pred[keep], true[keep]
+                if pred.numel() != true.numel():
+                    return
+                counts = torch.bincount(true * c + pred, minlength=c * c)
+        except (RuntimeError, IndexError, ValueError):
+            return
+        key = self.clock.train_steps
+        if self.pass_key != key or self.pass_counts is None or \
+                self.pass_counts.numel() != c * c:
+            self.flush()
+            self.pass_key = key
+            self.pass_info = {"task": "binary" if task == "binary" else "multiclass",
+                              "classes": c}
+            self.pass_counts = counts
+        else:
+            self.pass_counts += counts
+
+    def flush(self) -> None:
+        if self.pass_counts is None:
+            return
+        c = self.pass_info["classes"]
+        flat = self.pass_counts.cpu().tolist()
+        self.write_pass(dict(self.pass_info, **{
+            "pass": self.n_passes, "after_train_steps": self.pass_key,
+            "confusion": [flat[i * c:(i + 1) * c] for i in range(c)]}))
+        self.n_passes += 1
+        self.pass_counts = None
+
+    def loss_at_init(self) -> Optional[dict]:
+        if self.init_info is None:
+            return None
+        first = None
+        if self.init_ref is not None:
+            try:
+                first = float(self.init_ref)
+            except (RuntimeError, ValueError):
+                first = None
+        if first is not None and not math.isfinite(first):
+            first = None
+        return dict(self.init_info, first_loss=first)
+
+
+class TrainingProbe:
+    """Collects what the script trains, for ``probe.json``; applies a rung's settings.
+
+    ``rung`` (see docs/check-contract.md): unless ``as_is``, dropout is set to
+    p = 0 in every model and weight decay to 0 in every optimizer group.
+    """
+
+    MAX_ITEMS = 32
+
+    def __init__(self, write_pass, rung: Optional[dict] = None, window: int = 3) -> None:
+        self.write_pass = write_pass
+        self.rung = rung
+        self.simplify = rung is not None and not rung.get("as_is", False)
+        self.models: list = []
+        self.losses: list = []
+        self.optimizers: list = []
+        self.schedulers: list = []
+        self.wiring = WiringProbe(window)
+        self.observer: Optional[LossObserver] = None
+
+    def on_module(self, module, is_loss: bool) -> None:
+        if is_loss:
+            if len(self.losses) < self.MAX_ITEMS:
+                self.losses.append({"class": type(module).__name__})
+            if next(module.parameters(), None) is None:
+                return
+        if len(self.models) >= self.MAX_ITEMS:
+            return
+        if self.simplify:
+            for m in module.modules():
+                if isinstance(m, DROPOUT_TYPES):
+                    m.p = 0.0
+        self.models.append(describe_model(module))
+        self.wiring.add_model(module)
+
+    def on_optimizer(self, opt) -> None:
+        if self.simplify:
+            for g in opt.param_groups:
+                if "weight_decay" in g:
+                    g["weight_decay"] = 0.0
+        if len(self.optimizers) < self.MAX_ITEMS:
+            self.optimizers.append(describe_optimizer(opt))
+        self.wiring.add_optimizer(opt)
+
+    def on_scheduler(self, scheduler) -> None:
+        if len(self.schedulers) < self.MAX_ITEMS:
+            self.schedulers.append({"class": type(scheduler).__name__})
+
+    def make_observer(self, clock, capture) -> LossObserver:
+        self.observer = LossObserver(clock, self.write_pass, capture)
+        return self.observer
+
+    def result(self) -> dict:
+        if self.observer is not None:
+            self.observer.flush()
+        return {"models": self.models, "losses": self.losses, "optimizers": self.optimizers,
+                "schedulers": self.schedulers, "wiring": self.wiring.result(),
+                "loss_at_init": self.observer.loss_at_init() if self.observer else None,
+                "rung": self.rung}
