@@ -17,7 +17,7 @@ class SyntheticImages(Dataset):
         self.prototypes = torch.randn(classes, 3, 32, 32, generator=torch.Generator().manual_seed(1234))
         g = torch.Generator().manual_seed(seed)
         self.labels = torch.randint(0, classes, (n,), generator=g)
-        self.noise = torch.randn(n, 3, 32, 32, generator=g) * 0.5
+        self.noise = torch.randn(n, 3, 32, 32, generator=g) * 3.0
         self.transform = transform
 
     def __len__(self):
@@ -49,7 +49,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=0)
-    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--lr", type=float, default=0.02)
     args = ap.parse_args()
 
     torch.manual_seed(0)

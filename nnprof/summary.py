@@ -7,6 +7,9 @@ from typing import Optional
 from .analyses.bottleneck import bottleneck
 from .analyses.budget import budget
 from .analyses.loader import loader_stats, training_loader
+from .analyses.metrics import classification_metrics, curves
+from .analyses.overfit import loss_at_init
+from .analyses.wiring import wiring
 from .analyses.phases import phase_table, worker_phase_table
 from .instrument.steps import PHASES
 from .run import SCHEMA_VERSION, Run
@@ -14,7 +17,7 @@ from .run import SCHEMA_VERSION, Run
 WARMUP_STEPS = 1
 MIN_STEPS_FOR_WARMUP = 5
 FAIL_CONDITIONS = ("budget", "input-bound", "compute-bound", "optimizer-bound",
-                   "host-overhead-bound", "crashed")
+                   "host-overhead-bound", "crashed", "wiring")
 
 
 def _clean(obj):
@@ -111,6 +114,11 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
         "loader": loaders,
         "loss": {"first": float(losses.iloc[0]), "last": float(losses.iloc[-1]),
                  "min": float(losses.min()), "count": int(len(losses))} if len(losses) else None,
+        "curves": curves(steps),
+        "metrics": pass_metrics(run.metrics_passes),
+        "wiring": wiring(probe.get("wiring")).to_dict(),
+        "loss_at_init": loss_at_init(probe.get("loss_at_init")).to_dict(),
+        "schedulers": probe.get("schedulers") or [],
         "models": probe.get("models") or [],
         "optimizers": probe.get("optimizers") or [],
         "environment": {k: meta.get(k) for k in (
@@ -121,6 +129,21 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
     return _clean(summary)
 
 
+def pass_metrics(passes: list) -> list:
+    """Accuracy, precision, recall and F1 (macro) of each evaluation pass."""
+    out = []
+    for p in passes:
+        try:
+            m = classification_metrics(p["confusion"])
+        except (ValueError, TypeError):
+            continue
+        out.append({"pass": p.get("pass"), "after_train_steps": p.get("after_train_steps"),
+                    "task": p.get("task"), "classes": p.get("classes"),
+                    **{k: m[k] for k in ("accuracy", "precision_macro", "recall_macro",
+                                         "f1_macro", "support")}})
+    return out
+
+
 def failed_conditions(summary: dict, conditions) -> list:
     """Which ``--fail-on`` conditions hold for this summary."""
     hit = []
@@ -128,6 +151,8 @@ def failed_conditions(summary: dict, conditions) -> list:
         if cond == "budget" and (summary.get("over_budget") or {}).get("count"):
             hit.append(cond)
         elif cond == "crashed" and summary.get("status") == "crashed":
+            hit.append(cond)
+        elif cond == "wiring" and (summary.get("wiring") or {}).get("verdict") == "fail":
             hit.append(cond)
         elif (summary.get("bottleneck") or {}).get("verdict") == cond:
             hit.append(cond)

@@ -124,6 +124,8 @@ class WiringProbe:
                 self._look(p)
 
     def after_step(self, opt) -> None:
+        if self.steps.get(id(opt), 0) >= self.window:
+            return
         n = self.steps.get(id(opt), 0) + 1
         self.steps[id(opt)] = n
         if n == self.window:

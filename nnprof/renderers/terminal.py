@@ -45,6 +45,7 @@ class TerminalRenderer:
         self._budget(con, s)
         self._bottleneck(con, s)
         self._loaders(con, s)
+        self._training(con, s)
         for n in s.get("notices") or []:
             con.print(f"[dim]note:[/] {escape(str(n))}")
         return buf.getvalue()
@@ -113,6 +114,27 @@ class TerminalRenderer:
                       f"{_pct(ev.get('input_share'))}, compute {_pct(ev.get('compute_share'))}, "
                       f"optimizer {_pct(ev.get('optimizer_share'))}, other "
                       f"{_pct(ev.get('other_share'))}[/]")
+
+    def _training(self, con, s) -> None:
+        loss = s.get("loss")
+        if loss:
+            con.print(f"[bold]train loss:[/] first {loss['first']:.4g}, last {loss['last']:.4g}, "
+                      f"min {loss['min']:.4g} over {loss['count']} steps")
+        val = (s.get("curves") or {}).get("val_loss") or []
+        metrics = {m.get("after_train_steps"): m for m in s.get("metrics") or []}
+        for after, vloss in val[-5:]:
+            m = metrics.get(after) or {}
+            extra = ""
+            if m.get("accuracy") is not None:
+                extra = (f", accuracy {m['accuracy']:.3f}, precision {m['precision_macro']:.3f}, "
+                         f"recall {m['recall_macro']:.3f}, F1 {m['f1_macro']:.3f} (macro)")
+            con.print(f"  validation after {after} train steps: loss {vloss:.4g}{extra}")
+        for key, title in (("loss_at_init", "loss at init"), ("wiring", "wiring")):
+            f = s.get(key)
+            if f and f.get("verdict") not in (None, "skip"):
+                f = dict(f, severity={"pass": "info", "warn": "warn", "fail": "fail"}.get(
+                    f.get("verdict"), f.get("severity", "info")))
+                self._finding(con, title, f)
 
     def _loaders(self, con, s) -> None:
         loaders = s.get("loader") or []

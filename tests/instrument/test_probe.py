@@ -1,0 +1,125 @@
+"""Wiring probe, loss observer and rung helpers, on real tiny models in-process."""
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from nnprof.instrument.loader import RepeatFirst, restricted_args
+from nnprof.instrument.probe import LossObserver, TrainingProbe, WiringProbe
+from nnprof.instrument.steps import StepClock
+
+
+class Planted(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(4, 4)
+        self.dead = nn.Linear(4, 4)          # never used in forward
+        self.before_detach = nn.Linear(4, 4)  # its output is detached
+        self.zeroed = nn.Linear(4, 4)        # multiplied by zero
+        self.head = nn.Linear(4, 2)
+        self.frozen = nn.Linear(4, 4)
+        self.frozen.requires_grad_(False)
+        self.extra = nn.Linear(4, 4)         # left out of the optimizer
+
+    def forward(self, x):
+        h = self.body(x) + self.before_detach(x).detach() + 0 * self.zeroed(x)
+        return self.head(h + self.extra(x) + self.frozen(x))
+
+
+def train(model, opt, steps, probe):
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    for _ in range(steps):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        probe.before_step(opt)
+        opt.step()
+        probe.after_step(opt)
+
+
+def test_planted_wiring_bugs_are_named():
+    torch.manual_seed(0)
+    model = Planted()
+    params = [p for n, p in model.named_parameters() if not n.startswith("extra")]
+    opt = torch.optim.SGD(params, lr=0.1, weight_decay=0.01, momentum=0.9)
+    probe = WiringProbe(window=3)
+    probe.add_model(model)
+    probe.add_optimizer(opt)
+    train(model, opt, 4, probe)
+    r = probe.result()
+    assert r["complete"] and r["steps_seen"] == 3
+    assert sorted(r["no_grad"]) == ["before_detach.bias", "before_detach.weight",
+                                    "dead.bias", "dead.weight"]
+    # weight decay and momentum changed them, but their gradient was zero: not learning
+    assert sorted(r["zero_grad"]) == ["zeroed.bias", "zeroed.weight"]
+    assert sorted(r["not_in_optimizer"]) == ["extra.bias", "extra.weight"]
+    assert sorted(r["frozen"]) == ["frozen.bias", "frozen.weight"]
+    assert r["unchanged"] == []
+
+
+def test_learning_rate_zero_leaves_parameters_unchanged():
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    probe = WiringProbe(window=2)
+    probe.add_model(model)
+    probe.add_optimizer(opt)
+    train(model, opt, 2, probe)
+    assert sorted(probe.result()["unchanged"]) == ["bias", "weight"]
+
+
+def test_short_run_reports_incomplete_window():
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    probe = WiringProbe(window=3)
+    probe.add_model(model)
+    probe.add_optimizer(opt)
+    train(model, opt, 1, probe)
+    r = probe.result()
+    assert not r["complete"] and r["steps_seen"] == 1 and r["checked"] == 2
+
+
+def test_observer_counts_confusion_per_eval_pass_and_loss_at_init():
+    written = []
+    clock = StepClock(lambda rec: None, thread_id=0)
+    obs = LossObserver(clock, written.append, lambda t: t.detach())
+    logits = torch.tensor([[2.0, 0.1, 0.0], [0.0, 3.0, 0.0], [0.0, 0.2, 1.0], [1.0, 0.0, 0.0]])
+    target = torch.tensor([0, 1, 1, 2])
+    loss = nn.functional.cross_entropy(logits, target)
+    obs("cross_entropy", (logits, target), {}, loss)  # grad enabled: the first train loss
+    with torch.no_grad():
+        obs("CrossEntropyLoss", (logits, target), {}, loss)
+        obs("CrossEntropyLoss", (logits[:2], target[:2]), {}, loss)
+    clock.train_steps = 5  # a train step in between: a new pass
+    with torch.no_grad():
+        obs("BCEWithLogitsLoss", (torch.tensor([1.0, -1.0]), torch.tensor([1.0, 1.0])), {}, loss)
+    obs.flush()
+    init = obs.loss_at_init()
+    assert init["function"] == "cross_entropy" and init["classes"] == 3
+    assert abs(init["first_loss"] - float(loss)) < 1e-6
+    assert [w["pass"] for w in written] == [0, 1]
+    assert written[0]["confusion"] == [[2, 0, 0], [0, 2, 1], [1, 0, 0]]
+    assert written[0]["after_train_steps"] == 0
+    assert written[1]["task"] == "binary" and written[1]["confusion"] == [[0, 0], [1, 1]]
+
+
+def test_training_probe_simplifies_a_rung_unless_as_is():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5), nn.Linear(4, 2))
+    opt = torch.optim.AdamW(model.parameters(), weight_decay=0.1)
+    probe = TrainingProbe(lambda r: None, rung={"examples": 1, "as_is": False})
+    probe.on_module(model, False)
+    probe.on_optimizer(opt)
+    assert model[1].p == 0.0 and opt.param_groups[0]["weight_decay"] == 0.0
+    model2 = nn.Sequential(nn.Dropout(0.5))
+    TrainingProbe(lambda r: None, rung={"examples": 1, "as_is": True}).on_module(model2, False)
+    assert model2[0].p == 0.5
+    d = probe.result()["models"][0]
+    assert d["dropout"][0]["class"] == "Dropout" and d["parameters"] == 30
+
+
+def test_restricted_loader_repeats_first_examples_in_order():
+    ds = TensorDataset(torch.arange(10.0))
+    init = DataLoader.__init__
+    args, kwargs = restricted_args(init, object(), (ds,), {"batch_size": 4, "shuffle": True}, 2)
+    loader = DataLoader(*args, **kwargs)
+    batches = [b[0].tolist() for b in loader]
+    assert batches == [[0.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0], [0.0, 1.0]]
+    assert isinstance(loader.dataset, RepeatFirst) and len(loader) == 3
