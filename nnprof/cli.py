@@ -1,8 +1,9 @@
-"""Command line: ``nnprof profile|report``.
+"""Command line: ``nnprof profile|check|report``.
 
 Exit codes: the script's own code (0, n from ``sys.exit(n)``, 1 for an
 uncaught exception, 130 for Ctrl-C, 143 for SIGTERM); 2 for bad input; 3 when
-a ``--fail-on`` condition holds (after everything was written).
+a ``--fail-on`` condition holds (after everything was written), or when a
+rung of ``nnprof check`` failed.
 """
 from __future__ import annotations
 
@@ -82,10 +83,11 @@ def _profile_parser() -> _Parser:
 _VALUE_OPTIONS = {"--budget", "--max-steps", "--max-time", "--out", "--fail-on"}
 
 
-def split_profile_args(argv: list):
+def split_profile_args(argv: list, value_options=_VALUE_OPTIONS):
     """(our options, script path or None, module or None, script args).
 
     Our options come before the script; everything after it belongs to it.
+    ``value_options`` are the options that take a value (the next token).
     """
     ours, i = [], 0
     while i < len(argv):
@@ -102,7 +104,7 @@ def split_profile_args(argv: list):
             return ours, argv[i + 1], None, argv[i + 2:]
         if tok.startswith("-") and tok != "-":
             ours.append(tok)
-            if tok in _VALUE_OPTIONS and i + 1 < len(argv):
+            if tok in value_options and i + 1 < len(argv):
                 ours.append(argv[i + 1])
                 i += 1
             i += 1
@@ -112,20 +114,13 @@ def split_profile_args(argv: list):
 
 
 def cmd_profile(argv: list) -> int:
-    from .runner import Target, TargetError, validate
     ours, script, module, rest = split_profile_args(argv)
     parser = _profile_parser()
     if "-h" in ours or "--help" in ours:
         parser.print_help()
         return 0
     opts = parser.parse_args(ours)
-    if script is None and module is None:
-        raise UsageError("no script given (nnprof profile [options] script.py [args])")
-    target = Target(path=script, module=module, args=tuple(rest))
-    try:
-        validate(target)
-    except TargetError as exc:
-        raise UsageError(str(exc)) from None
+    target = _target(script, module, rest, "profile")
 
     from .session import Profiler, check_writable, default_out
     out = opts.out or default_out(target.name)
@@ -138,6 +133,18 @@ def cmd_profile(argv: list) -> int:
                         argv=list(rest), max_steps=opts.max_steps, max_time=opts.max_time,
                         progress=False if opts.no_progress else None)
     return _profile(profiler, target, opts)
+
+
+def _target(script, module, rest, command: str):
+    from .runner import Target, TargetError, validate
+    if script is None and module is None:
+        raise UsageError(f"no script given (nnprof {command} [options] script.py [args])")
+    target = Target(path=script, module=module, args=tuple(rest))
+    try:
+        validate(target)
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
+    return target
 
 
 def _profile(profiler, target, opts) -> int:
@@ -194,6 +201,84 @@ def _write_err(text: str) -> None:
         pass
 
 
+def _examples(text: str) -> tuple:
+    from .check import parse_examples
+    try:
+        return parse_examples(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _ratio(text: str) -> float:
+    v = _positive_float(text)
+    if v >= 1:
+        raise argparse.ArgumentTypeError(f"must be below 1, got {text!r}")
+    return v
+
+
+def _check_parser() -> _Parser:
+    p = _Parser(prog="nnprof check", add_help=True,
+                description="The overfit ladder: is the script's model wired and able "
+                            "to fit a few examples?",
+                usage="nnprof check [options] (script.py | -m module) [script args...]")
+    p.add_argument("--examples", type=_examples, default=(1, 10), metavar="LIST",
+                   help="overfit rungs: train on the first N examples, for each N "
+                        "(default 1,10)")
+    p.add_argument("--max-steps", type=_positive_int, default=300, metavar="N",
+                   help="train steps each overfit rung may take (default 300)")
+    p.add_argument("--ratio", type=_ratio, default=0.1, metavar="R",
+                   help="an overfit rung passes when the loss falls to R x the first "
+                        "(default 0.1)")
+    p.add_argument("--patience", type=_positive_int, default=5, metavar="K",
+                   help="... as the mean of the last K train losses (default 5)")
+    p.add_argument("--probe-steps", type=_positive_int, default=20, metavar="N",
+                   help="train steps of the probe run (default 20)")
+    p.add_argument("--as-is", action="store_true",
+                   help="keep dropout, weight decay and LR schedules in the overfit rungs")
+    p.add_argument("--out", metavar="DIR",
+                   help="check directory (default reports/<script>-check-<timestamp>/)")
+    return p
+
+
+_CHECK_VALUE_OPTIONS = {"--examples", "--max-steps", "--ratio", "--patience",
+                        "--probe-steps", "--out"}
+
+
+def cmd_check(argv: list) -> int:
+    ours, script, module, rest = split_profile_args(argv, _CHECK_VALUE_OPTIONS)
+    parser = _check_parser()
+    if "-h" in ours or "--help" in ours:
+        parser.print_help()
+        return 0
+    opts = parser.parse_args(ours)
+    target = _target(script, module, rest, "check")
+    from .check import Settings, run_check
+    from .session import check_writable, default_out
+    out = opts.out or default_out(f"{target.name}-check")
+    for name in ("check.json", os.path.join("probe", "meta.json")):
+        if os.path.exists(os.path.join(out, name)):
+            raise UsageError(f"{out} already holds a check; choose another --out")
+    problem = check_writable(out)
+    if problem:
+        raise UsageError(problem)
+    settings = Settings(examples=opts.examples, max_steps=opts.max_steps, ratio=opts.ratio,
+                        patience=opts.patience, probe_steps=opts.probe_steps,
+                        as_is=opts.as_is)
+    check = run_check(target, settings, out)
+    from .renderers.checklist import render_checklist
+    failed = check.failed_run
+    if failed is not None and check.status == "script-failed":
+        _write_err("".join(line + "\n" for line in failed.tail()))
+        print(f"nnprof: the script failed in the probe run (exit {check.exit_code}); its "
+              f"output is in {_shown(os.path.join(failed.path, 'output.log'))}",
+              file=sys.stderr)
+    tty = sys.stdout.isatty()
+    sys.stdout.write(render_checklist(check.record(), color=tty, width=_width(tty)))
+    sys.stdout.flush()
+    print(f"nnprof: check written to {_shown(out)}", file=sys.stderr)
+    return check.exit_code
+
+
 def cmd_report(argv: list) -> int:
     p = _Parser(prog="nnprof report", description="Render a run directory again.")
     p.add_argument("run_dir")
@@ -211,16 +296,17 @@ def cmd_report(argv: list) -> int:
     return 0
 
 
-COMMANDS = {"profile": cmd_profile, "report": cmd_report}
+COMMANDS = {"profile": cmd_profile, "check": cmd_check, "report": cmd_report}
 
 
 def main(argv: Optional[list] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: nnprof {profile,report} ...\n\n"
+        print("usage: nnprof {profile,check,report} ...\n\n"
               "  profile   run a training script and profile its steps\n"
+              "  check     the overfit ladder: wiring, loss at init, fitting a few examples\n"
               "  report    render a run directory again\n\n"
-              "nnprof profile --help for the options.")
+              "nnprof profile --help (or check --help) for the options.")
         return 0 if argv else EXIT_BAD_INPUT
     if argv[0] == "--version":
         print(f"nnprof {__version__}")

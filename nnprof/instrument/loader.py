@@ -35,9 +35,10 @@ from torch.utils.data import dataloader as dl_module
 from torch.utils.data._utils import fetch as fetch_module
 
 from .patching import Patches
+from .restrict import restricted_args
 from .steps import COLLATE, FETCH, TRANSFORM, StepClock
+from .transforms import TIMING, _Swap, transform_names
 
-TRANSFORM_ATTRS = ("transform", "target_transform", "transforms")
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH_HEADER = "loader,worker,pid,start_ns,end_ns,fetch_ns,transform_ns,collate_ns,items\n"
@@ -48,136 +49,10 @@ class _State:
     sink = None
     current_loader: Optional[str] = None
     fetch_patched = False
-    t_depth = 0
-    t_total = 0
     collate_ns = 0
 
 
 _STATE = _State()
-
-
-# -- transform timing --------------------------------------------------------
-def _type_name(obj) -> str:
-    """A transform's class name, or a function's qualified name."""
-    name = type(obj).__name__
-    if name in ("function", "builtin_function_or_method", "method"):
-        name = getattr(obj, "__qualname__", getattr(obj, "__name__", name))
-    elif name == "partial":
-        name = "partial(" + _type_name(obj.func) + ")"
-    return name
-
-
-class TimedTransform:
-    """Times one transform call; the outermost adds to the batch's transform total."""
-
-    __slots__ = ("fn", "name", "by_name")
-
-    def __init__(self, fn, name: str, by_name: dict) -> None:
-        self.fn = fn
-        self.name = name
-        self.by_name = by_name
-
-    def __call__(self, *args, **kwargs):
-        st = _STATE
-        st.t_depth += 1
-        t0 = time.perf_counter_ns()
-        try:
-            return self.fn(*args, **kwargs)
-        finally:
-            dt = time.perf_counter_ns() - t0
-            st.t_depth -= 1
-            if st.t_depth == 0:
-                st.t_total += dt
-            self.by_name[self.name] = self.by_name.get(self.name, 0) + dt
-
-    def __getattr__(self, item):
-        if item in TimedTransform.__slots__:
-            raise AttributeError(item)
-        return getattr(self.fn, item)
-
-
-def _compose_members(fn):
-    members = getattr(fn, "transforms", None)
-    if isinstance(members, (list, tuple)) and members and all(callable(m) for m in members) \
-            and not isinstance(fn, torch.nn.Module):
-        return members
-    return None
-
-
-def transform_slots(dataset, limit: int = 32) -> list:
-    """(object, attribute) pairs holding transforms, through nested datasets."""
-    found, stack, seen = [], [dataset], set()
-    while stack and len(seen) < limit:
-        ds = stack.pop()
-        if ds is None or id(ds) in seen:
-            continue
-        seen.add(id(ds))
-        for attr in TRANSFORM_ATTRS:
-            try:
-                value = ds.__dict__.get(attr) if hasattr(ds, "__dict__") else None
-            except Exception:
-                value = None
-            if value is not None and callable(value):
-                found.append((ds, attr))
-        inner = getattr(ds, "dataset", None) if hasattr(ds, "__dict__") else None
-        if inner is not None and not isinstance(inner, (str, bytes)):
-            stack.append(inner)
-        many = getattr(ds, "datasets", None) if hasattr(ds, "__dict__") else None
-        if isinstance(many, (list, tuple)):
-            stack.extend(many)
-    return found
-
-
-def transform_names(dataset) -> list:
-    """Names of the transforms found on a dataset (for metadata and lint)."""
-    names = []
-    for ds, attr in transform_slots(dataset):
-        fn = ds.__dict__[attr]
-        members = _compose_members(fn)
-        label = _type_name(fn)
-        if members:
-            label += "(" + ", ".join(_type_name(m) for m in members) + ")"
-        names.append(f"{type(ds).__name__}.{attr}={label}")
-    return names
-
-
-class _Swap:
-    """Swaps timing wrappers into a dataset's transform slots for one fetch."""
-
-    def __init__(self, dataset, by_name: dict) -> None:
-        self.slots = transform_slots(dataset)
-        self.by_name = by_name
-        self.undo: list = []
-
-    def __enter__(self):
-        for ds, attr in self.slots:
-            fn = ds.__dict__.get(attr)
-            if fn is None or isinstance(fn, TimedTransform):
-                continue
-            members = _compose_members(fn)
-            # a Compose shared by several datasets (ConcatDataset parts) is
-            # reached once per slot: its members are wrapped only the first time
-            if members is not None and type(members) is list \
-                    and not any(isinstance(m, TimedTransform) for m in members):
-                try:
-                    fn.transforms = [TimedTransform(m, _type_name(m), self.by_name)
-                                     for m in members]
-                    self.undo.append((fn, "transforms", members, False))
-                except Exception:
-                    pass
-            ds.__dict__[attr] = TimedTransform(fn, _type_name(fn) if members is None
-                                               else "transform total", self.by_name)
-            self.undo.append((ds, attr, fn, True))
-        return self
-
-    def __exit__(self, *exc):
-        while self.undo:
-            obj, attr, value, in_dict = self.undo.pop()
-            if in_dict:
-                obj.__dict__[attr] = value
-            else:
-                obj.transforms = value
-        return False
 
 
 # -- fetch timing (main process and workers) ---------------------------------
@@ -203,7 +78,7 @@ def _timed_fetch(original):
         if not isinstance(self.collate_fn, _TimedCollate):
             self.collate_fn = _TimedCollate(self.collate_fn)
         st = _STATE
-        st.t_total = 0
+        TIMING.t_total = 0
         st.collate_ns = 0
         t0 = time.perf_counter_ns()
         swap = _Swap(self.dataset, sink.by_name)
@@ -215,8 +90,8 @@ def _timed_fetch(original):
         except TypeError:
             items = 1
         total = t1 - t0
-        fetch_ns = max(0, total - st.t_total - st.collate_ns)
-        sink.batch(t0, t1, fetch_ns, st.t_total, st.collate_ns, items)
+        fetch_ns = max(0, total - TIMING.t_total - st.collate_ns)
+        sink.batch(t0, t1, fetch_ns, TIMING.t_total, st.collate_ns, items)
         return batch
     fetch.__wrapped__ = original
     return fetch
@@ -530,70 +405,6 @@ def install(clock: StepClock, writer, run_dir: str, t0: int,
     patches.shutdown_workers = shutdown_workers
     patches.batches = batches
     return patches
-
-
-class RepeatFirst(torch.utils.data.Dataset):
-    """The first ``n`` items of a dataset, repeated to its full length."""
-
-    def __init__(self, dataset, n: int) -> None:
-        self.dataset = dataset
-        self.n = max(1, min(n, len(dataset)))
-        self.length = len(dataset)
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, i):
-        return self.dataset[int(i) % self.n]
-
-
-class RepeatFirstIterable(torch.utils.data.IterableDataset):
-    """The first ``n`` items of an iterable dataset, cycled as long as the original."""
-
-    def __init__(self, dataset, n: int) -> None:
-        self.dataset = dataset
-        self.n = max(1, n)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __iter__(self):
-        head = []
-        for item in self.dataset:
-            head.append(item)
-            if len(head) >= self.n:
-                break
-        if not head:
-            return
-        try:
-            total = len(self.dataset)
-        except TypeError:
-            total = None
-        i = 0
-        while total is None or i < total:
-            yield head[i % len(head)]
-            i += 1
-
-
-def restricted_args(init, loader, args, kwargs, n: int):
-    """DataLoader arguments with the dataset cut to its first ``n`` items, in order."""
-    import inspect
-    bound = inspect.signature(init).bind(loader, *args, **kwargs)
-    a = bound.arguments
-    ds = a["dataset"]
-    if isinstance(ds, torch.utils.data.IterableDataset):
-        a["dataset"] = RepeatFirstIterable(ds, n)
-    else:
-        a["dataset"] = RepeatFirst(ds, n)
-    bs = a.get("batch_sampler")
-    if bs is not None:
-        a["batch_sampler"] = None
-        a["batch_size"] = getattr(bs, "batch_size", 1) or 1
-        a["drop_last"] = bool(getattr(bs, "drop_last", False))
-    a["sampler"] = None
-    a["shuffle"] = False
-    bound.arguments.pop("self", None)
-    return (), dict(bound.arguments)
 
 
 def detach_in_child() -> None:

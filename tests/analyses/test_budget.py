@@ -6,7 +6,6 @@ from nnprof.instrument.steps import PHASES
 
 def frame(walls, kinds=None, dominant="forward"):
     rows = []
-    t = 0
     for i, w in enumerate(walls):
         kind = kinds[i] if kinds else "train"
         row = {"index": i, "kind": kind, "wall_s": w}

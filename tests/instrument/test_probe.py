@@ -3,7 +3,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from nnprof.instrument.loader import RepeatFirst, restricted_args
+from nnprof.instrument.restrict import RepeatFirst, restricted_args
 from nnprof.instrument.probe import LossObserver, TrainingProbe, WiringProbe
 from nnprof.instrument.steps import StepClock
 

@@ -1,0 +1,376 @@
+"""``nnprof check``: the overfit ladder.
+
+A probe run (the script under ``nnprof profile`` for ``--probe-steps`` train
+steps) records what the script builds (``probe.json``); three rungs are judged
+from it: ``simplicity``, ``wiring`` and ``loss-at-init``. Then, for each N of
+``--examples``, an ``overfit-N`` run in which the training DataLoader serves
+only its first N examples, in order, with dropout, weight decay and LR
+schedules switched off (``NNPROF_RUNG``, see docs/check-contract.md); it passes
+when the loss falls to ``ratio`` x its first value (:func:`analyses.overfit.overfit`).
+
+Each sub-run is its own ``python -m nnprof profile`` process, so that a crash
+or state left behind by one cannot touch the next; each is an ordinary run
+directory inside the check directory, with the script's output in
+``output.log``. ``check.json`` and ``curves.csv`` sit next to them.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+from .analyses.loader import training_loader
+from .analyses.metrics import classification_metrics, validation_passes
+from .analyses.overfit import loss_at_init, overfit
+from .analyses.simplicity import simplicity
+from .analyses.wiring import wiring
+from .run import Run, RunDirError, write_json
+
+SCHEMA_VERSION = 1
+OUTPUT_LOG = "output.log"
+TAIL_LINES = 15
+WIRING_KEYS = ("no_grad", "zero_grad", "not_in_optimizer", "unchanged", "frozen")
+_RUN_WRITTEN = "nnprof: run written to"
+
+
+@dataclass(frozen=True)
+class Settings:
+    examples: tuple = (1, 10)
+    max_steps: int = 300
+    ratio: float = 0.1
+    patience: int = 5
+    probe_steps: int = 20
+    as_is: bool = False
+
+    def to_dict(self) -> dict:
+        return dict(asdict(self), examples=list(self.examples))
+
+
+def parse_examples(text: str) -> tuple:
+    """``"10,1"`` -> ``(1, 10)``: positive integers, sorted, without duplicates."""
+    out = set()
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            n = int(item)
+        except ValueError:
+            raise ValueError(f"not an integer: {item!r} in {text!r}") from None
+        if n <= 0:
+            raise ValueError(f"example counts must be positive, got {item!r}")
+        out.add(n)
+    return tuple(sorted(out))
+
+
+# -- sub-runs ---------------------------------------------------------------
+
+@dataclass
+class SubRun:
+    """One ``nnprof profile`` child process and the run directory it left."""
+
+    name: str
+    path: str
+    returncode: int
+    interrupted: bool = False
+    run: Optional[Run] = None
+    summary: Optional[dict] = None
+
+    @property
+    def exit_code(self) -> int:
+        # killed by signal N: report it as a shell would (128 + N)
+        return 128 - self.returncode if self.returncode < 0 else self.returncode
+
+    @property
+    def status(self) -> str:
+        return (self.summary or {}).get("status") or "no run"
+
+    @property
+    def failed(self) -> bool:
+        return self.returncode != 0 or self.summary is None
+
+    @property
+    def stop_reason(self) -> Optional[str]:
+        for note in (self.summary or {}).get("notices") or []:
+            if str(note).startswith("stopped at "):
+                return str(note)[len("stopped at "):]
+        return None
+
+    def tail(self, n: int = TAIL_LINES) -> list:
+        """The last lines the script wrote (stdout and stderr together)."""
+        try:
+            with open(os.path.join(self.path, OUTPUT_LOG), errors="replace") as fh:
+                lines = [ln.rstrip() for ln in fh if not ln.startswith(_RUN_WRITTEN)]
+        except OSError:
+            return []
+        while lines and not lines[-1]:
+            lines.pop()
+        return lines[-n:]
+
+    def error_line(self) -> str:
+        lines = [ln for ln in self.tail() if ln.strip()]
+        return lines[-1].strip() if lines else f"exit code {self.exit_code}"
+
+
+def profile_command(target, path: str, max_steps: int) -> list:
+    """``python -m nnprof profile`` for the target, quiet, into ``path``."""
+    cmd = [sys.executable, "-m", "nnprof", "profile", "--quiet", "--no-progress",
+           "--max-steps", str(max_steps), "--out", path]
+    cmd += ["-m", target.module] if target.module else ["--", target.path]
+    return cmd + list(target.args)
+
+
+def sub_run(name: str, target, path: str, max_steps: int,
+            rung: Optional[dict] = None) -> SubRun:
+    """Run the target under ``nnprof profile`` into ``path``; the script's
+    output goes to ``output.log`` there, its stdin is empty."""
+    os.makedirs(path, exist_ok=True)
+    cmd = profile_command(target, path, max_steps)
+    env = dict(os.environ)
+    env.pop("NNPROF_RUNG", None)
+    if rung is not None:
+        env["NNPROF_RUNG"] = json.dumps(rung)
+    interrupted = False
+    with open(os.path.join(path, OUTPUT_LOG), "wb") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, env=env)
+        while True:
+            # Ctrl-C reaches the child as well: let it finish its run directory,
+            # then stop the ladder
+            try:
+                rc = proc.wait()
+                break
+            except KeyboardInterrupt:
+                interrupted = True
+    sub = SubRun(name, path, rc, interrupted=interrupted)
+    try:
+        sub.run = Run.load(path)
+        sub.summary = sub.run.summary()
+    except RunDirError:
+        pass
+    sub.interrupted = sub.interrupted or sub.status == "interrupted"
+    return sub
+
+
+def train_losses(run_dir: str) -> list:
+    """``[(train_index, loss)]`` of the train steps with a loss, in order.
+
+    Read from ``steps.csv`` directly so that a NaN loss (``nan``) stays apart
+    from a missing one (an empty cell): the first counts against the rung.
+    """
+    out = []
+    try:
+        with open(os.path.join(run_dir, "steps.csv"), newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None) or []
+            try:
+                ki, li, ti = header.index("kind"), header.index("loss"), header.index("train_index")
+            except ValueError:
+                return []
+            for row in reader:
+                if len(row) != len(header) or row[ki] != "train" or not row[li].strip():
+                    continue
+                try:
+                    out.append((int(row[ti]), float(row[li])))
+                except ValueError:
+                    continue
+    except OSError:
+        return []
+    return out
+
+
+# -- rungs ------------------------------------------------------------------
+
+def rung_dict(finding, **extra) -> dict:
+    d = finding.to_dict()
+    return {"name": d["name"], "status": d["verdict"],
+            "evidence": dict(d["evidence"], **extra), "advice": d["advice"]}
+
+
+def skipped(name: str, reason: str) -> dict:
+    return {"name": name, "status": "skip", "evidence": {"reason": reason},
+            "advice": [f"Not checked: {reason}."]}
+
+
+def probe_rungs(probe: Optional[dict], loaders: list) -> list:
+    w = (probe or {}).get("wiring")
+    return [rung_dict(simplicity(probe, loaders)), rung_dict(wiring(w)),
+            rung_dict(loss_at_init((probe or {}).get("loss_at_init")))]
+
+
+def find_training_loader(sub: SubRun):
+    """(loader dict, None) for the DataLoader that fed the most train steps of
+    the probe, or (None, the reason there is none)."""
+    tl = training_loader((sub.summary or {}).get("loader") or [])
+    if tl is None:
+        if not (sub.summary or {}).get("steps", {}).get("train"):
+            return None, "the probe run saw no train step (no backward pass)"
+        return None, ("no DataLoader fed the train steps (manual batching): the overfit "
+                      "rungs restrict a DataLoader to its first examples")
+    meta = sub.run.loaders.get(tl["id"]) or {}
+    site = meta.get("site") or {}
+    if not site.get("file") or site.get("file") == "?" or not site.get("line"):
+        return None, f"the training DataLoader {tl['id']} has no known construction site"
+    same = [lid for lid, m in sub.run.loaders.items() if lid != tl["id"]
+            and (m.get("site") or {}).get("file") == site["file"]
+            and (m.get("site") or {}).get("line") == site["line"]]
+    return {"id": tl["id"], "file": site["file"], "line": site["line"],
+            "dataset": meta.get("dataset"), "dataset_len": meta.get("dataset_len"),
+            "train_steps": tl["steps"]["train"], "also_built_there": same}, None
+
+
+def _restricted(sub: SubRun) -> bool:
+    return any(ev.get("event") == "restricted" for ev in sub.run.loader_events)
+
+
+def judge_overfit(n: int, sub: SubRun, probe_wiring: Optional[dict],
+                  settings: Settings, loader: dict) -> tuple:
+    """(rung dict, [(train_index, loss)]) for one overfit run."""
+    name = f"overfit-{n}"
+    losses = train_losses(sub.path)
+    base = {"examples": n, "run": os.path.basename(sub.path), "status": sub.status}
+    if sub.failed:
+        err = sub.error_line()
+        log = os.path.join(os.path.basename(sub.path), OUTPUT_LOG)
+        return ({"name": name, "status": "fail",
+                 "evidence": dict(base, exit_code=sub.exit_code, error=err, log=log,
+                                  steps=len(losses)),
+                 "advice": [f"The script failed when trained on {n} example(s), after "
+                            f"{len(losses)} train steps: {err} (full output in {log}).",
+                            "A script that runs on its full data but fails on a few "
+                            "examples often assumes a batch size, a dataset length or "
+                            "several classes per batch."]}, losses)
+    if losses and not _restricted(sub):
+        where = f"{os.path.basename(loader['file'])}:{loader['line']}"
+        return (dict(skipped(name, f"the training DataLoader ({where}) was not built in "
+                                   "this run, so it could not be restricted"),
+                     evidence=dict(base, reason="training DataLoader not built")), losses)
+    passes = validation_passes(sub.run.steps)
+    val = [[p["after_train_steps"], p["loss"]] for p in passes if p["loss"] is not None] \
+        if passes else None
+    finding = overfit(name, [v for _, v in losses], settings.ratio, settings.patience,
+                      wiring=probe_wiring, val_losses=val)
+    extra = dict(base, stopped=sub.stop_reason)
+    acc = []
+    for m in sub.run.metrics_passes:
+        a = classification_metrics(m["confusion"])["accuracy"]
+        if a is not None:
+            acc.append([m.get("after_train_steps"), a])
+    if acc:
+        extra["val_accuracy"] = acc
+    return rung_dict(finding, **extra), losses
+
+
+# -- the ladder ---------------------------------------------------------------
+
+@dataclass
+class Check:
+    target: object
+    settings: Settings
+    out: str
+    rungs: list = field(default_factory=list)
+    runs: dict = field(default_factory=dict)
+    curves: dict = field(default_factory=dict)
+    probe: Optional[dict] = None
+    loader: Optional[dict] = None
+    failed_run: Optional[SubRun] = None   # the probe, when the script itself failed
+    status: str = "passed"
+    exit_code: int = 0
+
+    def record(self) -> dict:
+        from .summary import _clean
+        probe = self.probe or {}
+        w = probe.get("wiring") or {}
+        return _clean({
+            "schema_version": SCHEMA_VERSION,
+            "script": self.target.display,
+            "argv": list(self.target.args),
+            "settings": self.settings.to_dict(),
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "rungs": self.rungs,
+            "wiring": {k: list(w.get(k) or []) for k in WIRING_KEYS},
+            "loss_at_init": probe.get("loss_at_init"),
+            "training_loader": self.loader,
+            "runs": self.runs,
+        })
+
+    def write(self) -> None:
+        write_json(os.path.join(self.out, "check.json"), self.record())
+        with open(os.path.join(self.out, "curves.csv"), "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["rung", "train_step", "loss"])
+            for name, points in self.curves.items():
+                for step, loss in points:
+                    w.writerow([name, step, repr(loss) if math.isfinite(loss) else str(loss)])
+
+
+def _say(text: str) -> None:
+    try:
+        print(f"nnprof check: {text}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _timed(label: str, fn, *args, **kwargs):
+    _say(f"{label} ...")
+    t = time.perf_counter()
+    sub = fn(*args, **kwargs)
+    how = sub.stop_reason.split(" (")[0] if sub.stop_reason else sub.status
+    if sub.returncode != 0:
+        how += f", exit {sub.exit_code}"
+    steps = (sub.summary or {}).get("steps", {}).get("train", 0)
+    _say(f"{label}: {how}, {steps} train steps, {time.perf_counter() - t:.1f} s")
+    return sub
+
+
+def run_check(target, settings: Settings, out: str) -> Check:
+    """Run the ladder; write ``check.json`` and ``curves.csv``; return the Check."""
+    check = Check(target, settings, out)
+    probe_sub = _timed(f"probe run ({settings.probe_steps} train steps)", sub_run, "probe",
+                       target, os.path.join(out, "probe"), settings.probe_steps)
+    check.runs["probe"] = "probe"
+    check.probe = probe_sub.run.probe if probe_sub.run is not None else None
+    loaders = (probe_sub.summary or {}).get("loader") or (
+        list(probe_sub.run.loaders.values()) if probe_sub.run is not None else [])
+    check.rungs += probe_rungs(check.probe, loaders)
+    overfit_names = [f"overfit-{n}" for n in settings.examples]
+    if probe_sub.failed or probe_sub.interrupted:
+        check.status = "interrupted" if probe_sub.interrupted else "script-failed"
+        check.exit_code = probe_sub.exit_code or (130 if probe_sub.interrupted else 1)
+        why = ("the probe run was interrupted" if probe_sub.interrupted else
+               f"the script failed in the probe run (exit {probe_sub.exit_code}): "
+               f"{probe_sub.error_line()}")
+        check.rungs += [skipped(name, why) for name in overfit_names]
+        check.failed_run = probe_sub
+        check.write()
+        return check
+    check.loader, reason = find_training_loader(probe_sub)
+    for i, n in enumerate(settings.examples):
+        name = overfit_names[i]
+        if check.loader is None:
+            check.rungs.append(skipped(name, reason))
+            continue
+        rung = {"examples": n, "loader_site": {"file": check.loader["file"],
+                                               "line": check.loader["line"]},
+                "as_is": settings.as_is, "ratio": settings.ratio,
+                "patience": settings.patience}
+        sub = _timed(f"{name} run (up to {settings.max_steps} train steps)", sub_run, name,
+                     target, os.path.join(out, name), settings.max_steps, rung)
+        check.runs[name] = name
+        if sub.interrupted:
+            check.status, check.exit_code = "interrupted", 130
+            check.rungs += [skipped(m, "the check was interrupted")
+                            for m in overfit_names[i:]]
+            break
+        result, check.curves[name] = judge_overfit(n, sub, (check.probe or {}).get("wiring"),
+                                                   settings, check.loader)
+        check.rungs.append(result)
+    if check.status == "passed" and any(r["status"] == "fail" for r in check.rungs):
+        check.status, check.exit_code = "failed", 3
+    check.write()
+    return check
