@@ -6,6 +6,7 @@ must hold at least its sleep and not much more (``SLACK`` absorbs scheduler nois
 on a busy two-core machine), and a phase that holds no sleep must stay small.
 """
 import re
+import json
 import time
 
 import pytest
@@ -262,11 +263,12 @@ def test_custom_loss_time_lands_in_loss(tmp_path, scripts, kind):
         assert near(row["loss_s"], 0.02), row
     assert list(steps["loss"]) == pytest.approx(printed_losses(r.stdout), rel=1e-6)
     s = read_summary(out)
-    models = {m["class"]: m["loss"] for m in s["models"]}
-    assert models["Classifier"] is False
+    probe = json.loads((out / "probe.json").read_text())
+    assert [m["class"] for m in s["models"]] == ["Classifier"]
+    losses = [d["class"] for d in probe["losses"]]
     if kind != "in-forward-custom":  # a loss inside forward is not a top-level module
-        assert models[{"custom": "SleepyCrossEntropyLoss",
-                       "custom-unnamed": "Objective"}[kind]] is True
+        assert losses == [{"custom": "SleepyCrossEntropyLoss",
+                           "custom-unnamed": "Objective"}[kind]]
 
 
 class _FocalLoss(nn.Module):
