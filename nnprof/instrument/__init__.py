@@ -57,7 +57,9 @@ class Instrumentation:
             if self._losses is None:
                 self._losses = LossCopies()
             return self._losses.capture(t)
-        return t.detach()
+        # the CPU scalar itself: read with .item() when its row is written (a few
+        # steps later); its graph's buffers were already freed by backward()
+        return t
 
     def _on_record(self, rec: StepRecord) -> None:
         if rec.gpu is not None or self.pending.queue:
@@ -110,8 +112,8 @@ def resolve_loss(ref) -> Optional[float]:
         copies, i = ref
         return copies.read(i)
     try:
-        return float(ref)
-    except (TypeError, ValueError, RuntimeError):
+        return float(ref.item())
+    except (TypeError, ValueError, RuntimeError, AttributeError):
         return None
 
 
