@@ -246,15 +246,18 @@ def judge_overfit(n: int, sub: SubRun, probe_wiring: Optional[dict],
                             "several classes per batch."]}, losses)
     if losses and not _restricted(sub):
         where = f"{os.path.basename(loader['file'])}:{loader['line']}"
-        return (dict(skipped(name, f"the training DataLoader ({where}) was not built in "
-                                   "this run, so it could not be restricted"),
-                     evidence=dict(base, reason="training DataLoader not built")), losses)
+        rung = skipped(name, f"the training DataLoader ({where}) was not built in this "
+                             "run, so it could not be restricted")
+        rung["evidence"].update(base)
+        return rung, losses
     passes = validation_passes(sub.run.steps)
     val = [[p["after_train_steps"], p["loss"]] for p in passes if p["loss"] is not None] \
         if passes else None
     finding = overfit(name, [v for _, v in losses], settings.ratio, settings.patience,
                       wiring=probe_wiring, val_losses=val)
     extra = dict(base, stopped=sub.stop_reason)
+    if val:
+        extra["val_curve"] = val  # [after_train_steps, loss] per validation pass
     acc = []
     for m in sub.run.metrics_passes:
         a = classification_metrics(m["confusion"])["accuracy"]

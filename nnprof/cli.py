@@ -255,7 +255,8 @@ def cmd_check(argv: list) -> int:
     from .check import Settings, run_check
     from .session import check_writable, default_out
     out = opts.out or default_out(f"{target.name}-check")
-    for name in ("check.json", os.path.join("probe", "meta.json")):
+    subs = ["probe"] + [f"overfit-{n}" for n in opts.examples]
+    for name in ["check.json"] + [os.path.join(d, "meta.json") for d in subs]:
         if os.path.exists(os.path.join(out, name)):
             raise UsageError(f"{out} already holds a check; choose another --out")
     problem = check_writable(out)

@@ -112,7 +112,8 @@ def overfit(name: str, losses: list, ratio: float = 0.1, patience: int = 5,
     On ``fail`` the advice names the likeliest causes, in this order when they
     apply: wiring problems (``wiring`` = ``probe.json``'s wiring record); NaN/inf
     or a rising loss (last mean > first x (1 + FLAT_BAND)): learning rate too
-    high; a flat loss (last mean within FLAT_BAND = 2% of the first): gradients
+    high (unless parameters were found unchanged: then the changes are batch
+    noise and the loss counts as flat); a flat loss (last mean within FLAT_BAND = 2% of the first): gradients
     do not reach the parameters; a loss that fell, but not enough: learning rate
     too small or too few steps. With ``val_losses``, a note is added when the
     validation loss fell by at least VAL_DROP_SHARE (80%) of the training drop.
@@ -173,12 +174,14 @@ def overfit(name: str, losses: list, ratio: float = 0.1, patience: int = 5,
                                              for k, v in bad.items())
                       + " (see the wiring finding).")
     nonfinite = n - len(finite)
-    if nonfinite or not math.isfinite(last) or last > first * (1 + FLAT_BAND):
+    frozen_by_optimizer = bool(bad.get("unchanged"))  # parameters never moved: noise only
+    if nonfinite or not math.isfinite(last) or (last > first * (1 + FLAT_BAND)
+                                                and not frozen_by_optimizer):
         what = (f"{nonfinite} loss{'es are' if nonfinite != 1 else ' is'} NaN or inf"
                 if nonfinite else f"the loss rose from {first:.4g} to {last:.4g}")
         causes.append(f"{what[0].upper()}{what[1:]}: the learning rate is likely too high; "
                       "lower it (by 10x) or clip gradients.")
-    elif abs(last - first) <= FLAT_BAND * first:
+    elif abs(last - first) <= FLAT_BAND * first or frozen_by_optimizer:
         causes.append(f"The loss stayed flat ({first:.4g} -> {last:.4g} in {n} steps): "
                       "gradients do not reach the parameters, the optimizer holds other "
                       "parameters than the model's, or the loss does not depend on the "
