@@ -11,6 +11,7 @@ OPTIMIZER_SHARE = 0.30
 OVERHEAD_SHARE = 0.30
 COMPUTE_SHARE = 0.50
 DOMINANT_PART = 0.50   # a part of loading that takes this share of it is named
+MIN_BATCH_FOR_WORKERS = 0.002  # below this, worker IPC costs about what it saves
 
 
 def _pct(x: float) -> str:
@@ -70,7 +71,8 @@ def bottleneck(shares: dict, means: dict, loader: Optional[dict], device: str,
                       f"other {_pct(other)}.")
     if verdict != "input-bound" and inp >= MODERATE_INPUT:
         evidence["level"] = "moderate"
-        advice.append(f"Moderately input-bound: waiting for input takes {_pct(inp)} of each step.")
+        advice.append(f"Moderately input-bound: waiting for input (data + prep) takes {_pct(inp)} "
+                      "of each step.")
         advice += input_advice(shares, means, loader, device, cores)[:2]
     return Finding("bottleneck", verdict, evidence, tuple(advice), severity)
 
@@ -104,6 +106,11 @@ def input_advice(shares: dict, means: dict, loader: Optional[dict], device: str,
                f"process with num_workers=0 ({_ms(batch_s)} per batch, while the rest of the "
                f"step takes {_ms(loader.get('loop_s'))}).")
         out.append(msg)
+        if batch_s is not None and batch_s < MIN_BATCH_FOR_WORKERS:
+            out.append(f"Making a batch takes only {_ms(batch_s)}: workers would cost about "
+                       "as much in inter-process transfer as they save; the wait is the "
+                       "loader's own per-batch overhead (sampler, collate, conversions).")
+            needed = None
         if needed is not None:
             if needed <= usable:
                 out.append(f"Set num_workers={needed} (of {usable} usable: {cores} cores, one "

@@ -78,7 +78,8 @@ def install(clock: StepClock, on_module=None, observer=None) -> Patches:
 
     ``on_module(module, is_loss)`` is called once per distinct top-level module
     or loss module (for model discovery by later analyses);
-    ``observer(name, args, kwargs, result)`` after each outermost loss call.
+    ``observer(name, args, kwargs, result, reduction)`` after each outermost
+    loss call (``reduction``: the module's or the call's, None if unknown).
     """
     patches = Patches()
     get_ident = threading.get_ident
@@ -118,7 +119,7 @@ def install(clock: StepClock, on_module=None, observer=None) -> Patches:
             name = names.get(cls)
             if name is None:
                 name = names[cls] = loss_name(cls)
-            observer(name, args, kwargs, result)
+            observer(name, args, kwargs, result, getattr(self, "reduction", None))
         return result
 
     def module_call(self, *args, **kwargs):
@@ -166,7 +167,7 @@ def install(clock: StepClock, on_module=None, observer=None) -> Patches:
             finally:
                 clock.pop()
             if observer is not None:
-                observer(name, args, kwargs, result)
+                observer(name, args, kwargs, result, kwargs.get("reduction"))
             return result
         functional_loss.__wrapped__ = fn
         functional_loss.__name__ = fn.__name__

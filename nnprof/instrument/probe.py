@@ -205,7 +205,7 @@ class LossObserver:
         self.pass_counts = None
         self.n_passes = 0
 
-    def __call__(self, name: str, args, kwargs, result) -> None:
+    def __call__(self, name: str, args, kwargs, result, reduction=None) -> None:
         grad = torch.is_grad_enabled()
         if grad and self.init_info is not None:
             return
@@ -216,6 +216,10 @@ class LossObserver:
             return
         o = self.clock.open
         if o is not None and isinstance(result, torch.Tensor) and result.numel() == 1:
+            if reduction == "sum":  # per sample, comparable with the train loss
+                x, _ = self._io(args, kwargs)
+                n = x.shape[0] if isinstance(x, torch.Tensor) and x.dim() > 0 else 1
+                result = result / max(1, n)
             o.eval_loss_ref = self.capture(result)
         if task is not None:
             self._count(task, args, kwargs)

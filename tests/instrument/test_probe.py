@@ -1,4 +1,5 @@
 """Wiring probe, loss observer and rung helpers, on real tiny models in-process."""
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -123,3 +124,15 @@ def test_restricted_loader_repeats_first_examples_in_order():
     batches = [b[0].tolist() for b in loader]
     assert batches == [[0.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0], [0.0, 1.0]]
     assert isinstance(loader.dataset, RepeatFirst) and len(loader) == 3
+
+
+def test_eval_loss_with_sum_reduction_is_per_sample():
+    clock = StepClock(lambda rec: None, thread_id=0)
+    obs = LossObserver(clock, lambda r: None, lambda t: t)
+    clock.loader_next("V")
+    clock.loader_got()
+    logits, target = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    with torch.no_grad():
+        total = nn.functional.cross_entropy(logits, target, reduction="sum")
+        obs("cross_entropy", (logits, target), {"reduction": "sum"}, total, "sum")
+    assert float(clock.open.eval_loss_ref) == pytest.approx(float(total) / 4)
