@@ -138,6 +138,10 @@ def input_advice(shares: dict, means: dict, loader: Optional[dict], device: str,
                 and startup > 0.1 * (means.get("data", 0) * max(1, loader["steps"]["train"])):
             out.append(f"Workers are restarted at every epoch ({loader['iter_calls']} starts, "
                        f"{startup:.2f} s in all): set persistent_workers=True.")
+        elif batch_s is not None and batch_s < MIN_BATCH_FOR_WORKERS:
+            out.append(f"Workers of {name} make a batch in only {_ms(batch_s)}, yet the loop "
+                       f"waits {_pct(data)} of each step: passing batches between processes "
+                       "costs more than making them. Use num_workers=0, or larger batches.")
         else:
             out.append(f"Workers of {name} should keep up ({cap or 0:.1f} batches/s made, "
                        f"{dem or 0:.1f} needed) yet the loop waits {_pct(data)} of each step: "
@@ -147,7 +151,7 @@ def input_advice(shares: dict, means: dict, loader: Optional[dict], device: str,
             out.append(f"{workers} workers and the training loop share {cores} cores: "
                        "they compete for CPU.")
     total = sum(parts.values())
-    if total > 0:
+    if total > 0 and (batch_s or 0) >= MIN_BATCH_FOR_WORKERS:
         top = max(parts, key=parts.get)
         share = parts[top] / total
         if share >= DOMINANT_PART:
