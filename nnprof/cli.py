@@ -74,7 +74,7 @@ def _profile_parser() -> _Parser:
                    help="run directory (default reports/<script>-<timestamp>/)")
     p.add_argument("--fail-on", type=_conditions, default=[], metavar="LIST",
                    help="exit 3 when any holds: budget, input-bound, compute-bound, "
-                        "optimizer-bound, host-overhead-bound, crashed")
+                        "optimizer-bound, host-overhead-bound, crashed, wiring")
     p.add_argument("--no-progress", action="store_true", help="no live progress line")
     p.add_argument("--quiet", action="store_true", help="no terminal report")
     return p
@@ -152,6 +152,7 @@ def _profile(profiler, target, opts) -> int:
     from .renderers import render
     from .summary import failed_conditions
     profiler.start()
+    pid = os.getpid()
     outcome = runner.Outcome("crashed", 1)
     try:
         outcome = runner.run(target)
@@ -160,6 +161,8 @@ def _profile(profiler, target, opts) -> int:
             sys.stdout.flush()
         except Exception:
             pass
+        if os.getpid() != pid:  # a child the script forked: the parent owns the run
+            return outcome.exit_code
         if outcome.stop_reason:
             profiler.notices.append(f"stopped at {outcome.stop_reason}")
         summary = profiler.stop(outcome.status, outcome.exit_code, shutdown_workers=True)

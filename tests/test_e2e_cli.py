@@ -406,3 +406,17 @@ def test_fail_on_other_condition_exits_0(tmp_path):
     r = profile(tmp_path / "run", "--fail-on", "optimizer-bound", *SLEEPY)
     assert r.returncode == 0, r.stderr
     assert read_summary(tmp_path / "run")["bottleneck"]["verdict"] == "input-bound"
+
+
+@slow
+def test_a_forked_child_neither_writes_rows_nor_finalises_the_run(tmp_path):
+    """The child trains 5 steps of its own and exits normally: the run keeps only the
+    parent's 6 steps, and the parent's summary is the one written."""
+    out = tmp_path / "run"
+    r = profile(out, SCRIPTS / "forks.py")
+    assert r.returncode == 0, r.stderr
+    assert "child done" in r.stdout and "parent done" in r.stdout
+    s = read_summary(out)
+    assert s["status"] == "completed" and s["steps"]["train"] == 6
+    assert data_rows(out) == 6
+    assert r.stderr.count("run written to") == 1
