@@ -9,8 +9,7 @@ Layout (a contract; ``schema_version`` in ``meta.json`` and ``summary.json``):
   ``loader/<pid>.json`` that process's time per transform class, per loader id.
 * ``summary.json``  written at the end (status, exit code, findings).
 
-Writing is raw ``os.write`` on an own buffer so that a forked child can drop
-the parent's pending lines instead of writing them twice.
+Files are appended through :class:`nnprof.appendfile.AppendFile`.
 """
 from __future__ import annotations
 
@@ -18,6 +17,7 @@ import json
 import os
 from typing import Optional
 
+from .appendfile import AppendFile
 from .instrument.steps import LOADER_PHASES, PHASES
 
 SCHEMA_VERSION = 1
@@ -34,40 +34,14 @@ class RunDirError(Exception):
     """A run directory that cannot be read or written; the message is one line."""
 
 
-class _Appender:
-    def __init__(self, path: str, header: Optional[str] = None) -> None:
-        self.fd: Optional[int] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self.buf: list = []
-        if header is not None and os.fstat(self.fd).st_size == 0:
-            os.write(self.fd, header.encode())
-
-    def append(self, line: str) -> None:
-        self.buf.append(line)
-
-    def flush(self) -> None:
-        if self.buf and self.fd is not None:
-            data, self.buf = "".join(self.buf), []
-            os.write(self.fd, data.encode())
-
-    def close(self) -> None:
-        self.flush()
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-    def abandon(self) -> None:
-        self.buf = []
-        self.fd = None
-
-
 class RunWriter:
     """Streams a run to its directory (the caller batches the step rows)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         os.makedirs(path, exist_ok=True)
-        self.steps = _Appender(os.path.join(path, "steps.csv"), ",".join(STEP_COLUMNS) + "\n")
-        self.loaders = _Appender(os.path.join(path, "loaders.jsonl"))
+        self.steps = AppendFile(os.path.join(path, "steps.csv"), ",".join(STEP_COLUMNS) + "\n")
+        self.loaders = AppendFile(os.path.join(path, "loaders.jsonl"))
 
     def write_json(self, name: str, obj) -> None:
         write_json(os.path.join(self.path, name), obj)

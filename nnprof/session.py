@@ -156,6 +156,9 @@ class Profiler:
                 self.writer.close()
                 self._metrics.close()
         self.progress.close()
+        for f in (self.writer.steps, self.writer.loaders):
+            if f.error:
+                self.notices.append(f"{f.error}: the run directory is incomplete")
         from .summary import build_summary
         run = Run.load(self.path)
         summary = build_summary(run, status=status, exit_code=exit_code,

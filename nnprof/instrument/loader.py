@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data import dataloader as dl_module
 from torch.utils.data._utils import fetch as fetch_module
 
+from ..appendfile import AppendFile
 from .patching import Patches
 from .restrict import restricted_args
 from .steps import COLLATE, FETCH, TRANSFORM, StepClock
@@ -116,31 +117,22 @@ class BatchFile:
         self.dir = os.path.join(run_dir, "loader")
         os.makedirs(self.dir, exist_ok=True)
         self.pid = os.getpid()
-        path = os.path.join(self.dir, f"{self.pid}.csv")
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        if os.fstat(self.fd).st_size == 0:
-            os.write(self.fd, BATCH_HEADER.encode())
+        self.out = AppendFile(os.path.join(self.dir, f"{self.pid}.csv"), BATCH_HEADER)
         self.t0 = t0
-        self.buf: list = []
         self.by_name: dict = {}  # loader id -> {transform name: ns}
         self.flush_every = int(flush_every_s * 1e9)
         self.last_flush = 0
         self.last_names = 0
 
     def row(self, loader, worker, start, end, f, t, c, items) -> None:
-        self.buf.append(f"{loader},{worker},{self.pid},{start - self.t0},{end - self.t0},"
+        self.out.append(f"{loader},{worker},{self.pid},{start - self.t0},{end - self.t0},"
                         f"{f},{t},{c},{items}\n")
         if end - self.last_flush >= self.flush_every:
             self.flush(end)
 
     def flush(self, now: Optional[int] = None) -> None:
         now = time.perf_counter_ns() if now is None else now
-        if self.buf and self.fd is not None:
-            data, self.buf = "".join(self.buf), []
-            try:
-                os.write(self.fd, data.encode())
-            except OSError:
-                pass
+        self.out.flush()
         self.last_flush = now
         if self.by_name and (now - self.last_names > 500_000_000 or self.last_names == 0):
             self.write_names()
@@ -159,14 +151,11 @@ class BatchFile:
         self.flush()
         if self.by_name:
             self.write_names()
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        self.out.close()
 
     def abandon(self) -> None:
         """In a forked child: drop the parent's pending lines, write nothing."""
-        self.buf = []
-        self.fd = None
+        self.out.abandon()
 
 
 class MainSink:

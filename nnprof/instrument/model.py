@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
 from .patching import Patches
-from .steps import LOSS, OPTIMIZER, StepClock
+from .steps import LOSS, OPTIMIZER, StepClock, in_phase
 
 FUNCTIONAL_LOSSES = tuple(sorted(
     name for name in dir(F)
@@ -177,16 +177,6 @@ def install(clock: StepClock, on_module=None, observer=None) -> Patches:
     for name in FUNCTIONAL_LOSSES:
         patches.set(F, name, make_loss(getattr(F, name)))
 
-    original_zero_grad = torch.nn.Module.zero_grad
-
-    def module_zero_grad(self, *args, **kwargs):
-        if get_ident() != clock.thread_id:
-            return original_zero_grad(self, *args, **kwargs)
-        clock.push(OPTIMIZER)
-        try:
-            return original_zero_grad(self, *args, **kwargs)
-        finally:
-            clock.pop()
-
-    patches.set(torch.nn.Module, "zero_grad", module_zero_grad)
+    patches.set(torch.nn.Module, "zero_grad",
+                in_phase(clock, OPTIMIZER, torch.nn.Module.zero_grad))
     return patches

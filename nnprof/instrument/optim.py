@@ -14,7 +14,7 @@ from torch.optim.optimizer import (register_optimizer_step_post_hook,
                                    register_optimizer_step_pre_hook)
 
 from .patching import Patches
-from .steps import OPTIMIZER, StepClock
+from .steps import OPTIMIZER, StepClock, in_phase
 
 
 def install(clock: StepClock, on_optimizer=None, probe=None) -> Patches:
@@ -53,14 +53,6 @@ def install(clock: StepClock, on_optimizer=None, probe=None) -> Patches:
     patches.add_undo(h1.remove)
     patches.add_undo(h2.remove)
 
-    def zero_grad(self, *args, **kwargs):
-        if get_ident() != clock.thread_id:
-            return original_zero_grad(self, *args, **kwargs)
-        clock.push(OPTIMIZER)
-        try:
-            return original_zero_grad(self, *args, **kwargs)
-        finally:
-            clock.pop()
-
-    original_zero_grad = patches.set(torch.optim.Optimizer, "zero_grad", zero_grad)
+    patches.set(torch.optim.Optimizer, "zero_grad",
+                in_phase(clock, OPTIMIZER, torch.optim.Optimizer.zero_grad))
     return patches

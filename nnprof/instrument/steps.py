@@ -97,6 +97,23 @@ class StepRecord:
             self.gpu.absorb(later.gpu)
 
 
+def in_phase(clock: "StepClock", phase: int, method):
+    """``method`` wrapped so that its calls from the clock's thread are charged to ``phase``."""
+    get_ident = threading.get_ident
+
+    def wrapper(self, *args, **kwargs):
+        if get_ident() != clock.thread_id:
+            return method(self, *args, **kwargs)
+        clock.push(phase)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            clock.pop()
+    wrapper.__wrapped__ = method
+    wrapper.__name__ = getattr(method, "__name__", "wrapper")
+    return wrapper
+
+
 class StopRun(BaseException):
     """Raised inside the script to stop it at ``--max-steps`` / ``--max-time``.
 
