@@ -75,12 +75,21 @@ def _profile_parser() -> _Parser:
     p.add_argument("--fail-on", type=_conditions, default=[], metavar="LIST",
                    help="exit 3 when any holds: budget, input-bound, compute-bound, "
                         "optimizer-bound, host-overhead-bound, crashed, wiring")
+    p.add_argument("--sample-hz", type=_positive_float, default=10.0, metavar="HZ",
+                   help="host and GPU sampling rate (default 10 per second)")
+    p.add_argument("--no-monitors", action="store_true",
+                   help="no host or GPU sampling")
+    p.add_argument("--pyspy", action="store_true",
+                   help="record the script and its loader workers with py-spy")
+    p.add_argument("--pyspy-rate", type=_positive_int, default=100, metavar="HZ",
+                   help="py-spy samples per second (default 100)")
     p.add_argument("--no-progress", action="store_true", help="no live progress line")
     p.add_argument("--quiet", action="store_true", help="no terminal report")
     return p
 
 
-_VALUE_OPTIONS = {"--budget", "--max-steps", "--max-time", "--out", "--fail-on"}
+_VALUE_OPTIONS = {"--budget", "--max-steps", "--max-time", "--out", "--fail-on", "--sample-hz",
+                  "--pyspy-rate"}
 
 
 def split_profile_args(argv: list, value_options=_VALUE_OPTIONS):
@@ -129,9 +138,14 @@ def cmd_profile(argv: list) -> int:
     problem = check_writable(out)
     if problem:
         raise UsageError(problem)
+    monitors = [] if opts.no_monitors else ["host", "gpu"]
+    if opts.pyspy:
+        monitors.append("pyspy")
     profiler = Profiler(out=out, budget=opts.budget, name=target.name, script=target.display,
                         argv=list(rest), max_steps=opts.max_steps, max_time=opts.max_time,
-                        progress=False if opts.no_progress else None)
+                        progress=False if opts.no_progress else None, monitors=monitors,
+                        monitor_options={"sample_hz": opts.sample_hz,
+                                         "pyspy_rate": opts.pyspy_rate})
     return _profile(profiler, target, opts)
 
 

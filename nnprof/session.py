@@ -15,6 +15,7 @@ import torch
 from . import __version__
 from .instrument import Instrumentation, StepRecord, StopRun, resolve_loss
 from .instrument.probe import TrainingProbe
+from .monitors import start_monitors, stop_monitors
 from .progress import Progress
 from .run import SCHEMA_VERSION, Run, RunWriter, write_json
 
@@ -23,6 +24,7 @@ _ROW = "%d,%s,%s," + ",".join(["%.6f"] * 12) + ",%s,%s,%d,%d,%d,%d,%s\n"
 _NO_GPU = ",,,,,,"
 FLUSH_ROWS = 16           # steps.csv is written every 16 steps ...
 FLUSH_NS = 250_000_000    # ... or every 0.25 s, whichever comes first
+DEFAULT_MONITORS = ("host", "gpu")  # py-spy only on request (--pyspy)
 STATUSES = ("completed", "stopped", "crashed", "interrupted")
 
 
@@ -84,7 +86,8 @@ class Profiler:
     def __init__(self, out: Optional[str] = None, budget: float = 1.0, name: str = "run",
                  script: Optional[str] = None, argv: Optional[list] = None,
                  max_steps: Optional[int] = None, max_time: Optional[float] = None,
-                 progress: Optional[bool] = None) -> None:
+                 progress: Optional[bool] = None, monitors=None,
+                 monitor_options: Optional[dict] = None) -> None:
         if budget is None or not budget > 0:
             raise ValueError("budget must be a positive number of seconds")
         self.path = os.path.abspath(out or default_out(name))
@@ -95,6 +98,9 @@ class Profiler:
         self.max_steps = max_steps
         self.max_time = max_time
         self.progress = Progress(enabled=progress)
+        self.monitor_names = list(DEFAULT_MONITORS if monitors is None else monitors)
+        self.monitor_options = dict(monitor_options or {})
+        self._monitors: list = []
         self.notices: list = []
         self.rung = rung_config(self.notices)
         self._rung_losses: list = []
@@ -135,6 +141,8 @@ class Profiler:
         if self.max_time is not None:
             clock.deadline = self.t0 + int(self.max_time * 1e9)
         self._inst.install()
+        self._monitors = start_monitors(self.monitor_names, self.path, self.t0,
+                                        self.monitor_options)
         return self
 
     def stop(self, status: str = "completed", exit_code: Optional[int] = 0,
@@ -144,6 +152,8 @@ class Profiler:
             return self._summary
         inst = self._inst
         self.status = status
+        self.notices.extend(stop_monitors(self._monitors))
+        self._monitors = []
         if inst is not None:
             try:
                 inst.finish()
@@ -285,7 +295,8 @@ class Profiler:
 
 def profile(out: Optional[str] = None, budget: float = 1.0, name: str = "run",
             max_steps: Optional[int] = None, max_time: Optional[float] = None,
-            progress: Optional[bool] = False) -> Profiler:
+            progress: Optional[bool] = False, monitors=None,
+            monitor_options: Optional[dict] = None) -> Profiler:
     """Profile the code in a ``with`` block::
 
         with nnprof.profile(budget=1.0) as run:
@@ -294,4 +305,4 @@ def profile(out: Optional[str] = None, budget: float = 1.0, name: str = "run",
     """
     return Profiler(out=out, budget=budget, name=name, script=sys.argv[0] if sys.argv else None,
                     argv=list(sys.argv), max_steps=max_steps, max_time=max_time,
-                    progress=progress)
+                    progress=progress, monitors=monitors, monitor_options=monitor_options)
