@@ -119,7 +119,7 @@ class SubRun:
 def profile_command(target, path: str, max_steps: int) -> list:
     """``python -m nnprof profile`` for the target, quiet, into ``path``."""
     cmd = [sys.executable, "-m", "nnprof", "profile", "--quiet", "--no-progress",
-           "--max-steps", str(max_steps), "--out", path]
+           "--no-monitors", "--max-steps", str(max_steps), "--out", path]
     cmd += ["-m", target.module] if target.module else ["--", target.path]
     return cmd + list(target.args)
 

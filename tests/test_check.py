@@ -318,8 +318,8 @@ def test_our_options_stop_at_the_script():
 
 def test_profile_command():
     cmd = profile_command(Target(path="-odd.py", args=("--lr", "1")), "/o/probe", 20)
-    assert cmd[1:] == ["-m", "nnprof", "profile", "--quiet", "--no-progress", "--max-steps",
-                       "20", "--out", "/o/probe", "--", "-odd.py", "--lr", "1"]
+    assert cmd[1:] == ["-m", "nnprof", "profile", "--quiet", "--no-progress", "--no-monitors",
+                       "--max-steps", "20", "--out", "/o/probe", "--", "-odd.py", "--lr", "1"]
     assert cli.split_profile_args(cmd[4:])[1:] == ("-odd.py", None, ["--lr", "1"])
     cmd = profile_command(Target(module="pkg.train", args=("-x",)), "/o/overfit-1", 300)
     assert cli.split_profile_args(cmd[4:])[1:] == (None, "pkg.train", ["-x"])
