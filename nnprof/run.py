@@ -7,6 +7,10 @@ Layout (a contract; ``schema_version`` in ``meta.json`` and ``summary.json``):
 * ``loaders.jsonl`` one line per DataLoader (metadata) and per ``iter()`` call.
 * ``loader/<pid>.csv`` one row per batch made by that process (main or worker);
   ``loader/<pid>.json`` that process's time per transform class, per loader id.
+* ``samples.csv``   host and GPU samples, long format ``t_s,source,metric,value``
+  (:mod:`nnprof.monitors.samples`).
+* ``pyspy/``        with ``--pyspy``: ``profile.txt`` (py-spy's collapsed stacks),
+  ``flamegraph.svg``, ``pyspy.json`` (rate, pid), ``pyspy.log``.
 * ``summary.json``  written at the end (status, exit code, findings).
 
 Files are appended through :class:`nnprof.appendfile.AppendFile`.
@@ -134,6 +138,25 @@ class Run:
         return out
 
     @property
+    def pyspy_stacks(self) -> Optional[str]:
+        """``pyspy/profile.txt``: py-spy's collapsed stacks (None without ``--pyspy``)."""
+        path = os.path.join(self.path, "pyspy", "profile.txt")
+        try:
+            with open(path, errors="replace") as fh:
+                return fh.read()
+        except OSError:
+            return None
+
+    @property
+    def pyspy_info(self) -> dict:
+        """``pyspy/pyspy.json``: the sampling rate and pid py-spy recorded with."""
+        try:
+            data = _read_json(os.path.join(self.path, "pyspy", "pyspy.json"))
+        except RunDirError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    @property
     def summary_file(self) -> Optional[dict]:
         return _read_json(os.path.join(self.path, "summary.json"))
 
@@ -162,6 +185,34 @@ class Run:
                 df = df[df["kind"].isin(["train", "eval"])]
                 self._steps = df.reset_index(drop=True)
         return self._steps
+
+    @property
+    def samples(self):
+        """``samples.csv`` (host and GPU monitors), long format: ``t_s``, ``source``,
+        ``metric``, ``value``; a torn or malformed line is dropped."""
+        if getattr(self, "_samples", None) is None:
+            import pandas as pd
+            cols = ["t_s", "source", "metric", "value"]
+            path = os.path.join(self.path, "samples.csv")
+            df = None
+            if os.path.exists(path) and os.path.getsize(path) > 0:
+                try:
+                    df = pd.read_csv(path, on_bad_lines="skip", engine="python",
+                                     dtype={"source": str, "metric": str})
+                except Exception:
+                    df = None
+            if df is None or any(c not in df.columns for c in cols):
+                df = pd.DataFrame({"t_s": pd.Series(dtype=float),
+                                   "source": pd.Series(dtype=object),
+                                   "metric": pd.Series(dtype=object),
+                                   "value": pd.Series(dtype=float)})
+            else:
+                df = df[cols].copy()
+                df["t_s"] = pd.to_numeric(df["t_s"], errors="coerce")
+                df["value"] = pd.to_numeric(df["value"], errors="coerce")
+                df = df.dropna().reset_index(drop=True)
+            self._samples = df
+        return self._samples
 
     @property
     def loader_events(self) -> list:

@@ -1,15 +1,18 @@
 """Build ``summary.json`` from a run directory (live at the end, or post mortem)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Optional
 
 from .analyses.bottleneck import bottleneck
 from .analyses.budget import budget
+from .analyses.hardware import gpu_summary, hardware_findings, host_summary
 from .analyses.loader import loader_stats, training_loader
 from .analyses.metrics import classification_metrics, curves
 from .analyses.overfit import loss_at_init
 from .analyses.wiring import wiring
+from .analyses.hotspots import hotspots, input_advice
 from .analyses.phases import phase_table, worker_phase_table
 from .instrument.steps import PHASES
 from .run import SCHEMA_VERSION, Run
@@ -82,6 +85,10 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
     bn = bottleneck(shares, means, tl, device, cores, source) if len(basis) else None
     if bn is not None:
         bn.evidence["warmup_steps_excluded"] = len(basis) - len(steady)
+    hot = pyspy_hotspots(run, notices)
+    hot_line = input_advice(hot) if bn is not None and bn.verdict == "input-bound" else None
+    if hot_line:  # name the function that makes the batches slow
+        bn = dataclasses.replace(bn, advice=tuple(bn.advice) + (hot_line,))
 
     losses = basis["loss"].dropna() if len(basis) else basis
     in_steps = float(steps["wall_s"].sum()) if len(steps) else 0.0
@@ -124,9 +131,28 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
         "environment": {k: meta.get(k) for k in (
             "python", "torch", "platform", "device", "cpu_count", "usable_cores",
             "cuda_available", "torch_threads", "nnprof_version")},
+        "hotspots": hot,
         "notices": notices,
     }
+    # what the machine was doing (samples.csv from the host and GPU monitors)
+    samples = run.samples
+    summary["host"] = host_summary(samples, steps, loaders, cores)
+    summary["gpu"] = gpu_summary(samples, steps)
+    summary["hardware"] = [f.to_dict() for f in hardware_findings(
+        summary["host"], summary["gpu"], bn.verdict if bn else None, loaders, cores)]
     return _clean(summary)
+
+
+def pyspy_hotspots(run: Run, notices: list) -> Optional[dict]:
+    """Hot functions from py-spy's stacks (``--pyspy``), None without them."""
+    text = run.pyspy_stacks
+    if not text:
+        return None
+    try:
+        return hotspots(text, run.pyspy_info.get("rate_hz"))[0]
+    except Exception as exc:  # a malformed file must not cost the report
+        notices.append(f"py-spy stacks not analysed: {exc.__class__.__name__}: {exc}")
+        return None
 
 
 def pass_metrics(passes: list) -> list:

@@ -45,6 +45,8 @@ class TerminalRenderer:
         self._budget(con, s)
         self._bottleneck(con, s)
         self._loaders(con, s)
+        self._hotspots(con, s)
+        self._machine(con, s)
         self._training(con, s)
         for n in s.get("notices") or []:
             con.print(f"[dim]note:[/] {escape(str(n))}")
@@ -135,6 +137,73 @@ class TerminalRenderer:
                 f = dict(f, severity={"pass": "info", "warn": "warn", "fail": "fail"}.get(
                     f.get("verdict"), f.get("severity", "info")))
                 self._finding(con, title, f)
+
+    def _machine(self, con, s) -> None:
+        """What the host and GPU were doing (samples.csv), and the hardware findings."""
+        host, gpu = s.get("host"), s.get("gpu")
+        if host:
+            cpu = host.get("cpu_percent") or {}
+            proc = host.get("process_cpu_percent") or {}
+            parts = []
+            if cpu:
+                busy = host.get("cores_busy")
+                parts.append(f"CPU {cpu['mean']:.0f}% mean, p95 {cpu['p95']:.0f}% of "
+                             f"{host.get('cpus') or host.get('cores')} CPUs"
+                             + (f" ({busy:.1f} busy)" if busy is not None else ""))
+            if proc:
+                rss = host.get("process_rss_peak_bytes")
+                parts.append(f"this process {proc['mean']:.0f}% of a core"
+                             + (f", RSS peak {rss / 1e9:.2f} GB" if rss else ""))
+            if host.get("workers_max"):
+                train = host.get("train") or {}
+                per = {k: v for k, v in (train.get("worker_cpu_percent") or
+                                         host.get("worker_cpu_percent") or {}).items()
+                       if v is not None}
+                each = ", ".join(f"{v:.0f}%" for v in sorted(per.values(), reverse=True)[:8])
+                more = ", ..." if len(per) > 8 else ""
+                n = len(per)
+                parts.append((f"workers {each}{more} of a core" if each else "workers")
+                             + f" ({n} process{'es' if n != 1 else ''}, "
+                             f"up to {host['workers_max']} at once)")
+            con.print("[bold]machine:[/] " + " | ".join(parts))
+        for i, d in sorted(((gpu or {}).get("devices") or {}).items()):
+            util = d.get("util_percent") or {}
+            line = f"  GPU{i}: util {util.get('mean', 0):.0f}% mean" if util else f"  GPU{i}:"
+            if d.get("util_train_mean") is not None and d.get("util_basis") == "train steps":
+                line += f" ({d['util_train_mean']:.0f}% in train steps)"
+            if d.get("mem_used_peak_bytes") is not None and d.get("mem_total_bytes"):
+                line += (f", memory peak {d['mem_used_peak_bytes'] / 1e9:.1f} of "
+                         f"{d['mem_total_bytes'] / 1e9:.1f} GB")
+            if d.get("process_mem_peak_bytes"):
+                line += f" ({d['process_mem_peak_bytes'] / 1e9:.1f} GB this process)"
+            if d.get("power_w"):
+                line += f", {d['power_w']['mean']:.0f} W"
+            con.print(escape(line))
+        for f in s.get("hardware") or []:
+            self._finding(con, "machine", f)
+
+    def _hotspots(self, con, s) -> None:
+        h = s.get("hotspots")
+        if not h:
+            return
+        n = (h.get("samples") or {}).get("total", 0)
+        con.print(f"[bold]hotspots[/] (py-spy, {n} samples; shares of sampled running time):")
+
+        def top(items, k=3):
+            return ", ".join(f"{escape(str(t['function']))} in {escape(str(t['where']))} "
+                             f"{_pct(t.get('share'))}" for t in (items or [])[:k])
+        w = h.get("workers") or {}
+        if w.get("samples"):
+            con.print(f"  loader workers ({w.get('processes', '?')} processes, "
+                      f"{w['samples']} samples): {top(w.get('top'))}")
+        main = h.get("main") or {}
+        for phase, ph in (main.get("phases") or {}).items():
+            label = "other, incl. outside steps" if phase == "other" else phase
+            con.print(f"  main {label} ({_pct(ph.get('share'))} of main thread): "
+                      f"{top(ph.get('top'), 2)}")
+        for f in h.get("findings") or []:
+            for a in f.get("advice") or []:
+                con.print(f"  - {escape(str(a))}")
 
     def _loaders(self, con, s) -> None:
         loaders = s.get("loader") or []

@@ -1,0 +1,184 @@
+"""Host sampling (psutil): system CPU, this process, its child processes.
+
+Every ``1 / sample_hz`` seconds (default 10 Hz) a daemon thread ``nnprof-host``
+appends to ``samples.csv`` (source ``host``):
+
+* ``cpu_percent``: the machine's CPU busy share, mean over its CPUs (0-100);
+  ``core<i>_percent`` per CPU, at most once a second (over that second), so
+  that a many-core machine does not flood the file.
+* ``process_cpu_percent``: this process, in % of one core (above 100 with
+  several busy threads); ``process_rss_bytes``: its resident memory.
+* ``workers``: live child processes (DataLoader workers, and any process the
+  script starts; py-spy is left out); ``workers_cpu_percent``: their sum;
+  ``worker_<pid>_cpu_percent``: each one.
+
+CPU shares come from differences of ``cpu_times()`` computed here, not from
+``psutil.cpu_percent()``, whose module-level state a script may use itself.
+A child's first value counts from its creation time, so a worker found late
+(children are listed every ``CHILD_SCAN_S`` or less often when that is costly) loses no CPU time.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Optional
+
+from . import Monitor
+from .samples import close_samples, open_samples
+
+DEFAULT_HZ = 10.0
+MAX_HZ = 100.0  # faster sampling would cost the script CPU and show no more
+CHILD_SCAN_S = 0.25    # listing children walks all of /proc: not at every sample,
+SCAN_COST_FACTOR = 50  # and at most ~2% of a core on a machine with many processes
+PERCORE_EVERY_S = 1.0  # per-CPU rows at most this often
+JOIN_S = 2.0
+IGNORED_CHILDREN = ("py-spy",)
+
+
+def _busy_total(t) -> tuple:
+    """(busy, total) seconds of one CPU's ``cpu_times``, psutil's own formula."""
+    total = sum(t)
+    # on Linux guest time is already counted in user and nice
+    total -= getattr(t, "guest", 0.0) + getattr(t, "guest_nice", 0.0)
+    busy = total - t.idle - getattr(t, "iowait", 0.0)
+    return busy, total
+
+
+def _share(busy0, total0, busy1, total1) -> float:
+    dt = total1 - total0
+    if dt <= 0:
+        return 0.0
+    return min(100.0, max(0.0, 100.0 * (busy1 - busy0) / dt))
+
+
+class HostMonitor(Monitor):
+    name = "host"
+    default_enabled = True
+
+    def __init__(self, run_dir: str, t0: int, options: Optional[dict] = None) -> None:
+        super().__init__(run_dir, t0, options)
+        self._thread: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        self._writer = None
+        self.errors = 0
+        self.last_error: Optional[str] = None
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> None:
+        import psutil
+        self._ps = psutil
+        try:
+            hz = float(self.options.get("sample_hz") or DEFAULT_HZ)
+        except (TypeError, ValueError):
+            hz = DEFAULT_HZ
+        self.period = 1.0 / min(hz, MAX_HZ) if hz > 0 else 1.0 / DEFAULT_HZ
+        self.pid = os.getpid()
+        self.proc = psutil.Process(self.pid)
+        self._cpus = [_busy_total(t) for t in psutil.cpu_times(percpu=True)]
+        self._cores_base = list(self._cpus)
+        self._cores_at = time.monotonic()
+        self._self = (self._proc_cpu(self.proc), time.time())
+        self._children: dict = {}   # pid -> [Process, cpu_s, wall]
+        self._ignored: set = set()
+        self._scanned = -1e9
+        self._scan_every = CHILD_SCAN_S
+        self._writer = open_samples(self.run_dir)
+        self._thread = threading.Thread(target=self._loop, name="nnprof-host", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(JOIN_S)
+            self._thread = None
+        if self._writer is not None:
+            if self._writer.error and not self.notice:
+                self.notice = f"host monitor: {self._writer.error}"
+            close_samples(self._writer)
+            self._writer = None
+        if self.errors and not self.notice:
+            self.notice = (f"host monitor: {self.errors} samples failed "
+                           f"(last: {self.last_error})")
+
+    # -- the sampling thread -------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period):
+            try:
+                self.sample()
+            except Exception as exc:  # never into the script; counted for a notice
+                self.errors += 1
+                self.last_error = f"{exc.__class__.__name__}: {exc}"
+
+    @staticmethod
+    def _proc_cpu(p) -> float:
+        t = p.cpu_times()
+        return t.user + t.system
+
+    def sample(self) -> dict:
+        """Take one sample, append it to ``samples.csv`` and return it."""
+        ps = self._ps
+        t_s = (time.perf_counter_ns() - self.t0) / 1e9
+        out: dict = {}
+        cpus = [_busy_total(t) for t in ps.cpu_times(percpu=True)]
+        if len(cpus) == len(self._cpus):
+            shares = [_share(*a, *b) for a, b in zip(self._cpus, cpus)]
+            out["cpu_percent"] = sum(shares) / len(shares) if shares else 0.0
+            mono = time.monotonic()
+            if mono - self._cores_at >= PERCORE_EVERY_S:
+                for i, (a, b) in enumerate(zip(self._cores_base, cpus)):
+                    out[f"core{i}_percent"] = _share(*a, *b)
+                self._cores_base, self._cores_at = cpus, mono
+        else:  # CPUs went on- or offline
+            self._cores_base, self._cores_at = cpus, time.monotonic()
+        self._cpus = cpus
+
+        now = time.time()
+        cpu = self._proc_cpu(self.proc)
+        c0, w0 = self._self
+        out["process_cpu_percent"] = max(0.0, 100.0 * (cpu - c0) / (now - w0)) if now > w0 else 0.0
+        self._self = (cpu, now)
+        out["process_rss_bytes"] = int(self.proc.memory_info().rss)
+
+        if time.monotonic() - self._scanned >= self._scan_every:
+            self._scan_children()
+        per = {}
+        for pid, entry in list(self._children.items()):
+            p, c0, w0 = entry
+            try:
+                cpu = self._proc_cpu(p)
+                now = time.time()
+                if p.status() == ps.STATUS_ZOMBIE:
+                    raise ps.ZombieProcess(pid)
+            except (ps.NoSuchProcess, ps.AccessDenied):
+                del self._children[pid]
+                continue
+            per[pid] = max(0.0, 100.0 * (cpu - c0) / (now - w0)) if now > w0 else 0.0
+            entry[1], entry[2] = cpu, now
+        out["workers"] = len(per)
+        out["workers_cpu_percent"] = sum(per.values())
+        for pid, v in sorted(per.items()):
+            out[f"worker_{pid}_cpu_percent"] = v
+        self._writer.add(t_s, "host", out)
+        return out
+
+    def _scan_children(self) -> None:
+        ps = self._ps
+        began = time.monotonic()
+        try:
+            kids = self.proc.children(recursive=True)
+        except (ps.NoSuchProcess, ps.AccessDenied):
+            kids = []
+        self._scanned = time.monotonic()
+        self._scan_every = max(CHILD_SCAN_S, SCAN_COST_FACTOR * (self._scanned - began))
+        for p in kids:
+            if p.pid in self._children or p.pid in self._ignored:
+                continue
+            try:
+                if any(n in p.name() for n in IGNORED_CHILDREN):
+                    self._ignored.add(p.pid)
+                    continue
+                # counted from its birth: a worker found late loses no CPU time
+                self._children[p.pid] = [p, 0.0, p.create_time()]
+            except (ps.NoSuchProcess, ps.AccessDenied):
+                continue
