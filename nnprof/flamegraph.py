@@ -70,7 +70,7 @@ def flamegraph_svg(text: str, title: str = "flame graph") -> str:
     height = (depth_max + 1) * ROW_PX + 40
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH_PX + 20}" '
            f'height="{height}" font-family="monospace" font-size="11">',
-           f'<rect width="100%" height="100%" fill="#fafafa"/>',
+           '<rect width="100%" height="100%" fill="#fafafa"/>',
            f'<text x="10" y="20" font-size="14">{escape(title)} ({root.count} samples)</text>']
     for node, x, depth, w in boxes:
         y = height - (depth + 1) * ROW_PX - 4
