@@ -30,6 +30,7 @@ from .samples import close_samples, open_samples
 DEFAULT_HZ = 10.0
 MAX_HZ = 100.0  # faster sampling would cost the script CPU and show no more
 CHILD_SCAN_S = 0.25    # listing children walks all of /proc: not at every sample,
+MAX_SCAN_S = 1.0       # ... yet a new worker is found within a second
 SCAN_COST_FACTOR = 50  # and at most ~2% of a core on a machine with many processes
 PERCORE_EVERY_S = 1.0  # per-CPU rows at most this often
 JOIN_S = 2.0
@@ -170,7 +171,8 @@ class HostMonitor(Monitor):
         except (ps.NoSuchProcess, ps.AccessDenied):
             kids = []
         self._scanned = time.monotonic()
-        self._scan_every = max(CHILD_SCAN_S, SCAN_COST_FACTOR * (self._scanned - began))
+        self._scan_every = min(MAX_SCAN_S, max(CHILD_SCAN_S,
+                                               SCAN_COST_FACTOR * (self._scanned - began)))
         for p in kids:
             if p.pid in self._children or p.pid in self._ignored:
                 continue
