@@ -20,7 +20,7 @@ from .progress import Progress
 from .run import SCHEMA_VERSION, Run, RunWriter, write_json
 
 # one steps.csv row (see run.STEP_COLUMNS); %-formatting is the cheapest here
-_ROW = "%d,%s,%s," + ",".join(["%.6f"] * 12) + ",%s,%s,%d,%d,%d,%d,%s\n"
+_ROW = "%d,%s,%s," + ",".join(["%.6f"] * 12) + ",%s,%s,%d,%d,%d,%d,%s,%s\n"
 _NO_GPU = ",,,,,,"
 FLUSH_ROWS = 16           # steps.csv is written every 16 steps ...
 FLUSH_NS = 250_000_000    # ... or every 0.25 s, whichever comes first
@@ -135,7 +135,8 @@ class Profiler:
             self._emit, self.writer, self.path, self.t0, on_module=self.probe.on_module,
             on_optimizer=self.probe.on_optimizer, on_scheduler=self.probe.on_scheduler,
             probe=self.probe.wiring, observer_factory=self.probe.make_observer,
-            restrict_loader=restrict, freeze_schedulers=self.probe.simplify)
+            restrict_loader=restrict, freeze_schedulers=self.probe.simplify,
+            on_forward=self.probe.on_forward)
         clock = self._inst.clock
         clock.max_train_steps = self.max_steps
         if self.max_time is not None:
@@ -247,7 +248,8 @@ class Profiler:
                 ph[5] * 1e-9, ph[6] * 1e-9, lp[0] * 1e-9, lp[1] * 1e-9, lp[2] * 1e-9,
                 rec.loader or "", "" if loss is None else repr(loss), wall > budget_ns,
                 rec.n_forward, rec.n_backward, rec.n_optimizer,
-                _NO_GPU if gp is None else ",".join(["%.6f" % v for v in gp])))
+                _NO_GPU if gp is None else ",".join(["%.6f" % v for v in gp]),
+                "" if rec.gpu_mem_peak is None else rec.gpu_mem_peak))
             self.n_steps += 1
         self.writer.write_rows(lines)
         self._flushed_at = now
@@ -289,8 +291,16 @@ class Profiler:
             "usable_cores": usable_cores(),
             "cuda_available": cuda,
             "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+            "gpu_total_memory_bytes": _total_memory() if cuda else None,
             "torch_threads": torch.get_num_threads(),
         }
+
+
+def _total_memory() -> Optional[int]:
+    try:
+        return int(torch.cuda.get_device_properties(0).total_memory)
+    except Exception:
+        return None
 
 
 def profile(out: Optional[str] = None, budget: float = 1.0, name: str = "run",

@@ -7,7 +7,7 @@ from typing import Optional
 
 from .analyses.bottleneck import bottleneck
 from .analyses.budget import budget
-from .analyses.hardware import gpu_summary, hardware_findings, host_summary
+from .analyses.hardware import gpu_memory_summary, gpu_summary, hardware_findings, host_summary
 from .analyses.loader import loader_stats, training_loader
 from .analyses.metrics import classification_metrics, curves
 from .analyses.overfit import loss_at_init
@@ -138,8 +138,10 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
     samples = run.samples
     summary["host"] = host_summary(samples, steps, loaders, cores)
     summary["gpu"] = gpu_summary(samples, steps)
+    summary["gpu_memory"] = gpu_memory_summary(steps, meta.get("gpu_total_memory_bytes"))
     summary["hardware"] = [f.to_dict() for f in hardware_findings(
-        summary["host"], summary["gpu"], bn.verdict if bn else None, loaders, cores)]
+        summary["host"], summary["gpu"], bn.verdict if bn else None, loaders, cores,
+        gpu_memory=summary["gpu_memory"], precision=probe.get("precision"))]
     return _clean(summary)
 
 

@@ -1,4 +1,6 @@
 """CUDA paths: device-side phase times from events, no per-step sync. Skip without a GPU."""
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -22,7 +24,8 @@ def test_async_forward_is_charged_to_forward_on_the_device(tmp_path, scripts):
     assert train["gpu_forward_s"].mean() > 0.5 * train["gpu_forward_s"].add(
         train["gpu_other_s"]).mean()
     # device phases cover the step: their sum is close to the wall time
-    gpu_sum = train[[c for c in train.columns if c.startswith("gpu_")]].sum(axis=1)
+    gpu_sum = train[[c for c in train.columns
+                     if c.startswith("gpu_") and c.endswith("_s")]].sum(axis=1)
     assert (gpu_sum - train["wall_s"]).abs().median() < 0.2 * train["wall_s"].median()
     # losses were captured without a sync and match what the script printed
     printed = [float(line.split()[-1]) for line in r.stdout.splitlines()]
@@ -40,3 +43,22 @@ def test_sleepy_script_on_cpu_model_still_works_with_cuda_present(tmp_path, scri
                  "--steps", "4", "--forward", "0.01"])
     assert r.returncode == 0, r.stderr
     assert read_summary(out)["steps"]["train"] == 4
+
+
+@needs_cuda
+def test_peak_memory_column_is_filled_and_plausible(tmp_path, scripts):
+    out = tmp_path / "run"
+    r = run_cli(["profile", "--out", out, "--no-progress", scripts / "cuda_async.py"])
+    assert r.returncode == 0, r.stderr
+    steps = pd.read_csv(out / "steps.csv")
+    peak = steps.loc[steps["gpu_forward_s"].notna(), "gpu_mem_peak_bytes"]
+    assert len(peak) and peak.notna().all()
+    total = torch.cuda.get_device_properties(0).total_memory
+    assert (peak > 0).all() and (peak <= total).all()
+    assert peak.is_monotonic_increasing  # nnprof never resets the allocator's peak
+    s = read_summary(out)
+    mem = s["gpu_memory"]
+    assert mem["peak_bytes"] == peak.max() and mem["total_bytes"] == total
+    assert 0 < mem["mean_step_peak_bytes"] <= mem["peak_bytes"]
+    p = json.loads((out / "probe.json").read_text())["precision"]
+    assert p["device_capability"] == list(torch.cuda.get_device_capability())

@@ -20,6 +20,7 @@ WORKER_SATURATED = 85.0   # % of one core per worker: the workers cannot go fast
 CPU_IDLE = 50.0           # % mean system CPU below which the machine has room
 GPU_UNDER_USED = 50.0     # % mean GPU utilisation over train steps
 GPU_MEMORY_FULL = 0.90    # peak device memory used / total
+TENSOR_CORE_CAPABILITY = (8, 0)  # Ampere and later: TF32 and fast bf16 matmuls
 MIN_TRAIN_SAMPLES = 3     # fewer samples inside train steps: use the whole run
 
 _WORKER = re.compile(r"^worker_(\d+)_cpu_percent$")
@@ -49,6 +50,83 @@ def _train_mask(t, steps):
     inside = np.zeros(len(t), dtype=bool)
     inside[ok] = t[ok] <= ends[idx[ok]]
     return inside
+
+
+def _train_step_index(t, steps):
+    """Per timestamp: the position of the train step it falls in (sorted by
+    start), or -1; and the number of train steps."""
+    t = np.asarray(t, dtype=float)
+    out = np.full(len(t), -1, dtype=int)
+    if steps is None or not len(steps) or "kind" not in steps:
+        return out, 0
+    train = steps[steps["kind"] == "train"].sort_values("start_s")
+    starts = train["start_s"].to_numpy(dtype=float)
+    ends = starts + train["wall_s"].to_numpy(dtype=float)
+    if not len(starts):
+        return out, 0
+    idx = np.searchsorted(starts, t, side="right") - 1
+    ok = idx >= 0
+    ok[ok] = t[ok] <= ends[idx[ok]]
+    out[ok] = idx[ok]
+    return out, len(starts)
+
+
+def idle_per_step(t, util, steps) -> np.ndarray:
+    """1 - mean utilisation / 100 of each train step that at least one sample fell in."""
+    idx, n = _train_step_index(t, steps)
+    util = np.asarray(util, dtype=float)
+    keep = idx >= 0
+    if not keep.any():
+        return np.zeros(0)
+    sums = np.bincount(idx[keep], weights=util[keep], minlength=n)
+    counts = np.bincount(idx[keep], minlength=n)
+    has = counts > 0
+    return np.clip(1.0 - sums[has] / counts[has] / 100.0, 0.0, 1.0)
+
+
+def idle_share(t, util, steps) -> Optional[dict]:
+    """The GPU's idle share inside train steps from NVML utilisation samples.
+
+    ``share`` = 1 - mean utilisation / 100 over the samples inside train steps;
+    ``step_p50`` / ``step_p95`` / ``step_max`` over the train steps that hold at
+    least one sample (``steps`` of them). None without such samples.
+    """
+    idx, _ = _train_step_index(t, steps)
+    util = np.asarray(util, dtype=float)
+    inside = util[idx >= 0]
+    if not len(inside):
+        return None
+    per = idle_per_step(t, util, steps)
+    return {"share": float(np.clip(1.0 - inside.mean() / 100.0, 0.0, 1.0)),
+            "samples": int(len(inside)), "steps": int(len(per)),
+            "step_p50": float(np.quantile(per, 0.5)), "step_p95": float(np.quantile(per, 0.95)),
+            "step_max": float(per.max())}
+
+
+def gpu_memory_summary(steps, total_bytes=None) -> Optional[dict]:
+    """From ``gpu_mem_peak_bytes`` of the steps (the allocator's peak allocated
+    bytes at each step's end, see ``StepRecord``): ``peak_bytes`` (max over all
+    steps), ``mean_step_peak_bytes`` (mean over train steps, or all steps when
+    none trained), ``total_bytes`` (the device's, from meta.json) and
+    ``peak_share``. Tensors only: PyTorch's cache and other processes are not
+    included. None when no step carries the column.
+    """
+    col = "gpu_mem_peak_bytes"
+    if steps is None or not len(steps) or col not in steps:
+        return None
+    import pandas as pd
+    vals = pd.to_numeric(steps[col], errors="coerce")
+    if not vals.notna().any():
+        return None
+    train = vals[steps["kind"] == "train"].dropna() if "kind" in steps else vals.dropna()
+    basis = train if len(train) else vals.dropna()
+    peak = float(vals.max())
+    total = float(total_bytes) if total_bytes else None
+    return {"peak_bytes": peak, "mean_step_peak_bytes": float(basis.mean()),
+            "total_bytes": total, "peak_share": (peak / total) if total else None,
+            "steps": int(len(basis)),
+            "note": "allocator peak (torch.cuda.max_memory_allocated) at each step's end; "
+                    "nnprof does not reset it, so it never falls unless the script resets it"}
 
 
 def _metric(frame, name: str):
@@ -133,8 +211,10 @@ def gpu_summary(samples, steps) -> Optional[dict]:
     ``used``: the devices this process used: those where NVML listed its
     memory; else, when the steps carry CUDA timings, every device (NVML could
     not tell); else none. ``util_mean`` / ``mem_peak_share`` summarise the used
-    devices. NVML averages utilisation over 1/6 s to 1 s, so short gaps
-    between kernels may not show. None without GPU samples.
+    devices. ``idle``: per device, the share of train-step time the GPU ran
+    no kernel (see :func:`idle_share`); ``idle_share``: 1 - ``util_mean`` / 100.
+    NVML averages utilisation over 1/6 s to 1 s, so short gaps between
+    kernels may not show. None without GPU samples.
     """
     if samples is None or not len(samples):
         return None
@@ -151,7 +231,7 @@ def gpu_summary(samples, steps) -> Optional[dict]:
     for i in sorted(devices):
         frame = gpu[gpu["metric"].str.startswith(f"gpu{i}_")]
         p = f"gpu{i}_"
-        _, util = _metric(frame, p + "util_percent")
+        t_util, util = _metric(frame, p + "util_percent")
         train_util, n_train, basis = _mean_in_train(frame, p + "util_percent", steps)
         _, used_b = _metric(frame, p + "mem_used_bytes")
         _, total_b = _metric(frame, p + "mem_total_bytes")
@@ -166,6 +246,7 @@ def gpu_summary(samples, steps) -> Optional[dict]:
             "util_percent": _stats(util),
             "util_train_mean": train_util,
             "util_basis": basis,
+            "idle": idle_share(t_util, util, steps),
             "mem_util_percent": _stats(mem_util),
             "mem_used_peak_bytes": peak,
             "mem_total_bytes": total,
@@ -187,8 +268,9 @@ def gpu_summary(samples, steps) -> Optional[dict]:
         "devices": out,
         "used": used,
         "util_mean": float(np.mean(utils)) if utils else None,
+        "idle_share": float(np.clip(1.0 - np.mean(utils) / 100.0, 0.0, 1.0)) if utils else None,
         "mem_peak_share": max(shares) if shares else None,
-        "note": "NVML averages utilisation over 1/6 s to 1 s",
+        "note": "NVML averages utilisation over 1/6 s to 1 s; idle share = 1 - utilisation",
     }
 
 
@@ -201,7 +283,8 @@ def _gb(b) -> str:
 
 
 def hardware_findings(host: Optional[dict], gpu: Optional[dict], bottleneck_verdict,
-                      loaders: list, cores: int) -> list:
+                      loaders: list, cores: int, gpu_memory: Optional[dict] = None,
+                      precision: Optional[dict] = None) -> list:
     """Findings from the samples; each rule and its threshold:
 
     * ``workers-saturated`` (warn): the verdict is ``input-bound``, the
@@ -218,7 +301,17 @@ def hardware_findings(host: Optional[dict], gpu: Optional[dict], bottleneck_verd
       devices the process used < ``GPU_UNDER_USED`` (50%). Advice: feed it
       faster when input-bound, else raise the batch size.
     * ``gpu-memory-nearly-full`` (warn): peak device memory used / total >
-      ``GPU_MEMORY_FULL`` (90%) on a device the process used.
+      ``GPU_MEMORY_FULL`` (90%) on a device the process used (NVML); without
+      NVML's figure, the allocator's peak allocated bytes (``gpu_memory``,
+      from steps.csv) / the device's total memory > 90%.
+    * ``fp32-matmuls`` (warn): ``precision`` (probe.json, seen at the first
+      top-level forward calls) says the model's first floating parameter is
+      float32 on a CUDA device of capability >= ``TENSOR_CORE_CAPABILITY``
+      (8.0, Ampere: tensor cores with TF32 and bf16), autocast was on at none
+      of those calls, and TF32 is off: float32 matmul precision "highest",
+      ``torch.backends.cuda.matmul.allow_tf32`` False and (torch >= 2.9)
+      ``fp32_precision`` not "tf32". Advice: ``torch.set_float32_matmul_precision
+      ("high")`` or ``torch.autocast("cuda", dtype=torch.bfloat16)``.
     """
     found = []
     tl = training_loader(loaders or [])
@@ -295,4 +388,47 @@ def hardware_findings(host: Optional[dict], gpu: Optional[dict], bottleneck_verd
                       "processes.",)
             found.append(Finding("gpu-memory-nearly-full", "GPU memory nearly full", ev,
                                  advice, "warn"))
+    mem_share = (gpu_memory or {}).get("peak_share")
+    nvml_share = (gpu or {}).get("mem_peak_share") if (gpu or {}).get("used") else None
+    if nvml_share is None and mem_share is not None and mem_share > GPU_MEMORY_FULL:
+        ev = {"allocated_peak_share": mem_share, "peak_bytes": gpu_memory.get("peak_bytes"),
+              "total_bytes": gpu_memory.get("total_bytes"), "threshold_share": GPU_MEMORY_FULL}
+        advice = (f"Tensors peaked at {mem_share * 100:.0f}% of device memory "
+                  f"({_gb(gpu_memory.get('peak_bytes'))} of {_gb(gpu_memory.get('total_bytes'))},"
+                  " allocator peak): a larger batch or model will run out; lower the batch "
+                  "size, use mixed precision or activation checkpointing.",)
+        found.append(Finding("gpu-memory-nearly-full", "GPU memory nearly full", ev,
+                             advice, "warn"))
+    hit = fp32_matmuls(precision)
+    if hit is not None:
+        found.append(hit)
     return found
+
+
+def fp32_matmuls(precision: Optional[dict]):
+    """The ``fp32-matmuls`` rule (see :func:`hardware_findings`), or None."""
+    p = precision or {}
+    cap = p.get("device_capability")
+    try:
+        cap = (int(cap[0]), int(cap[1])) if cap is not None else None
+    except (TypeError, ValueError, IndexError):
+        cap = None
+    if cap is None or cap < TENSOR_CORE_CAPABILITY:
+        return None
+    if p.get("param_dtype") != "float32" or p.get("param_device") not in (None, "cuda"):
+        return None
+    if p.get("autocast") or p.get("autocast_cuda"):
+        return None
+    if p.get("float32_matmul_precision") != "highest" or p.get("allow_tf32") is not False \
+            or p.get("fp32_precision") == "tf32":
+        return None
+    ev = {k: p.get(k) for k in ("param_dtype", "float32_matmul_precision", "allow_tf32",
+                                "fp32_precision", "autocast", "calls")}
+    ev["device_capability"] = list(cap)
+    ev["threshold_capability"] = list(TENSOR_CORE_CAPABILITY)
+    advice = (f"The model trains in float32 on a GPU with tensor cores (compute capability "
+              f"{cap[0]}.{cap[1]}) with neither autocast nor TF32, so its matmuls and "
+              "convolutions run in full fp32: call torch.set_float32_matmul_precision(\"high\") "
+              "(TF32) once at start, or run the forward pass and loss under "
+              "torch.autocast(\"cuda\", dtype=torch.bfloat16).",)
+    return Finding("fp32-matmuls", "fp32 matmuls without TF32 or autocast", ev, advice, "warn")

@@ -7,7 +7,7 @@ from typing import Callable, Optional
 import torch
 
 from . import autograd, loader, model, optim, sched
-from .cuda import LossCopies, PendingSteps, cuda_pool, GpuTimeline
+from .cuda import LossCopies, PendingSteps, cuda_pool, GpuTimeline, mem_peak_reader
 from .steps import StepClock, StepRecord, StopRun  # noqa: F401
 
 _ACTIVE: Optional["Instrumentation"] = None
@@ -23,7 +23,7 @@ class Instrumentation:
     def __init__(self, emit: Callable[[StepRecord], None], writer, run_dir: str,
                  t0: int, on_module=None, on_optimizer=None, on_scheduler=None,
                  probe=None, observer_factory=None, restrict_loader: Optional[dict] = None,
-                 freeze_schedulers: bool = False) -> None:
+                 freeze_schedulers: bool = False, on_forward=None) -> None:
         self.emit = emit
         self.writer = writer
         self.run_dir = run_dir
@@ -31,6 +31,7 @@ class Instrumentation:
         self.on_module = on_module
         self.on_optimizer = on_optimizer
         self.on_scheduler = on_scheduler
+        self.on_forward = on_forward
         self.probe = probe
         self.restrict_loader = restrict_loader
         self.freeze_schedulers = freeze_schedulers
@@ -38,8 +39,10 @@ class Instrumentation:
         self._pool = None
         self._losses = None
         self.pending = PendingSteps(emit)
+        # the allocator's peak is read only on steps that have a device timeline
         self.clock = StepClock(self._on_record, gpu_factory=self._gpu_timeline
-                               if self.cuda_available else None)
+                               if self.cuda_available else None,
+                               mem_peak=mem_peak_reader() if self.cuda_available else None)
         self.observer = observer_factory(self.clock, self._capture_loss) \
             if observer_factory is not None else None
         self._handles: list = []
@@ -72,7 +75,8 @@ class Instrumentation:
         if _ACTIVE is not None:
             raise RuntimeError("nnprof is already profiling in this process")
         try:
-            self._handles.append(model.install(self.clock, self.on_module, self.observer))
+            self._handles.append(model.install(self.clock, self.on_module, self.observer,
+                                               self.on_forward))
             self._handles.append(autograd.install(self.clock, self._capture_loss))
             self._handles.append(optim.install(self.clock, self.on_optimizer, self.probe))
             self._handles.append(sched.install(self.on_scheduler, self.freeze_schedulers))

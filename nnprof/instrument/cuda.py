@@ -129,3 +129,31 @@ class LossCopies:
 
     def read(self, i) -> float:
         return float(self.buf[i])
+
+
+def mem_peak_reader() -> Callable[[], Optional[int]]:
+    """A function returning the caching allocator's peak allocated bytes on the
+    current device (``torch.cuda.max_memory_allocated()``), or None.
+
+    A host-side statistic: no device sync. The peak is never reset here, so a
+    script that reads ``max_memory_allocated()`` itself sees what it would see
+    without nnprof. The nested stats are read directly where torch has them
+    (``max_memory_allocated`` flattens every allocator statistic first); after
+    a failure the reader returns None for the rest of the run.
+    """
+    import torch
+    raw = getattr(torch._C, "_cuda_memoryStats", None)
+    current = torch.cuda.current_device
+    broken = [False]
+
+    def read() -> Optional[int]:
+        if broken[0]:
+            return None
+        try:
+            if raw is not None:
+                return int(raw(current())["allocated_bytes"]["all"]["peak"])
+            return int(torch.cuda.max_memory_allocated())
+        except Exception:
+            broken[0] = True
+            return None
+    return read

@@ -67,7 +67,10 @@ def loss_name(cls) -> str:
     return cls.__name__
 
 
-def install(clock: StepClock, on_module=None, observer=None) -> Patches:
+FORWARD_WATCH = 3  # top-level model calls passed to ``on_forward``
+
+
+def install(clock: StepClock, on_module=None, observer=None, on_forward=None) -> Patches:
     """Patch module calls, functional losses and ``Module.zero_grad``.
 
     A top-level module is a loss when it subclasses ``_Loss``, or has no
@@ -79,7 +82,9 @@ def install(clock: StepClock, on_module=None, observer=None) -> Patches:
     ``on_module(module, is_loss)`` is called once per distinct top-level module
     or loss module (for model discovery by later analyses);
     ``observer(name, args, kwargs, result, reduction)`` after each outermost
-    loss call (``reduction``: the module's or the call's, None if unknown).
+    loss call (``reduction``: the module's or the call's, None if unknown);
+    ``on_forward(module)`` at the first ``FORWARD_WATCH`` top-level model calls
+    (inside the script's autocast context, if any).
     """
     patches = Patches()
     get_ident = threading.get_ident
@@ -106,6 +111,7 @@ def install(clock: StepClock, on_module=None, observer=None) -> Patches:
         return kind
 
     names: dict = {}
+    watch = [FORWARD_WATCH if on_forward is not None else 0]
 
     def call_loss(self, args, kwargs):
         outer = not (clock.stack and clock.stack[-1] == LOSS)
@@ -135,6 +141,9 @@ def install(clock: StepClock, on_module=None, observer=None) -> Patches:
                 note(self, kind)
         if kind is True:
             return call_loss(self, args, kwargs)
+        if watch[0]:
+            watch[0] -= 1
+            on_forward(self)
         clock.forward_enter(is_grad_enabled())
         result = None
         try:

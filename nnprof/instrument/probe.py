@@ -300,6 +300,64 @@ class LossObserver:
         return dict(self.init_info, first_loss=first)
 
 
+def autocast_enabled(device: str = "cuda") -> bool:
+    """Whether autocast is on for ``device`` ("cuda" or "cpu"), on torch 2.1 and later."""
+    try:
+        return bool(torch.is_autocast_enabled(device))  # torch >= 2.4
+    except TypeError:
+        pass
+    if device == "cpu":
+        fn = getattr(torch, "is_autocast_cpu_enabled", None)
+        return bool(fn()) if fn is not None else False
+    return bool(torch.is_autocast_enabled()) if device == "cuda" else False
+
+
+def _first_float_param(module):
+    for p in module.parameters():
+        if p.is_floating_point():
+            return p
+    return None
+
+
+def precision_state(module=None) -> dict:
+    """Autocast, float32 matmul settings and, for ``module``, its first floating
+    parameter's dtype and device; the device capability when CUDA is already
+    initialised (never initialised here). Quiet: torch's warnings about
+    these settings are not passed on to the script's output."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _precision_state(module)
+
+
+def _precision_state(module) -> dict:
+    out = {"autocast_cuda": autocast_enabled("cuda"), "autocast_cpu": autocast_enabled("cpu")}
+    try:
+        out["float32_matmul_precision"] = torch.get_float32_matmul_precision()
+    except Exception:
+        out["float32_matmul_precision"] = None
+    matmul = torch.backends.cuda.matmul
+    try:
+        out["allow_tf32"] = bool(matmul.allow_tf32)
+    except Exception:
+        out["allow_tf32"] = None
+    try:
+        out["fp32_precision"] = getattr(matmul, "fp32_precision", None)  # torch >= 2.9
+    except Exception:
+        out["fp32_precision"] = None
+    p = _first_float_param(module) if module is not None else None
+    out["param_dtype"] = str(p.dtype).replace("torch.", "") if p is not None else None
+    out["param_device"] = p.device.type if p is not None else None
+    cap = None
+    try:
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            cap = list(torch.cuda.get_device_capability())
+    except Exception:
+        cap = None
+    out["device_capability"] = cap
+    return out
+
+
 class TrainingProbe:
     """Collects what the script trains, for ``probe.json``; applies a rung's settings.
 
@@ -319,6 +377,7 @@ class TrainingProbe:
         self.schedulers: list = []
         self.wiring = WiringProbe(window)
         self.observer: Optional[LossObserver] = None
+        self.precision: Optional[dict] = None
 
     def on_module(self, module, is_loss: bool) -> None:
         if is_loss:
@@ -334,6 +393,28 @@ class TrainingProbe:
                     m.p = 0.0
         self.models.append(describe_model(module))
         self.wiring.add_model(module)
+
+    def on_forward(self, module) -> None:
+        """At the first few top-level model calls: the precision they run in.
+
+        ``autocast``: seen on at any of them; the matmul settings and the
+        capability from the latest; the parameter from the first model."""
+        try:
+            state = precision_state(module)
+        except Exception:
+            return
+        prev = self.precision
+        if prev is None:
+            self.precision = dict(state, calls=1, autocast=state["autocast_cuda"]
+                                  or state["autocast_cpu"])
+            return
+        for k in ("float32_matmul_precision", "allow_tf32", "fp32_precision",
+                  "device_capability"):
+            prev[k] = state[k] if state[k] is not None else prev.get(k)
+        prev["autocast_cuda"] = prev["autocast_cuda"] or state["autocast_cuda"]
+        prev["autocast_cpu"] = prev["autocast_cpu"] or state["autocast_cpu"]
+        prev["autocast"] = prev["autocast_cuda"] or prev["autocast_cpu"]
+        prev["calls"] += 1
 
     def on_optimizer(self, opt) -> None:
         if self.simplify:
@@ -358,4 +439,4 @@ class TrainingProbe:
         return {"models": self.models, "losses": self.losses, "optimizers": self.optimizers,
                 "schedulers": self.schedulers, "wiring": self.wiring.result(),
                 "loss_at_init": self.observer.loss_at_init() if self.observer else None,
-                "rung": self.rung}
+                "rung": self.rung, "precision": self.precision}

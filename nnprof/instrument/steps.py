@@ -43,12 +43,17 @@ class StepRecord:
     the main-process fetch/transform/collate time (zero when loader workers did
     the loading); ``gpu_phases`` the device-side seconds per phase when CUDA
     events were recorded (None otherwise); ``loss_ref`` the last scalar that
-    ``backward()`` was called on, read when the step is written.
+    ``backward()`` was called on, read when the step is written;
+    ``gpu_mem_peak`` the CUDA caching allocator's peak allocated bytes
+    (``torch.cuda.max_memory_allocated()``) read when the step closed, on
+    steps with a device timeline only (None otherwise). nnprof never resets
+    that statistic, so it is the high-water mark since the process started or
+    the script last called ``torch.cuda.reset_peak_memory_stats()``.
     """
 
     __slots__ = ("start", "end", "phases", "loader_phases", "kind", "loader", "n_forward",
                  "n_backward", "n_optimizer", "optimizers", "loss_ref", "eval_loss_ref", "gpu",
-                 "gpu_phases", "train_activity", "base")
+                 "gpu_phases", "gpu_mem_peak", "train_activity", "base")
 
     def __init__(self, start: int, loader: Optional[str] = None, gpu=None) -> None:
         self.start = start
@@ -65,6 +70,7 @@ class StepRecord:
         self.eval_loss_ref = None
         self.gpu = gpu
         self.gpu_phases: Optional[list] = None
+        self.gpu_mem_peak: Optional[int] = None
         self.train_activity = False
         self.base = PREP
 
@@ -95,6 +101,9 @@ class StepRecord:
             self.eval_loss_ref = later.eval_loss_ref
         if self.gpu is not None and later.gpu is not None:
             self.gpu.absorb(later.gpu)
+        if later.gpu_mem_peak is not None:
+            self.gpu_mem_peak = later.gpu_mem_peak if self.gpu_mem_peak is None \
+                else max(self.gpu_mem_peak, later.gpu_mem_peak)
 
 
 def in_phase(clock: "StepClock", phase: int, method):
@@ -125,16 +134,20 @@ class StepClock:
     """Turns hook events into :class:`StepRecord` objects handed to ``sink``.
 
     ``clock`` returns nanoseconds; ``gpu_factory`` (optional) returns a
-    per-step device timeline when CUDA is in use, or None.
+    per-step device timeline when CUDA is in use, or None; ``mem_peak``
+    (optional) returns the allocator's peak allocated bytes (or None), read
+    when a step that has a device timeline closes.
     """
 
     def __init__(self, sink: Callable[[StepRecord], None],
                  clock: Callable[[], int] = time.perf_counter_ns,
                  gpu_factory: Optional[Callable[[], object]] = None,
-                 thread_id: Optional[int] = None) -> None:
+                 thread_id: Optional[int] = None,
+                 mem_peak: Optional[Callable[[], Optional[int]]] = None) -> None:
         self.sink = sink
         self.clock = clock
         self.gpu_factory = gpu_factory
+        self.mem_peak = mem_peak
         self.thread_id = threading.get_ident() if thread_id is None else thread_id
         self.mode = IDLE
         self.open: Optional[StepRecord] = None
@@ -213,6 +226,8 @@ class StepClock:
             o.kind = "train"
         if o.gpu is not None:
             o.gpu.close()
+            if self.mem_peak is not None:
+                o.gpu_mem_peak = self.mem_peak()
         return o
 
     def _emit_held(self) -> None:

@@ -171,6 +171,10 @@ class TerminalRenderer:
             line = f"  GPU{i}: util {util.get('mean', 0):.0f}% mean" if util else f"  GPU{i}:"
             if d.get("util_train_mean") is not None and d.get("util_basis") == "train steps":
                 line += f" ({d['util_train_mean']:.0f}% in train steps)"
+            idle = d.get("idle") or {}
+            if idle.get("share") is not None:
+                line += (f", idle {idle['share'] * 100:.0f}% of train-step time (p95 step "
+                         f"{idle['step_p95'] * 100:.0f}%; NVML averages over 1/6 s to 1 s)")
             if d.get("mem_used_peak_bytes") is not None and d.get("mem_total_bytes"):
                 line += (f", memory peak {d['mem_used_peak_bytes'] / 1e9:.1f} of "
                          f"{d['mem_total_bytes'] / 1e9:.1f} GB")
@@ -179,6 +183,13 @@ class TerminalRenderer:
             if d.get("power_w"):
                 line += f", {d['power_w']['mean']:.0f} W"
             con.print(escape(line))
+        mem = s.get("gpu_memory") or {}
+        if mem.get("peak_bytes") is not None:
+            line = (f"  GPU tensors: peak {mem['peak_bytes'] / 1e9:.2f} GB, mean step peak "
+                    f"{mem['mean_step_peak_bytes'] / 1e9:.2f} GB")
+            if mem.get("total_bytes"):
+                line += f" of {mem['total_bytes'] / 1e9:.1f} GB"
+            con.print(escape(line + " (allocator peak, torch.cuda.max_memory_allocated)"))
         for f in s.get("hardware") or []:
             self._finding(con, "machine", f)
 

@@ -161,3 +161,75 @@ def test_gpu_the_script_did_not_use_is_not_judged():
     g = gpu_summary(df, steps_frame(gpu=True))
     assert g["used"] == [0] and "gpu-under-used" in names(
         hardware_findings(None, g, "compute-bound", [], CORES))
+
+
+# -- the GPU's idle share, allocator peak memory, fp32 matmuls ------------------
+from nnprof.analyses.hardware import gpu_memory_summary, idle_per_step, idle_share  # noqa: E402
+
+
+def test_idle_share_from_samples_inside_train_steps():
+    # steps [1, 2) busy 80%, [2, 3) busy 20%, [3, 4) no sample; samples outside ignored
+    steps = pd.DataFrame({"index": [0, 1, 2, 3], "kind": ["train", "train", "train", "eval"],
+                          "start_s": [1.0, 2.0, 3.0, 4.0], "wall_s": [0.99, 0.99, 0.5, 1.0]})
+    t = [0.5, 1.2, 1.6, 2.3, 3.7, 4.5]
+    util = [0.0, 80.0, 80.0, 20.0, 0.0, 0.0]
+    per = idle_per_step(t, util, steps)
+    assert per.tolist() == pytest.approx([0.2, 0.8])
+    idle = idle_share(t, util, steps)
+    assert idle["share"] == pytest.approx(1 - 60.0 / 100)  # mean of 80, 80, 20
+    assert idle["samples"] == 3 and idle["steps"] == 2
+    assert idle["step_max"] == pytest.approx(0.8)
+    assert idle_share([0.5, 4.5], [0.0, 0.0], steps) is None
+
+
+def test_gpu_summary_reports_idle_share():
+    g = gpu_summary(gpu_frame(lambda t: 90 if 1.0 <= t <= 6.0 else 0), steps_frame())
+    assert g["idle_share"] == pytest.approx(0.1)
+    assert g["devices"]["0"]["idle"]["share"] == pytest.approx(0.1)
+    assert "1/6 s to 1 s" in g["note"]
+
+
+def test_gpu_memory_summary_from_the_steps_column():
+    steps = pd.DataFrame({"kind": ["train", "train", "eval"],
+                          "gpu_mem_peak_bytes": [2e9, 4e9, 6e9]})
+    m = gpu_memory_summary(steps, 8e9)
+    assert m["peak_bytes"] == 6e9 and m["mean_step_peak_bytes"] == 3e9
+    assert m["total_bytes"] == 8e9 and m["peak_share"] == 0.75
+    cpu = pd.DataFrame({"kind": ["train"], "gpu_mem_peak_bytes": [float("nan")]})
+    assert gpu_memory_summary(cpu, None) is None
+    assert gpu_memory_summary(pd.DataFrame({"kind": ["train"]}), None) is None  # old runs
+    full = gpu_memory_summary(steps, 6.5e9)
+    assert names(hardware_findings(None, None, None, [], CORES, gpu_memory=full)) == [
+        "gpu-memory-nearly-full"]
+    assert hardware_findings(None, None, None, [], CORES, gpu_memory=m) == []
+
+
+def precision(**kw):
+    p = {"calls": 3, "autocast": False, "autocast_cuda": False, "autocast_cpu": False,
+         "float32_matmul_precision": "highest", "allow_tf32": False, "fp32_precision": "none",
+         "param_dtype": "float32", "param_device": "cuda", "device_capability": [8, 0]}
+    p.update(kw)
+    return p
+
+
+@pytest.mark.parametrize("kw,hit", [
+    ({}, True),
+    ({"device_capability": [9, 0]}, True),
+    ({"device_capability": [7, 5]}, False),      # no TF32 / bf16 tensor cores
+    ({"device_capability": None}, False),        # CUDA not in use
+    ({"autocast": True, "autocast_cuda": True}, False),
+    ({"float32_matmul_precision": "high"}, False),
+    ({"allow_tf32": True}, False),
+    ({"fp32_precision": "tf32"}, False),
+    ({"param_dtype": "bfloat16"}, False),
+    ({"param_device": "cpu"}, False),
+])
+def test_fp32_matmuls_rule(kw, hit):
+    found = hardware_findings(None, None, None, [], CORES, precision=precision(**kw))
+    assert names(found) == (["fp32-matmuls"] if hit else [])
+    if hit:
+        f = found[0]
+        assert f.severity == "warn"
+        assert "set_float32_matmul_precision" in " ".join(f.advice)
+        assert "torch.autocast" in " ".join(f.advice)
+    assert hardware_findings(None, None, None, [], CORES, precision=None) == []

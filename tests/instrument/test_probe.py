@@ -136,3 +136,44 @@ def test_eval_loss_with_sum_reduction_is_per_sample():
         total = nn.functional.cross_entropy(logits, target, reduction="sum")
         obs("cross_entropy", (logits, target), {"reduction": "sum"}, total, "sum")
     assert float(clock.open.eval_loss_ref) == pytest.approx(float(total) / 4)
+
+
+def test_precision_is_recorded_at_the_first_top_level_forwards(monkeypatch):
+    from nnprof.instrument import model as model_hooks
+    from nnprof.instrument.probe import autocast_enabled, precision_state
+    assert autocast_enabled("cuda") is False and autocast_enabled("cpu") is False
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert autocast_enabled("cpu") is True
+    st = precision_state(nn.Linear(2, 2))
+    assert st["param_dtype"] == "float32" and st["param_device"] == "cpu"
+    assert st["float32_matmul_precision"] == torch.get_float32_matmul_precision()
+    if not torch.cuda.is_available():
+        assert st["device_capability"] is None
+
+    probe = TrainingProbe(lambda rec: None)
+    clock = StepClock(lambda rec: None)
+    patches = model_hooks.install(clock, probe.on_module, None, probe.on_forward)
+    try:
+        m = nn.Linear(4, 2).double()
+        x = torch.randn(3, 4, dtype=torch.float64)
+        m(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            m(x.float().double())
+        for _ in range(5):
+            m(x)
+    finally:
+        patches.uninstall()
+    p = probe.result()["precision"]
+    assert p["calls"] == model_hooks.FORWARD_WATCH
+    assert p["param_dtype"] == "float64"
+    assert p["autocast"] is True and p["autocast_cpu"] is True and p["autocast_cuda"] is False
+
+
+def test_precision_capability_read_only_when_cuda_is_initialised(monkeypatch):
+    from nnprof.instrument.probe import precision_state
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    assert precision_state()["device_capability"] == [9, 0]
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    assert precision_state()["device_capability"] is None
