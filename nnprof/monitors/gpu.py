@@ -21,33 +21,25 @@ records nothing; a query a device does not support is skipped from then on.
 """
 from __future__ import annotations
 
-import os
-import threading
 import time
 from typing import Optional
 
 from . import Monitor
-from .samples import close_samples, open_samples
-
-DEFAULT_HZ = 10.0
-MAX_HZ = 100.0  # faster sampling would cost the script CPU and show no more
-JOIN_S = 2.0
+from .samples import SamplingMonitor
 
 
-class GpuMonitor(Monitor):
+
+class GpuMonitor(SamplingMonitor, Monitor):
     name = "gpu"
+    label = "GPU monitor"
     default_enabled = True
 
     def __init__(self, run_dir: str, t0: int, options: Optional[dict] = None) -> None:
         super().__init__(run_dir, t0, options)
-        self._thread: Optional[threading.Thread] = None
-        self._stop = threading.Event()
-        self._writer = None
+        self._init_sampling()
         self._nvml = None
         self.handles: list = []
         self._unsupported: set = set()   # (device, query) NVML does not support
-        self.errors = 0
-        self.last_error: Optional[str] = None
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
@@ -73,29 +65,10 @@ class GpuMonitor(Monitor):
             self.notice = "GPU: NVML found no device: no GPU samples"
             self._shutdown()
             return
-        try:
-            hz = float(self.options.get("sample_hz") or DEFAULT_HZ)
-        except (TypeError, ValueError):
-            hz = DEFAULT_HZ
-        self.period = 1.0 / min(hz, MAX_HZ) if hz > 0 else 1.0 / DEFAULT_HZ
-        self.pid = os.getpid()
-        self._writer = open_samples(self.run_dir)
-        self._thread = threading.Thread(target=self._loop, name="nnprof-gpu", daemon=True)
-        self._thread.start()
+        self._begin_sampling()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(JOIN_S)
-            self._thread = None
-        if self._writer is not None:
-            if self._writer.error and not self.notice:
-                self.notice = f"GPU monitor: {self._writer.error}"
-            close_samples(self._writer)
-            self._writer = None
+    def _after_stop(self) -> None:
         self._shutdown()
-        if self.errors and not self.notice:
-            self.notice = f"GPU monitor: {self.errors} samples failed (last: {self.last_error})"
 
     def _shutdown(self) -> None:
         if self._nvml is not None:
@@ -105,14 +78,6 @@ class GpuMonitor(Monitor):
                 pass
             self._nvml = None
 
-    # -- the sampling thread -------------------------------------------------
-    def _loop(self) -> None:
-        while not self._stop.wait(self.period):
-            try:
-                self.sample()
-            except Exception as exc:  # never into the script; counted for a notice
-                self.errors += 1
-                self.last_error = f"{exc.__class__.__name__}: {exc}"
 
     def _query(self, i: int, what: str, fn, *args):
         """``fn(handle, *args)``, or None when this device does not support it."""

@@ -20,20 +20,16 @@ A child's first value counts from its creation time, so a worker found late
 from __future__ import annotations
 
 import os
-import threading
 import time
 from typing import Optional
 
 from . import Monitor
-from .samples import close_samples, open_samples
+from .samples import SamplingMonitor
 
-DEFAULT_HZ = 10.0
-MAX_HZ = 100.0  # faster sampling would cost the script CPU and show no more
 CHILD_SCAN_S = 0.25    # listing children walks all of /proc: not at every sample,
 MAX_SCAN_S = 1.0       # ... yet a new worker is found within a second
 SCAN_COST_FACTOR = 50  # and at most ~2% of a core on a machine with many processes
 PERCORE_EVERY_S = 1.0  # per-CPU rows at most this often
-JOIN_S = 2.0
 IGNORED_CHILDREN = ("py-spy",)
 
 
@@ -53,29 +49,20 @@ def _share(busy0, total0, busy1, total1) -> float:
     return min(100.0, max(0.0, 100.0 * (busy1 - busy0) / dt))
 
 
-class HostMonitor(Monitor):
+class HostMonitor(SamplingMonitor, Monitor):
     name = "host"
+    label = "host monitor"
     default_enabled = True
 
     def __init__(self, run_dir: str, t0: int, options: Optional[dict] = None) -> None:
         super().__init__(run_dir, t0, options)
-        self._thread: Optional[threading.Thread] = None
-        self._stop = threading.Event()
-        self._writer = None
-        self.errors = 0
-        self.last_error: Optional[str] = None
+        self._init_sampling()
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
         import psutil
         self._ps = psutil
-        try:
-            hz = float(self.options.get("sample_hz") or DEFAULT_HZ)
-        except (TypeError, ValueError):
-            hz = DEFAULT_HZ
-        self.period = 1.0 / min(hz, MAX_HZ) if hz > 0 else 1.0 / DEFAULT_HZ
-        self.pid = os.getpid()
-        self.proc = psutil.Process(self.pid)
+        self.proc = psutil.Process(os.getpid())
         self._cpus = [_busy_total(t) for t in psutil.cpu_times(percpu=True)]
         self._cores_base = list(self._cpus)
         self._cores_at = time.monotonic()
@@ -84,32 +71,7 @@ class HostMonitor(Monitor):
         self._ignored: set = set()
         self._scanned = -1e9
         self._scan_every = CHILD_SCAN_S
-        self._writer = open_samples(self.run_dir)
-        self._thread = threading.Thread(target=self._loop, name="nnprof-host", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(JOIN_S)
-            self._thread = None
-        if self._writer is not None:
-            if self._writer.error and not self.notice:
-                self.notice = f"host monitor: {self._writer.error}"
-            close_samples(self._writer)
-            self._writer = None
-        if self.errors and not self.notice:
-            self.notice = (f"host monitor: {self.errors} samples failed "
-                           f"(last: {self.last_error})")
-
-    # -- the sampling thread -------------------------------------------------
-    def _loop(self) -> None:
-        while not self._stop.wait(self.period):
-            try:
-                self.sample()
-            except Exception as exc:  # never into the script; counted for a notice
-                self.errors += 1
-                self.last_error = f"{exc.__class__.__name__}: {exc}"
+        self._begin_sampling()
 
     @staticmethod
     def _proc_cpu(p) -> float:

@@ -99,3 +99,64 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+DEFAULT_HZ = 10.0
+MAX_HZ = 100.0  # faster sampling would cost the script CPU and show no more
+JOIN_S = 2.0
+
+
+class SamplingMonitor:
+    """The thread, the rate and the shared ``samples.csv`` of a sampling monitor.
+
+    Mixed into a :class:`nnprof.monitors.Monitor`: the subclass prepares its
+    source in ``start()`` then calls :meth:`_begin_sampling`, and implements
+    ``sample()``; a sample that raises is counted for a notice, never raised.
+    """
+
+    label = "monitor"  # how notices name it
+
+    def _init_sampling(self) -> None:
+        self._thread = None
+        self._stop = threading.Event()
+        self._writer = None
+        self.errors = 0
+        self.last_error = None
+
+    def _begin_sampling(self) -> None:
+        try:
+            hz = float(self.options.get("sample_hz") or DEFAULT_HZ)
+        except (TypeError, ValueError):
+            hz = DEFAULT_HZ
+        self.period = 1.0 / min(hz, MAX_HZ) if hz > 0 else 1.0 / DEFAULT_HZ
+        self.pid = os.getpid()
+        self._writer = open_samples(self.run_dir)
+        self._thread = threading.Thread(target=self._loop, name=f"nnprof-{self.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period):
+            try:
+                self.sample()
+            except Exception as exc:  # never into the script; counted for a notice
+                self.errors += 1
+                self.last_error = f"{exc.__class__.__name__}: {exc}"
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(JOIN_S)
+            self._thread = None
+        if self._writer is not None:
+            if self._writer.error and not self.notice:
+                self.notice = f"{self.label}: {self._writer.error}"
+            close_samples(self._writer)
+            self._writer = None
+        self._after_stop()
+        if self.errors and not self.notice:
+            self.notice = f"{self.label}: {self.errors} samples failed (last: {self.last_error})"
+
+    def _after_stop(self) -> None:
+        pass
+
