@@ -31,12 +31,8 @@ from torch.utils.data import DataLoader, Dataset
 import nnprof
 
 
-def mlp_workload():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
-                          nn.Linear(512, 10))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    x, y = torch.randn(64, 256), torch.randint(0, 10, (64,))
+def _steps(model, opt, x, y):
+    """``run(n)``: n training steps of ``model`` on one fixed batch."""
     loss_fn = nn.CrossEntropyLoss()
 
     def run(n):
@@ -45,6 +41,14 @@ def mlp_workload():
             loss_fn(model(x), y).backward()
             opt.step()
     return run
+
+
+def mlp_workload():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                          nn.Linear(512, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    return _steps(model, opt, torch.randn(64, 256), torch.randint(0, 10, (64,)))
 
 
 def cnn_workload():
@@ -53,15 +57,7 @@ def cnn_workload():
                           nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                           nn.Flatten(), nn.Linear(64 * 8 * 8, 10))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
-    loss_fn = nn.CrossEntropyLoss()
-
-    def run(n):
-        for _ in range(n):
-            opt.zero_grad()
-            loss_fn(model(x), y).backward()
-            opt.step()
-    return run
+    return _steps(model, opt, torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,)))
 
 
 class _SlowData(Dataset):

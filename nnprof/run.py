@@ -93,6 +93,21 @@ def _read_json(path: str):
         raise RunDirError(f"{path}: unreadable ({exc.__class__.__name__})") from None
 
 
+def _read_jsonl(path: str) -> list:
+    """The JSON objects of a JSON-lines file; torn or foreign lines are skipped."""
+    out = []
+    if os.path.exists(path):
+        with open(path) as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(rec, dict):
+                    out.append(rec)
+    return out
+
+
 class Run:
     """A run directory read back; frames are built on first use."""
 
@@ -125,18 +140,8 @@ class Run:
     @property
     def metrics_passes(self) -> list:
         """``metrics.jsonl``: one confusion matrix per evaluation pass."""
-        out = []
-        path = os.path.join(self.path, "metrics.jsonl")
-        if os.path.exists(path):
-            with open(path) as fh:
-                for line in fh:
-                    try:
-                        rec = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(rec, dict) and isinstance(rec.get("confusion"), list):
-                        out.append(rec)
-        return out
+        return [rec for rec in _read_jsonl(os.path.join(self.path, "metrics.jsonl"))
+                if isinstance(rec.get("confusion"), list)]
 
     @property
     def pyspy_stacks(self) -> Optional[str]:
@@ -217,16 +222,7 @@ class Run:
 
     @property
     def loader_events(self) -> list:
-        out = []
-        path = os.path.join(self.path, "loaders.jsonl")
-        if os.path.exists(path):
-            with open(path) as fh:
-                for line in fh:
-                    try:
-                        out.append(json.loads(line))
-                    except ValueError:
-                        continue
-        return out
+        return _read_jsonl(os.path.join(self.path, "loaders.jsonl"))
 
     @property
     def loaders(self) -> dict:
