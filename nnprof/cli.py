@@ -83,13 +83,21 @@ def _profile_parser() -> _Parser:
                    help="record the script and its loader workers with py-spy")
     p.add_argument("--pyspy-rate", type=_positive_int, default=100, metavar="HZ",
                    help="py-spy samples per second (default 100)")
+    p.add_argument("--trace", action="store_true",
+                   help="record a few steps with torch.profiler (a typical window after "
+                        "warm-up, and a window on recurring slow steps) for TensorBoard's "
+                        "PyTorch Profiler plugin")
+    p.add_argument("--trace-steps", type=_positive_int, default=3, metavar="N",
+                   help="steps per --trace window (default 3)")
+    p.add_argument("--trace-warmup", type=_positive_int, default=5, metavar="N",
+                   help="train steps to let pass before the first --trace window (default 5)")
     p.add_argument("--no-progress", action="store_true", help="no live progress line")
     p.add_argument("--quiet", action="store_true", help="no terminal report")
     return p
 
 
 _VALUE_OPTIONS = {"--budget", "--max-steps", "--max-time", "--out", "--fail-on", "--sample-hz",
-                  "--pyspy-rate"}
+                  "--pyspy-rate", "--trace-steps", "--trace-warmup"}
 
 
 def split_profile_args(argv: list, value_options=_VALUE_OPTIONS):
@@ -145,7 +153,9 @@ def cmd_profile(argv: list) -> int:
                         argv=list(rest), max_steps=opts.max_steps, max_time=opts.max_time,
                         progress=False if opts.no_progress else None, monitors=monitors,
                         monitor_options={"sample_hz": opts.sample_hz,
-                                         "pyspy_rate": opts.pyspy_rate})
+                                         "pyspy_rate": opts.pyspy_rate},
+                        **({"trace": {"steps": opts.trace_steps, "warmup": opts.trace_warmup}}
+                           if opts.trace else {}))
     return _profile(profiler, target, opts)
 
 
@@ -291,39 +301,121 @@ def cmd_check(argv: list) -> int:
               f"output is in {_shown(os.path.join(failed.path, 'output.log'))}",
               file=sys.stderr)
     tty = sys.stdout.isatty()
-    sys.stdout.write(render_checklist(check.record(), color=tty, width=_width(tty)))
+    record = check.record()
+    try:
+        from .renderers import write_text
+        from .renderers.html import render_check
+        write_text(os.path.join(out, "report.html"), render_check(record))
+    except Exception as exc:  # the checklist and check.json stand without it
+        print(f"nnprof: report.html not written: {exc.__class__.__name__}: {exc}",
+              file=sys.stderr)
+    sys.stdout.write(render_checklist(record, color=tty, width=_width(tty)))
     sys.stdout.flush()
     print(f"nnprof: check written to {_shown(out)}", file=sys.stderr)
     return check.exit_code
 
 
-def cmd_report(argv: list) -> int:
-    p = _Parser(prog="nnprof report", description="Render a run directory again.")
-    p.add_argument("run_dir")
-    p.add_argument("--format", choices=("terminal", "json"), default="terminal")
-    opts = p.parse_args(argv)
-    from .renderers import render
+def _load(path: str):
+    """(Run, summary) of a run directory, or a one-line UsageError."""
     from .run import Run, RunDirError
     try:
-        summary = Run.load(opts.run_dir).summary()
+        run = Run.load(path)
+        return run, run.summary()
     except RunDirError as exc:
         raise UsageError(str(exc)) from None
-    tty = sys.stdout.isatty()
-    text = render(opts.format, summary, color=tty, width=_width(tty))
-    sys.stdout.write(text)
+    except Exception as exc:  # a damaged directory must not end in a traceback of ours
+        raise UsageError(f"{path}: cannot be read as a run ({exc.__class__.__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
+def _emit(text: str, output: Optional[str], default: Optional[str] = None) -> None:
+    """Print ``text``, or write it atomically at ``output`` (or ``default`` for HTML)."""
+    from .renderers import write_text
+    path = output if output not in (None, "-") else (default if output is None else None)
+    if path is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    if os.path.isdir(path):
+        raise UsageError(f"{path} is a directory; give a file name with -o")
+    write_text(path, text)
+    print(f"nnprof: written to {_shown(path)}", file=sys.stderr)
+
+
+def cmd_report(argv: list) -> int:
+    p = _Parser(prog="nnprof report",
+                description="Render a run directory (finished, crashed or killed) or a check "
+                            "directory again, without re-running anything.")
+    p.add_argument("run_dir")
+    p.add_argument("--format", choices=("terminal", "html", "json"), default="terminal")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write here (- for stdout); html defaults to RUN_DIR/report.html")
+    opts = p.parse_args(argv)
+    from .renderers import get
+    tty = sys.stdout.isatty() and opts.output in (None, "-")
+    if os.path.isfile(os.path.join(opts.run_dir, "check.json")):
+        return _report_check(opts, tty)
+    run, summary = _load(opts.run_dir)
+    text = get(opts.format, color=tty, width=_width(tty)).render(summary, run)
+    _emit(text, opts.output, os.path.join(opts.run_dir, "report.html")
+          if opts.format == "html" else None)
     return 0
 
 
-COMMANDS = {"profile": cmd_profile, "check": cmd_check, "report": cmd_report}
+def _report_check(opts, tty: bool) -> int:
+    from .run import RunDirError, _read_json
+    path = os.path.join(opts.run_dir, "check.json")
+    try:
+        check = _read_json(path)
+    except RunDirError as exc:
+        raise UsageError(str(exc)) from None
+    if not isinstance(check, dict) or not isinstance(check.get("rungs"), list):
+        raise UsageError(f"{path}: not a check record")
+    if opts.format == "json":
+        import json
+        text = json.dumps(check, indent=2) + "\n"
+    elif opts.format == "html":
+        from .renderers.html import render_check
+        text = render_check(check)
+    else:
+        from .renderers.checklist import render_checklist
+        text = render_checklist(check, color=tty, width=_width(tty))
+    _emit(text, opts.output, os.path.join(opts.run_dir, "report.html")
+          if opts.format == "html" else None)
+    return 0
+
+
+def cmd_compare(argv: list) -> int:
+    p = _Parser(prog="nnprof compare",
+                description="Two runs side by side: per-phase means and p95, budget and "
+                            "verdicts, what got faster or slower and by how much.")
+    p.add_argument("run_a", metavar="RUN_A")
+    p.add_argument("run_b", metavar="RUN_B")
+    p.add_argument("--format", choices=("terminal", "html", "json"), default="terminal")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    opts = p.parse_args(argv)
+    from .compare import compare_runs
+    from .renderers import get
+    run_a, sa = _load(opts.run_a)
+    run_b, sb = _load(opts.run_b)
+    cmp = compare_runs(sa, sb, run_a, run_b)
+    tty = sys.stdout.isatty() and opts.output in (None, "-")
+    _emit(get(opts.format, color=tty, width=_width(tty)).render_compare(cmp), opts.output)
+    return 0
+
+
+COMMANDS = {"profile": cmd_profile, "check": cmd_check, "report": cmd_report,
+            "compare": cmd_compare}
 
 
 def main(argv: Optional[list] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: nnprof {profile,check,report} ...\n\n"
+        print("usage: nnprof {profile,check,report,compare} ...\n\n"
               "  profile   run a training script and profile its steps\n"
               "  check     the overfit ladder: wiring, loss at init, fitting a few examples\n"
-              "  report    render a run directory again\n\n"
+              "  report    render a run or check directory again (terminal, html, json)\n"
+              "  compare   two runs side by side: what got faster or slower\n\n"
               "nnprof profile --help (or check --help) for the options.")
         return 0 if argv else EXIT_BAD_INPUT
     if argv[0] == "--version":

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 
+from . import Renderer
 
-class JsonRenderer:
+
+class JsonRenderer(Renderer):
     name = "json"
-    binary = False
 
-    def __init__(self, **_options) -> None:
-        pass
-
-    def render(self, summary: dict) -> str:
+    def render(self, summary: dict, run=None) -> str:
         return json.dumps(summary, indent=2, allow_nan=False) + "\n"
+
+    def render_compare(self, comparison: dict) -> str:
+        return self.render(comparison)

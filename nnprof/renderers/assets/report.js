@@ -1,0 +1,207 @@
+/* nnprof report page: draws the charts from the JSON block #nnprof-data with the
+   bundled Chart.js. Text from the run is only ever set with textContent. */
+(function () {
+  'use strict';
+  var D = JSON.parse(document.getElementById('nnprof-data').textContent);
+  var charts = window.nnprofCharts = {};
+  var RED = '#d62728', GREY = '#888';
+  Chart.defaults.animation = false;
+  Chart.defaults.font.size = 11;
+  Chart.defaults.maintainAspectRatio = false;
+
+  function ms(s) { return s == null ? '-' : (s * 1e3).toFixed(2) + ' ms'; }
+  function toMs(a) { return a.map(function (v) { return v == null ? null : v * 1e3; }); }
+  function make(id, cfg) {
+    var el = document.getElementById(id);
+    if (!el) { return null; }
+    charts[id] = new Chart(el, cfg);
+    return charts[id];
+  }
+  function drop(id, why) {
+    var el = document.getElementById(id);
+    if (!el) { return; }
+    var box = el.parentNode;
+    box.textContent = '';
+    box.classList.add('empty');
+    if (why) {
+      var p = document.createElement('p');
+      p.className = 'muted';
+      p.textContent = why;
+      box.appendChild(p);
+    }
+  }
+  function note(id, text) {
+    var el = document.getElementById(id);
+    if (el) { el.textContent = text; }
+  }
+  function title(text) { return { display: true, text: text, align: 'start' }; }
+  function bucketLabels(b, word) {
+    return b.x0.map(function (x, i) {
+      return b.bucket === 1 ? word + ' ' + x : word + 's ' + x + '\u2013' + b.x1[i];
+    });
+  }
+
+  function stepBars(id, b, word, heading) {
+    if (!b || !b.n) { drop(id, 'No ' + word + ' steps.'); return; }
+    var labels = bucketLabels(b, word);
+    var sets = D.phases.map(function (p) {
+      return { type: 'bar', label: p, data: toMs(b.phases[p]), backgroundColor: D.colors[p],
+               stack: 'phases', borderWidth: 0, categoryPercentage: 1.0, barPercentage: 0.95 };
+    });
+    var maxWall = Math.max.apply(null, b.wall_max.concat([0]));
+    if (b.bucket > 1) {
+      sets.push({ type: 'line', label: 'slowest step in bar', data: toMs(b.wall_max),
+                  showLine: false, pointRadius: 1.5, borderColor: GREY, backgroundColor: GREY });
+    }
+    var over = b.over.map(function (n, i) { return n > 0 ? b.wall_max[i] * 1e3 : null; });
+    if (b.over.some(function (n) { return n > 0; })) {
+      sets.push({ type: 'line', label: 'over budget', data: over, showLine: false,
+                  pointStyle: 'triangle', pointRadius: 6, borderColor: RED, backgroundColor: RED });
+    }
+    var budgetShown = D.budget_s <= 3 * maxWall;
+    if (budgetShown) {
+      sets.push({ type: 'line', label: 'budget ' + D.budget_s + ' s',
+                  data: labels.map(function () { return D.budget_s * 1e3; }), borderColor: RED,
+                  borderDash: [6, 4], borderWidth: 1.5, pointRadius: 0, fill: false });
+    }
+    make(id, {
+      data: { labels: labels, datasets: sets },
+      options: {
+        interaction: { mode: 'index', intersect: false },
+        scales: { x: { stacked: true, ticks: { maxTicksLimit: 12, autoSkip: true } },
+                  y: { stacked: true, title: { display: true, text: 'ms per step' },
+                       beginAtZero: true } },
+        plugins: {
+          title: title(heading + (b.bucket > 1 ? ' (each bar: mean of ' + b.bucket +
+                                  ' consecutive steps)' : '')),
+          tooltip: { callbacks: {
+            label: function (c) {
+              return c.dataset.label + ': ' + (c.raw == null ? '-' : c.raw.toFixed(2) + ' ms');
+            },
+            footer: function (items) {
+              var i = items[0].dataIndex;
+              var t = 'step time ' + ms(b.wall_mean[i]) + (b.bucket > 1 ? ' mean, ' +
+                      ms(b.wall_max[i]) + ' max' : '');
+              if (b.over[i]) { t += '\n' + b.over[i] + ' over budget'; }
+              return t;
+            } } } } }
+    });
+    return budgetShown;
+  }
+
+  function runPage() {
+    var shown = stepBars('chart-steps', D.train, 'step', 'Train steps: time per phase');
+    if (D.train && D.train.n) {
+      var maxWall = Math.max.apply(null, D.train.wall_max.concat([0]));
+      note('steps-note', D.train.n + ' train steps. ' + (shown ? 'Dashed line: the budget of ' +
+           D.budget_s + ' s. ' : 'The budget (' + D.budget_s + ' s) is ' +
+           Math.round(D.budget_s / Math.max(maxWall, 1e-9)) + 'x the slowest step, off the chart. ') +
+           'Hover a bar for its breakdown.');
+    }
+    if (D.eval && D.eval.n) { stepBars('chart-eval', D.eval, 'eval step', 'Evaluation steps'); }
+    else { drop('chart-eval', ''); }
+    var h = D.hist;
+    if (h && h.counts && h.counts.length) {
+      var labels = h.counts.map(function (_, i) {
+        return (h.edges[i] * 1e3).toFixed(2) + '\u2013' + (h.edges[i + 1] * 1e3).toFixed(2) + ' ms';
+      });
+      make('chart-hist', { type: 'bar', data: { labels: labels, datasets: [{
+        label: 'steps', data: h.counts, backgroundColor: '#4e79a7',
+        categoryPercentage: 1.0, barPercentage: 1.0 }] },
+        options: { plugins: { legend: { display: false },
+          title: title('Step-time distribution' + (h.clipped ? ' (' + h.clipped +
+                       ' slowest steps in the last bar)' : '')) },
+          scales: { x: { ticks: { maxTicksLimit: 8 } }, y: { beginAtZero: true } } } });
+    } else { drop('chart-hist', 'No steps.'); }
+
+    var L = D.train_loss, sets = [];
+    if (L && L.x.length) {
+      var pts = function (ys) { return L.x.map(function (x, i) { return { x: x, y: ys[i] }; }); };
+      if (L.bucket > 1) {
+        sets.push({ label: 'min/max of ' + L.bucket + ' steps', data: pts(L.max), pointRadius: 0,
+                    borderWidth: 0, backgroundColor: 'rgba(78,121,167,0.15)', fill: '+1' });
+        sets.push({ label: '_min', data: pts(L.min), pointRadius: 0, borderWidth: 0, fill: false });
+      }
+      sets.push({ label: 'train loss', data: pts(L.mean), borderColor: '#4e79a7',
+                  pointRadius: 0, borderWidth: 1.5, fill: false });
+    }
+    if (D.val_loss && D.val_loss.length) {
+      sets.push({ label: 'validation loss', data: D.val_loss.map(function (p) {
+        return { x: p[0], y: p[1] }; }), borderColor: '#e15759', backgroundColor: '#e15759',
+        pointRadius: 3, borderWidth: 1.5, fill: false });
+    }
+    if (sets.length) {
+      make('chart-loss', { type: 'line', data: { datasets: sets }, options: {
+        parsing: true, scales: { x: { type: 'linear', title: { display: true, text: 'train step' } } },
+        plugins: { title: title('Loss'), legend: { labels: { filter: function (i) {
+          return i.text.charAt(0) !== '_'; } } } } } });
+    } else { drop('chart-loss', 'No loss was seen.'); }
+
+    var M = (D.metrics || []).filter(function (m) { return m.accuracy != null; });
+    if (M.length) {
+      var keys = [['accuracy', '#4e79a7'], ['precision_macro', '#f28e2b'],
+                  ['recall_macro', '#59a14f'], ['f1_macro', '#e15759']];
+      make('chart-metrics', { type: 'line', data: { datasets: keys.map(function (k) {
+        return { label: k[0].replace('_', ' '), borderColor: k[1], backgroundColor: k[1],
+                 pointRadius: 3, data: M.map(function (m) { return { x: m.after_train_steps,
+                                                                   y: m[k[0]] }; }) }; }) },
+        options: { scales: { x: { type: 'linear', title: { display: true,
+                   text: 'after train steps' } }, y: { min: 0, max: 1 } },
+                   plugins: { title: title('Validation metrics per pass') } } });
+    } else { drop('chart-metrics', ''); }
+
+    var LD = (D.loaders || []).filter(function (l) { return l.capacity != null || l.demand != null; });
+    if (LD.length) {
+      make('chart-loaders', { type: 'bar', data: { labels: LD.map(function (l) { return l.id; }),
+        datasets: [{ label: 'makes (batches/s)', backgroundColor: '#59a14f',
+                     data: LD.map(function (l) { return l.capacity; }) },
+                   { label: 'needs (batches/s)', backgroundColor: '#e15759',
+                     data: LD.map(function (l) { return l.demand; }) }] },
+        options: { indexAxis: 'y', plugins: { title: title('Loader capacity vs demand') } } });
+    } else { drop('chart-loaders', ''); }
+
+    var S = D.samples || {}, names = Object.keys(S);
+    if (names.length) {
+      var colors = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759'];
+      make('chart-samples', { type: 'line', data: { datasets: names.map(function (n, k) {
+        return { label: n, borderColor: colors[k % 4], pointRadius: 0, borderWidth: 1.2,
+                 data: S[n].t.map(function (t, i) { return { x: t, y: S[n].v[i] }; }) }; }) },
+        options: { scales: { x: { type: 'linear', title: { display: true, text: 's since start' } },
+                             y: { beginAtZero: true } },
+                   plugins: { title: title('Host and GPU samples') } } });
+    } else { drop('chart-samples', 'No host or GPU samples (--no-monitors, or too short a run).'); }
+  }
+
+  function checkPage() {
+    var names = Object.keys(D.curves || {});
+    if (!names.length) { drop('chart-overfit', 'No overfit rung ran.'); return; }
+    var colors = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948'];
+    make('chart-overfit', { type: 'line', data: { datasets: names.map(function (n, k) {
+      var c = D.curves[n];
+      return { label: n, borderColor: colors[k % 6], backgroundColor: colors[k % 6], pointRadius: 1,
+               data: c.x.map(function (x, i) { return { x: x, y: c.mean[i] }; }) }; }) },
+      options: { scales: { x: { type: 'linear', title: { display: true, text: 'train step' } },
+                           y: { beginAtZero: true, title: { display: true, text: 'train loss' } } },
+                 plugins: { title: title('Train loss of each overfit rung') } } });
+  }
+
+  function comparePage() {
+    var A = D.a, B = D.b;
+    make('chart-compare', { type: 'bar', data: { labels: D.phases, datasets: [
+      { label: D.names[0] + ' mean', backgroundColor: '#4e79a7', data: toMs(A.mean) },
+      { label: D.names[1] + ' mean', backgroundColor: '#f28e2b', data: toMs(B.mean) },
+      { label: D.names[0] + ' p95', backgroundColor: 'rgba(78,121,167,0.35)', data: toMs(A.p95) },
+      { label: D.names[1] + ' p95', backgroundColor: 'rgba(242,142,43,0.35)', data: toMs(B.p95) }] },
+      options: { scales: { y: { beginAtZero: true, title: { display: true, text: 'ms per step' } } },
+                 plugins: { title: title('Per-phase time per train step') } } });
+  }
+
+  var pages = { run: runPage, check: checkPage, compare: comparePage };
+  try {
+    (pages[D.kind] || function () {})();
+    document.body.setAttribute('data-charts', 'drawn');
+  } catch (e) {
+    document.body.setAttribute('data-charts', 'failed');
+    throw e;
+  }
+}());
