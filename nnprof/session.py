@@ -80,16 +80,20 @@ class Profiler:
 
     ``budget`` is the wall time one step may take, in seconds; ``max_steps``
     and ``max_time`` stop the script cleanly (raising :class:`StopRun` inside
-    it at the next step boundary).
+    it at the next step boundary). ``trace`` ({"steps", "warmup", "windows"},
+    or True for the defaults) records a few steps with torch.profiler
+    (:mod:`nnprof.trace`).
     """
 
     def __init__(self, out: Optional[str] = None, budget: float = 1.0, name: str = "run",
                  script: Optional[str] = None, argv: Optional[list] = None,
                  max_steps: Optional[int] = None, max_time: Optional[float] = None,
                  progress: Optional[bool] = None, monitors=None,
-                 monitor_options: Optional[dict] = None) -> None:
+                 monitor_options: Optional[dict] = None, trace: Optional[dict] = None) -> None:
         if budget is None or not budget > 0:
             raise ValueError("budget must be a positive number of seconds")
+        from .trace import options as trace_options
+        self.trace_options = trace_options(trace)  # None: no torch.profiler windows
         self.path = os.path.abspath(out or default_out(name))
         self.budget = float(budget)
         self.budget_ns = int(self.budget * 1e9)
@@ -113,6 +117,7 @@ class Profiler:
         self._flushed_at = 0
         self._summary: Optional[dict] = None
         self._inst: Optional[Instrumentation] = None
+        self._tracer = None
         self.status: Optional[str] = None
 
     # -- lifecycle ---------------------------------------------------------
@@ -142,6 +147,8 @@ class Profiler:
         if self.max_time is not None:
             clock.deadline = self.t0 + int(self.max_time * 1e9)
         self._inst.install()
+        if self.trace_options is not None:
+            self._start_tracer()
         self._monitors = start_monitors(self.monitor_names, self.path, self.t0,
                                         self.monitor_options)
         return self
@@ -163,6 +170,8 @@ class Profiler:
                     inst.shutdown_workers()
                 self.writer.write_json("probe.json", self.probe.result())
             finally:
+                if self._tracer is not None:
+                    self._tracer.finish()  # a window still open is saved; never raises
                 inst.uninstall()
                 self.writer.close()
                 self._metrics.close()
@@ -176,7 +185,29 @@ class Profiler:
                                 notices=self.notices, wall_s=(time.perf_counter_ns() - self.t0) / 1e9)
         write_json(os.path.join(self.path, "summary.json"), summary)
         self._summary = summary
+        self._write_reports(run, summary)
         return summary
+
+    def _write_reports(self, run: Run, summary: dict) -> None:
+        """report.html and tensorboard/; a report that fails costs a notice, not the run."""
+        try:
+            from .renderers import write_run_reports
+            problems = write_run_reports(run, summary)
+        except Exception as exc:
+            problems = [f"reports not written: {exc.__class__.__name__}: {exc}"]
+        if problems:
+            summary.setdefault("notices", []).extend(problems)
+            write_json(os.path.join(self.path, "summary.json"), summary)
+
+    def _start_tracer(self) -> None:
+        """--trace: torch.profiler windows driven from the step boundaries (nnprof.trace)."""
+        try:
+            from .trace import Tracer
+            self._tracer = Tracer(self.path, self.notices, self._inst.clock,
+                                  **self.trace_options)
+        except Exception as exc:
+            self.notices.append(f"--trace: torch.profiler unavailable, no trace "
+                                f"({exc.__class__.__name__}: {exc})")
 
     # -- context manager (the notebook API) ---------------------------------
     def __enter__(self) -> "Profiler":
@@ -215,6 +246,9 @@ class Profiler:
     def _emit(self, rec: StepRecord) -> None:
         rows = self._rows
         rows.append(rec)
+        tracer = self._tracer
+        if tracer is not None and tracer.active:
+            tracer.on_step(rec)  # may start, step or stop torch.profiler (--trace)
         if rec.kind == "train":
             self.n_train += 1
             if rec.end - rec.start > self.budget_ns:
@@ -306,7 +340,7 @@ def _total_memory() -> Optional[int]:
 def profile(out: Optional[str] = None, budget: float = 1.0, name: str = "run",
             max_steps: Optional[int] = None, max_time: Optional[float] = None,
             progress: Optional[bool] = False, monitors=None,
-            monitor_options: Optional[dict] = None) -> Profiler:
+            monitor_options: Optional[dict] = None, trace: Optional[dict] = None) -> Profiler:
     """Profile the code in a ``with`` block::
 
         with nnprof.profile(budget=1.0) as run:
@@ -315,4 +349,5 @@ def profile(out: Optional[str] = None, budget: float = 1.0, name: str = "run",
     """
     return Profiler(out=out, budget=budget, name=name, script=sys.argv[0] if sys.argv else None,
                     argv=list(sys.argv), max_steps=max_steps, max_time=max_time,
-                    progress=progress, monitors=monitors, monitor_options=monitor_options)
+                    progress=progress, monitors=monitors, monitor_options=monitor_options,
+                    trace=trace)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 from typing import Optional
 
 from .analyses.bottleneck import bottleneck
@@ -42,19 +44,21 @@ def _clean(obj):
 def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
                   wall_s: Optional[float] = None) -> dict:
     meta = run.meta
-    steps = run.steps
+    all_steps = run.steps
+    trace = trace_summary(run)
+    notices = list(notices)
+    steps = measured_steps(all_steps, trace, notices)  # without the steps --trace slowed
     probe = run.probe or {}
     budget_s = float(meta.get("budget_s") or 1.0)
     cores = int(meta.get("usable_cores") or 1)
     device = "cuda" if meta.get("cuda_available") and steps.filter(like="gpu_").notna().any().any() \
         else "cpu"
-    notices = list(notices)
 
     train = steps[steps["kind"] == "train"]
     basis, over = (train, "train") if len(train) else (steps, "all")
     if not len(train) and len(steps):
         notices.append("No step ran a backward pass: statistics are over evaluation steps.")
-    if not len(steps):
+    if not len(all_steps):
         notices.append("No training step was seen: the script ran no forward pass, backward "
                        "pass, optimizer step or DataLoader iteration in the main thread.")
 
@@ -91,7 +95,8 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
         bn = dataclasses.replace(bn, advice=tuple(bn.advice) + (hot_line,))
 
     losses = basis["loss"].dropna() if len(basis) else basis
-    in_steps = float(steps["wall_s"].sum()) if len(steps) else 0.0
+    in_steps = float(all_steps["wall_s"].sum()) if len(all_steps) else 0.0
+    n_train = int((all_steps["kind"] == "train").sum()) if len(all_steps) else 0
     summary = {
         "schema_version": SCHEMA_VERSION,
         "status": status,
@@ -102,8 +107,8 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
         "started_at": meta.get("started_at"),
         "wall_s": wall_s,
         "time_in_steps_s": in_steps,
-        "steps": {"train": int(len(train)), "eval": int(len(steps) - len(train)),
-                  "total": int(len(steps))},
+        "steps": {"train": n_train, "eval": int(len(all_steps) - n_train),
+                  "total": int(len(all_steps))},
         "phases_over": over,
         "phases": phases,
         "gpu_phases": gpu_phases,
@@ -121,7 +126,7 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
         "loader": loaders,
         "loss": {"first": float(losses.iloc[0]), "last": float(losses.iloc[-1]),
                  "min": float(losses.min()), "count": int(len(losses))} if len(losses) else None,
-        "curves": curves(steps),
+        "curves": curves(all_steps),
         "metrics": pass_metrics(run.metrics_passes),
         "wiring": wiring(probe.get("wiring")).to_dict(),
         "loss_at_init": loss_at_init(probe.get("loss_at_init")).to_dict(),
@@ -132,17 +137,63 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
             "python", "torch", "platform", "device", "cpu_count", "usable_cores",
             "cuda_available", "torch_threads", "nnprof_version")},
         "hotspots": hot,
+        "trace": trace,
         "notices": notices,
     }
     # what the machine was doing (samples.csv from the host and GPU monitors)
     samples = run.samples
-    summary["host"] = host_summary(samples, steps, loaders, cores)
-    summary["gpu"] = gpu_summary(samples, steps)
-    summary["gpu_memory"] = gpu_memory_summary(steps, meta.get("gpu_total_memory_bytes"))
+    summary["host"] = host_summary(samples, all_steps, loaders, cores)
+    summary["gpu"] = gpu_summary(samples, all_steps)
+    summary["gpu_memory"] = gpu_memory_summary(all_steps, meta.get("gpu_total_memory_bytes"))
     summary["hardware"] = [f.to_dict() for f in hardware_findings(
         summary["host"], summary["gpu"], bn.verdict if bn else None, loaders, cores,
         gpu_memory=summary["gpu_memory"], precision=probe.get("precision"))]
     return _clean(summary)
+
+
+TRACE_TOP_OPS = 10
+
+
+def trace_summary(run: Run) -> Optional[dict]:
+    """``trace.json`` (``--trace``): its windows with their top operators, and the
+    steps the profiler slowed; None without it."""
+    try:
+        with open(os.path.join(run.path, "trace.json")) as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        return {"windows": [], "excluded_steps": [],
+                "error": f"trace.json unreadable ({exc.__class__.__name__})"}
+    if not isinstance(data, dict):
+        return None
+    windows = []
+    for w in data.get("windows") or []:
+        if isinstance(w, dict):
+            windows.append(dict(w, top_ops=list(w.get("top_ops") or [])[:TRACE_TOP_OPS]))
+    excluded = sorted({int(i) for i in data.get("excluded_steps") or []
+                       if isinstance(i, (int, float))})
+    return {"windows": windows, "excluded_steps": excluded, "error": data.get("error")}
+
+
+def measured_steps(steps, trace: Optional[dict], notices: list):
+    """The steps that statistics are made of: those --trace slowed are left out."""
+    excluded = (trace or {}).get("excluded_steps") or []
+    if not excluded or not len(steps):
+        return steps
+    keep = steps[~steps["index"].isin(excluded)]
+    gone = len(steps) - len(keep)
+    if gone == 0:
+        return steps
+    if (steps["kind"] == "train").any() and not (keep["kind"] == "train").any():
+        notices.append(f"{gone} steps were slowed by torch.profiler (--trace) but are kept in "
+                       f"the statistics: no other train step was measured.")
+        return steps
+    shown = ", ".join(str(i) for i in excluded[:12]) + (", ..." if len(excluded) > 12 else "")
+    notices.append(f"{gone} steps traced by torch.profiler (--trace; indices {shown}) are left "
+                   f"out of the phase statistics, bottleneck and budget: the profiler slows "
+                   f"them (steps.csv keeps them).")
+    return keep.reset_index(drop=True)
 
 
 def pyspy_hotspots(run: Run, notices: list) -> Optional[dict]:

@@ -369,20 +369,30 @@ class HtmlRenderer(Renderer):
         tr = s.get("trace")
         if not tr:
             return ""
-        out = ['<section id="trace"><h2>torch.profiler trace</h2>']
-        wins = tr.get("windows") or []
-        if wins:
-            out.append(table(["window", "steps", "why", "file"],
-                             [[w.get("name"), ", ".join(str(x) for x in w.get("steps") or []),
-                               w.get("reason"), w.get("file")] for w in wins]))
-        ops = tr.get("top_ops") or []
-        if ops:
-            keys = [k for k in ("name", "calls", "self_cpu_s", "cpu_total_s", "self_device_s")
-                    if any(k in o for o in ops)]
-            rows = [[ms(o.get(k)) if k.endswith("_s") else o.get(k) for k in keys]
-                    for o in ops[:25]]
-            out.append(table([k.replace("_s", " ms").replace("_", " ") for k in keys], rows,
-                             "num"))
+        out = ['<section id="trace"><h2>torch.profiler windows (--trace)</h2>',
+               '<p class="muted">Open them with <code>tensorboard --logdir RUN/tensorboard'
+               '</code>, tab PyTorch Profiler. The steps the profiler touched are left out of '
+               'the statistics above: ' + esc(", ".join(
+                   str(i) for i in (tr.get("excluded_steps") or [])[:30]) or "none") + ".</p>"]
+        if tr.get("error"):
+            out.append(f"<p>{esc(tr['error'])}</p>")
+        for w in tr.get("windows") or []:
+            steps = w.get("steps") or []
+            where = f"steps {steps[0]}\u2013{steps[-1]}" if steps else "no step recorded"
+            why = str(w.get("reason"))
+            if w.get("predicted_train_step") is not None:
+                why += (f" (train step {w['predicted_train_step']}, slow every "
+                        f"{w.get('period')} train steps)")
+            out.append(f"<h3>{esc(why)}: {esc(where)}</h3>"
+                       + (f"<p class=\"muted\">{esc(w.get('file'))}</p>" if w.get("file") else ""))
+            ops = w.get("top_ops") or []
+            dev = any(o.get("self_device_ms") for o in ops)
+            if ops:
+                rows = [[o.get("name"), o.get("calls"), num(o.get("self_cpu_ms"), "{:.3f}")]
+                        + ([num(o.get("self_device_ms"), "{:.3f}")] if dev else [])
+                        for o in ops]
+                out.append(table(["operator", "calls", "self CPU ms"]
+                                 + (["self device ms"] if dev else []), rows, "num"))
         out.append("</section>")
         return "".join(out)
 

@@ -8,6 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..instrument.steps import LOADER_PHASES, PHASES
+from . import Renderer
 
 _VERDICT_STYLE = {"info": "green", "warn": "yellow", "fail": "red"}
 
@@ -20,15 +21,18 @@ def _pct(v) -> str:
     return "-" if v is None else f"{v * 100:.1f}%"
 
 
-class TerminalRenderer:
+class TerminalRenderer(Renderer):
     name = "terminal"
-    binary = False
 
     def __init__(self, color: bool = False, width: int = 100, **_options) -> None:
         self.color = color
         self.width = width
 
-    def render(self, s: dict) -> str:
+    def render_compare(self, comparison: dict) -> str:
+        from .comparison import terminal
+        return terminal(comparison, color=self.color, width=self.width)
+
+    def render(self, s: dict, run=None) -> str:
         buf = io.StringIO()
         con = Console(file=buf, force_terminal=self.color, no_color=not self.color,
                       width=self.width, highlight=False, emoji=False)
@@ -48,6 +52,7 @@ class TerminalRenderer:
         self._hotspots(con, s)
         self._machine(con, s)
         self._training(con, s)
+        self._trace(con, s)
         for n in s.get("notices") or []:
             con.print(f"[dim]note:[/] {escape(str(n))}")
         return buf.getvalue()
@@ -234,3 +239,29 @@ class TerminalRenderer:
                       _ms(d.get("data_wait_s")), _ms(d.get("batch_s")),
                       "-" if cap is None else f"{cap:.1f}", "-" if dem is None else f"{dem:.1f}")
         con.print(t)
+
+    def _trace(self, con, s) -> None:
+        """--trace: the torch.profiler windows and their top operators."""
+        tr = s.get("trace")
+        if not tr:
+            return
+        windows = tr.get("windows") or []
+        excluded = tr.get("excluded_steps") or []
+        con.print(f"[bold]trace:[/] {len(windows)} torch.profiler window"
+                  f"{'' if len(windows) == 1 else 's'} in tensorboard/trace/ (tensorboard "
+                  f"--logdir RUN/tensorboard, tab PyTorch Profiler); {len(excluded)} steps "
+                  f"left out of the statistics")
+        for w in windows:
+            steps = w.get("steps") or []
+            where = f"steps {steps[0]}-{steps[-1]}" if steps else "no step recorded"
+            why = escape(str(w.get("reason")))
+            if w.get("predicted_train_step") is not None:
+                why += (f" (train step {w['predicted_train_step']}, slow every "
+                        f"{w.get('period')} train steps)")
+            ops = w.get("top_ops") or []
+            dev = any(o.get("self_device_ms") for o in ops)
+            key = "self_device_ms" if dev else "self_cpu_ms"
+            top = ", ".join(f"{escape(str(o['name']))} {o.get(key, 0):.2f} ms "
+                            f"({o.get('calls', 0)} calls)" for o in ops[:3])
+            con.print(f"  {why}, {where}: {top or 'no operators'}"
+                      f" [dim](self {'device' if dev else 'CPU'} time)[/]")

@@ -86,11 +86,12 @@ def test_run_report_in_chromium(browser, real_run):
         for chart in ("chart-steps", "chart-hist", "chart-loss", "chart-eval"):
             assert colours.get(chart, 0) > 3, (chart, colours)
         # hovering a bar shows that step's breakdown
-        box = page.locator("#chart-steps").bounding_box()
+        chart = page.locator("#chart-steps")
+        chart.scroll_into_view_if_needed()
+        box = chart.bounding_box()
         page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.6)
-        active = page.evaluate("window.nnprofCharts['chart-steps'].tooltip.getActiveElements()"
-                               ".length")
-        assert active >= 7  # one per phase
+        page.wait_for_function("window.nnprofCharts['chart-steps'].tooltip"
+                               ".getActiveElements().length >= 7", timeout=5000)  # 7 phases
         assert problems == []
     finally:
         page.close()
