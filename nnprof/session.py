@@ -22,6 +22,7 @@ from .run import SCHEMA_VERSION, Run, RunWriter, write_json
 # one steps.csv row (see run.STEP_COLUMNS); %-formatting is the cheapest here
 _ROW = "%d,%s,%s," + ",".join(["%.6f"] * 12) + ",%s,%s,%d,%d,%d,%d,%s,%s\n"
 _NO_GPU = ",,,,,,"
+_now = time.perf_counter_ns
 FLUSH_ROWS = 16           # steps.csv is written every 16 steps ...
 FLUSH_NS = 250_000_000    # ... or every 0.25 s, whichever comes first
 DEFAULT_MONITORS = ("host", "gpu")  # py-spy only on request (--pyspy)
@@ -118,6 +119,7 @@ class Profiler:
         self._summary: Optional[dict] = None
         self._inst: Optional[Instrumentation] = None
         self._tracer = None
+        self._emit_ns = 0
         self.status: Optional[str] = None
 
     # -- lifecycle ---------------------------------------------------------
@@ -175,6 +177,7 @@ class Profiler:
                 inst.uninstall()
                 self.writer.close()
                 self._metrics.close()
+            self._write_costs()
         self.progress.close()
         for f in (self.writer.steps, self.writer.loaders):
             if f.error:
@@ -187,6 +190,21 @@ class Profiler:
         self._summary = summary
         self._write_reports(run, summary)
         return summary
+
+    def _write_costs(self) -> None:
+        """``overhead.json``: the calibrated cost of each kind of hook (measured now, with
+        the hooks removed) and the measured cost of recording each step, from which the
+        summary estimates nnprof's own time per step (:mod:`nnprof.instrument.cost`)."""
+        try:
+            from .instrument.cost import calibrate
+            costs = calibrate()
+        except Exception as exc:  # an estimate is never worth a failed run
+            self.notices.append(f"overhead estimate unavailable ({exc.__class__.__name__})")
+            return
+        steps = max(1, self.n_steps)
+        self.writer.write_json("overhead.json", {
+            "hook_costs_ns": costs, "record_ns_per_step": self._emit_ns / steps,
+            "steps": self.n_steps})
 
     def _write_reports(self, run: Run, summary: dict) -> None:
         """report.html and tensorboard/; a report that fails costs a notice, not the run."""
@@ -244,6 +262,7 @@ class Profiler:
     # Steps are formatted in batches, off the per-step path: a tight loop over
     # a few rows runs much faster than the same code once between two steps.
     def _emit(self, rec: StepRecord) -> None:
+        t_in = _now()
         rows = self._rows
         rows.append(rec)
         tracer = self._tracer
@@ -262,6 +281,7 @@ class Profiler:
         if self.progress.enabled:
             self.progress.update(rec.end, self.n_train, self.n_eval,
                                  (rec.end - rec.start) / 1e9, self.budget, self.n_over)
+        self._emit_ns += _now() - t_in  # our own cost per step (the overhead estimate)
 
     def _write_rows(self, now: int) -> None:
         rows, self._rows = self._rows, []

@@ -138,6 +138,7 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
             "cuda_available", "torch_threads", "nnprof_version")},
         "hotspots": hot,
         "trace": trace,
+        "overhead": overhead_estimate(run, all_steps, probe),
         "notices": notices,
     }
     # what the machine was doing (samples.csv from the host and GPU monitors)
@@ -149,6 +150,25 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
         summary["host"], summary["gpu"], bn.verdict if bn else None, loaders, cores,
         gpu_memory=summary["gpu_memory"], precision=probe.get("precision"))]
     return _clean(summary)
+
+
+def overhead_estimate(run: Run, steps, probe: dict) -> Optional[dict]:
+    """nnprof's own time per step, estimated from ``overhead.json`` (None without it)."""
+    from .instrument.cost import estimate
+    try:
+        with open(os.path.join(run.path, "overhead.json")) as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("hook_costs_ns"), dict):
+        return None
+    models = [m.get("modules") for m in probe.get("models") or []
+              if isinstance(m, dict) and isinstance(m.get("modules"), int)]
+    modules = sum(models) / len(models) if models else None
+    try:
+        return estimate(data["hook_costs_ns"], steps, modules, data.get("record_ns_per_step"))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 TRACE_TOP_OPS = 10

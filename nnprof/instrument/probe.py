@@ -36,6 +36,7 @@ def describe_model(module: nn.Module) -> dict:
         elif isinstance(m, NORM_TYPES):
             norms.append({"module": name or type(m).__name__, "class": type(m).__name__})
     return {"name": type(module).__name__, "class": type(module).__name__,
+            "modules": sum(1 for _ in module.modules()) - 1,  # submodules: calls per forward
             "parameters": int(sum(p.numel() for p in params)),
             "trainable": int(sum(p.numel() for p in params if p.requires_grad)),
             "dropout": dropout[:50], "norms": norms[:50]}

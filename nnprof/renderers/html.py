@@ -149,9 +149,10 @@ class HtmlRenderer(Renderer):
             facts.append(f"started {s['started_at']}")
         overhead = s.get("overhead") or {}
         if overhead.get("per_step_s") is not None:
-            facts.append(f"nnprof overhead about {overhead['per_step_s'] * 1e6:.0f} µs per step"
-                         + (f" ({pct(overhead.get('share'))})" if overhead.get("share")
-                            is not None else ""))
+            facts.append(f"nnprof's own cost about {overhead['per_step_s'] * 1e6:.0f} µs per "
+                         "step" + (f" ({pct(overhead.get('share'))} of the mean step)"
+                                   if overhead.get("share") is not None else "")
+                         + ", estimated from its hook costs")
         return ('<header><h1>nnprof <span class="script">' + esc(s.get("script") or "?")
                 + "</span></h1>"
                 + (f'<div class="argv">{esc(argv)}</div>' if argv else "")

@@ -53,6 +53,12 @@ class TerminalRenderer(Renderer):
         self._machine(con, s)
         self._training(con, s)
         self._trace(con, s)
+        ov = s.get("overhead") or {}
+        if ov.get("per_step_s") is not None:
+            share = ov.get("share")
+            con.print(f"[dim]nnprof's own cost: about {ov['per_step_s'] * 1e6:.0f} µs per step"
+                      + (f" ({share * 100:.1f}% of the mean step)" if share is not None else "")
+                      + ", estimated from its calibrated hook costs[/]")
         for n in s.get("notices") or []:
             con.print(f"[dim]note:[/] {escape(str(n))}")
         return buf.getvalue()
