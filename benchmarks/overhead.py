@@ -1,16 +1,25 @@
-"""Per-step overhead of nnprof against the bare loop and torch.profiler.
+"""Per-step overhead of nnprof against the bare loop, torch.profiler and py-spy.
 
 Runs the same training loops in one process, alternating the modes round after
-round after a warm-up, and prints the median time per step and its ratio to
-the bare loop:
+round after a warm-up, and prints the median time per step (measured inside the
+loop, as for every mode) and its ratio to the bare loop:
 
     python benchmarks/overhead.py            # full run (a few minutes)
-    python benchmarks/overhead.py --quick    # about a minute
+    python benchmarks/overhead.py --quick    # one to two minutes
     python benchmarks/overhead.py --json     # {"workloads": {NAME: {...}}}
+
+Modes: ``bare``; ``nnprof`` (``nnprof.profile()``, host sampling on, as the CLI
+runs); ``torch_profiler`` (``torch.profiler.profile(activities=[CPU])``, its
+defaults); ``pyspy``: ``py-spy record -r 100 -o FILE --pid PID`` attached to this
+process, as a user would run it (py-spy's default blocking mode: it pauses the
+process for each sample); ``pyspy_nonblocking``: the same with ``--nonblocking``
+(how ``nnprof profile --pyspy`` runs it). py-spy is looked up next to the
+interpreter, then on PATH; without it, or without the right to attach (ptrace),
+its ratios are null.
 
 Workloads: a tiny MLP (about 0.5 ms per step on a laptop-class CPU core), a
 small CNN (tens of ms) and an input-bound loop (a DataLoader whose samples
-sleep). py-spy is sampled from outside when installed (``pip install py-spy``).
+sleep).
 """
 from __future__ import annotations
 
@@ -106,28 +115,55 @@ def with_torch_profiler(fn, n, tmp) -> float:
         return timed(fn, n)
 
 
-def with_pyspy(fn, n, tmp) -> float:
-    proc = subprocess.Popen(["py-spy", "record", "--rate", "100", "--pid", str(os.getpid()),
-                             "--output", os.path.join(tmp, "pyspy.txt"), "--format", "raw",
-                             "--nonblocking"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    time.sleep(0.5)  # let it attach
-    try:
-        return timed(fn, n)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+def pyspy_exe():
+    """py-spy next to this interpreter (a virtualenv's bin), else on PATH."""
+    here = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    return here if os.access(here, os.X_OK) else shutil.which("py-spy")
 
 
-def pyspy_usable() -> bool:
-    if shutil.which("py-spy") is None:
-        return False
+class PySpyFailed(RuntimeError):
+    pass
+
+
+def _pyspy_mode(extra: list):
+    def with_pyspy(fn, n, tmp) -> float:
+        out = os.path.join(tmp, f"pyspy-{time.monotonic_ns()}.svg")
+        proc = subprocess.Popen([pyspy_exe(), "record", "-r", "100", "-o", out,
+                                 "--pid", str(os.getpid()), *extra],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.5)  # let it attach
+        if proc.poll() is not None:
+            raise PySpyFailed(proc.stderr.read().decode(errors="replace").strip()[-300:])
+        try:
+            return timed(fn, n)
+        finally:
+            proc.terminate()  # its output is not needed
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()
+    return with_pyspy
+
+
+with_pyspy = _pyspy_mode([])
+with_pyspy_nonblocking = _pyspy_mode(["--nonblocking"])
+
+
+def pyspy_usable():
+    """None if py-spy can sample this process, else why not (one line)."""
+    exe = pyspy_exe()
+    if exe is None:
+        return "py-spy is not installed (pip install py-spy)"
     try:
-        r = subprocess.run(["py-spy", "dump", "--pid", str(os.getpid())], capture_output=True,
+        r = subprocess.run([exe, "dump", "--pid", str(os.getpid())], capture_output=True,
                            timeout=20)
-        return r.returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"py-spy dump failed: {exc}"
+    if r.returncode != 0:
+        return "py-spy cannot attach: " + r.stderr.decode(errors="replace").strip()[-200:]
+    return None
 
 
 def main() -> int:
@@ -140,8 +176,10 @@ def main() -> int:
     scale = 0.5 if args.quick else 1.0
     modes = {"bare": lambda fn, n, tmp: timed(fn, n), "nnprof": with_nnprof,
              "torch_profiler": with_torch_profiler}
-    if pyspy_usable():
+    pyspy_problem = pyspy_usable()
+    if pyspy_problem is None:
         modes["pyspy"] = with_pyspy
+        modes["pyspy_nonblocking"] = with_pyspy_nonblocking
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (make, steps) in WORKLOADS.items():
@@ -150,31 +188,41 @@ def main() -> int:
             timed(fn, n)  # warm-up
             times = {m: [] for m in modes}
             for _ in range(rounds):
-                for m, run in modes.items():
-                    times[m].append(run(fn, n, tmp))
+                for m, run in list(modes.items()):
+                    try:
+                        times[m].append(run(fn, n, tmp))
+                    except PySpyFailed as exc:  # attach refused mid-run: leave py-spy out
+                        pyspy_problem = f"py-spy stopped: {exc}"
+                        for k in ("pyspy", "pyspy_nonblocking"):
+                            modes.pop(k, None)
+                            times.pop(k, None)
             bare = statistics.median(times["bare"])
             entry = {"bare_s": bare, "steps_per_round": n, "rounds": rounds}
-            for m in modes:
-                if m != "bare":
-                    entry[f"{m}_ratio"] = statistics.median(times[m]) / bare
+            for m in ("nnprof", "torch_profiler", "pyspy", "pyspy_nonblocking"):
+                entry[f"{m}_ratio"] = statistics.median(times[m]) / bare if times.get(m) \
+                    else None
             entry["nnprof_overhead_us_per_step"] = (
                 statistics.median(times["nnprof"]) - bare) * 1e6
-            if "pyspy" not in modes:
-                entry["pyspy_ratio"] = None
             results[name] = entry
     if args.json:
         print(json.dumps({"workloads": results, "torch": torch.__version__,
-                          "threads": torch.get_num_threads()}, indent=2))
+                          "threads": torch.get_num_threads(), "pyspy": pyspy_exe(),
+                          "pyspy_problem": pyspy_problem}, indent=2))
         return 0
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {rounds} rounds, "
-          "medians")
+          "medians of the time per step; ratios to bare")
     print(f"{'workload':10} {'bare/step':>12} {'nnprof':>8} {'+us/step':>9} "
-          f"{'torch.prof':>10} {'py-spy':>8}")
+          f"{'torch.prof':>10} {'py-spy':>8} {'py-spy nb':>10}")
+
+    def ratio(v, width):
+        return f"{'n/a':>{width}}" if v is None else f"{v:{width - 1}.3f}x"
     for name, e in results.items():
-        spy = "n/a" if e.get("pyspy_ratio") is None else f"{e['pyspy_ratio']:.3f}x"
-        print(f"{name:10} {e['bare_s'] * 1e3:10.3f}ms {e['nnprof_ratio']:7.3f}x "
-              f"{e['nnprof_overhead_us_per_step']:9.1f} {e['torch_profiler_ratio']:9.3f}x "
-              f"{spy:>8}")
+        print(f"{name:10} {e['bare_s'] * 1e3:10.3f}ms {ratio(e['nnprof_ratio'], 8)} "
+              f"{e['nnprof_overhead_us_per_step']:9.1f} {ratio(e['torch_profiler_ratio'], 10)} "
+              f"{ratio(e['pyspy_ratio'], 8)} {ratio(e['pyspy_nonblocking_ratio'], 10)}")
+    print("py-spy: py-spy record -r 100 --pid (default, blocking); nb: --nonblocking")
+    if pyspy_problem:
+        print(f"py-spy: n/a, {pyspy_problem}")
     return 0
 
 

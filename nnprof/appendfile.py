@@ -26,9 +26,10 @@ class AppendFile:
 
     def flush(self) -> None:
         if self.buf and self.fd is not None:
-            data, self.buf = "".join(self.buf), []
+            data, self.buf = memoryview("".join(self.buf).encode()), []
             try:
-                os.write(self.fd, data.encode())
+                while data:  # a short write (a filling disk) goes on, or fails loudly here
+                    data = data[os.write(self.fd, data):]
             except OSError as exc:
                 self.error = f"cannot write {os.path.basename(self.path)}: " \
                              f"{exc.strerror or exc}"

@@ -12,6 +12,7 @@ import builtins
 import importlib.machinery
 import importlib.util
 import os
+import re
 import runpy
 import signal
 import sys
@@ -103,14 +104,46 @@ def _ours(filename: str) -> bool:
     return f.startswith(_OWN_DIR + os.sep) or f == _RUNPY or filename.startswith("<frozen runpy")
 
 
+_FRAME_LINE = re.compile(r'^( *)File "([^"\n]+)", line \d+, in ')
+
+
+def drop_own_frames(text: str) -> str:
+    """A formatted traceback without the frames of nnprof's wrappers: those between
+    the script's frames (a hooked ``Module.__call__``, ``backward``, ``__next__``)
+    and those inside a loader worker's traceback that the DataLoader re-raises as
+    text. A frame is its ``File ...`` line and the lines indented below it."""
+    out, skip_below = [], None
+    for line in text.splitlines(keepends=True):
+        if skip_below is not None:
+            body = line.lstrip(" ")
+            if body.strip() and len(line) - len(body) > skip_below:
+                continue
+            skip_below = None
+        m = _FRAME_LINE.match(line)
+        if m and _ours(m.group(2)):
+            skip_below = len(m.group(1))
+            continue
+        out.append(line)
+    return "".join(out)
+
+
 def print_script_traceback(exc: BaseException) -> None:
     """The traceback python would print, without nnprof's and runpy's frames."""
     tb = exc.__traceback__
     while tb is not None and _ours(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
     sys.stdout.flush()
-    traceback.print_exception(type(exc), exc, tb, file=sys.stderr)
-    sys.stderr.flush()
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    inner = tb
+    while inner is not None and inner.tb_next is not None:
+        inner = inner.tb_next
+    if inner is None or not _ours(inner.tb_frame.f_code.co_filename):
+        text = drop_own_frames(text)  # else nnprof raised it: its frames say where
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def exit_code_of(exc: SystemExit) -> int:
@@ -145,6 +178,20 @@ def exec_script(path: str) -> None:
             sys.modules["__main__"] = saved
 
 
+def _expect_worker_deaths() -> None:
+    """The script is over: torch's SIGCHLD handler must no longer raise "DataLoader
+    worker ... is killed by signal" into nnprof (into the traceback being printed,
+    or the finalisation of the run). A Ctrl-C or SIGTERM sent to the process group
+    reaches the loader workers too, and a crashed loader's other workers die with
+    it; python, for its part, prints its traceback or dies of the SIGTERM without
+    running Python signal handlers."""
+    if hasattr(signal, "SIGCHLD") and threading.current_thread() is threading.main_thread():
+        try:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        except (ValueError, OSError):
+            pass
+
+
 @dataclass
 class Outcome:
     status: str
@@ -157,7 +204,15 @@ def run(target: Target) -> Outcome:
     saved_argv, saved_path0 = sys.argv[:], sys.path[0] if sys.path else None
     old_term = None
     if threading.current_thread() is threading.main_thread():
+        owner = os.getpid()
+
         def on_term(signum, frame):
+            if os.getpid() != owner:
+                # a forked child (a multiprocessing Pool worker being terminated, a
+                # loader worker): it dies of the signal silently, as under python
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
             raise Terminated()
         try:
             old_term = signal.signal(signal.SIGTERM, on_term)
@@ -188,15 +243,19 @@ def run(target: Target) -> Outcome:
         code = exit_code_of(exc)
         return Outcome("completed" if code == 0 else "crashed", code)
     except KeyboardInterrupt:
+        _expect_worker_deaths()
         sys.stdout.flush()
         print("KeyboardInterrupt", file=sys.stderr)
         return Outcome("interrupted", 130)
     except Terminated:
+        _expect_worker_deaths()
         return Outcome("interrupted", 143)
     except BaseException as exc:  # the script's own crash
+        _expect_worker_deaths()
         print_script_traceback(exc)
         return Outcome("crashed", 1)
     finally:
+        _expect_worker_deaths()
         sys.argv = saved_argv
         if saved_path0 is not None and sys.path:
             sys.path[0] = saved_path0
