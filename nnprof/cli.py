@@ -23,10 +23,18 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad input in one line and exit 2."""
+    """argparse that reports bad input in one line and exit 2. No abbreviated long
+    options: the splitter that finds the script must know every option by name."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise UsageError(message)
+
+
+MAX_SECONDS = 1e9  # about 31 years: far beyond any run, well within a 64-bit ns clock
 
 
 def _positive_float(text: str) -> float:
@@ -36,6 +44,20 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not v > 0 or v != v or v == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return v
+
+
+def _seconds(text: str) -> float:
+    v = _positive_float(text)
+    if v > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SECONDS:g} seconds, got {text!r}")
+    return v
+
+
+def _rate(text: str) -> float:
+    v = _positive_float(text)
+    if not 0.01 <= v <= 10_000:
+        raise argparse.ArgumentTypeError(f"must be between 0.01 and 10000 per second, got {text!r}")
     return v
 
 
@@ -64,18 +86,18 @@ def _profile_parser() -> _Parser:
     p = _Parser(prog="nnprof profile", add_help=True,
                 description="Run a training script unmodified and profile its steps.",
                 usage="nnprof profile [options] (script.py | -m module) [script args...]")
-    p.add_argument("--budget", type=_positive_float, default=1.0, metavar="S",
+    p.add_argument("--budget", type=_seconds, default=1.0, metavar="S",
                    help="wall time one step may take, in seconds (default 1.0)")
     p.add_argument("--max-steps", type=_positive_int, metavar="N",
                    help="stop cleanly after N train steps")
-    p.add_argument("--max-time", type=_positive_float, metavar="S",
+    p.add_argument("--max-time", type=_seconds, metavar="S",
                    help="stop cleanly at the first step boundary after S seconds")
     p.add_argument("--out", metavar="DIR",
                    help="run directory (default reports/<script>-<timestamp>/)")
     p.add_argument("--fail-on", type=_conditions, default=[], metavar="LIST",
                    help="exit 3 when any holds: budget, input-bound, compute-bound, "
                         "optimizer-bound, host-overhead-bound, crashed, wiring")
-    p.add_argument("--sample-hz", type=_positive_float, default=10.0, metavar="HZ",
+    p.add_argument("--sample-hz", type=_rate, default=10.0, metavar="HZ",
                    help="host and GPU sampling rate (default 10 per second)")
     p.add_argument("--no-monitors", action="store_true",
                    help="no host or GPU sampling")
@@ -175,6 +197,7 @@ def _profile(profiler, target, opts) -> int:
     from . import runner
     from .renderers import render
     from .summary import failed_conditions
+    start_cwd = os.getcwd()  # paths are shown from here, whatever the script does
     profiler.start()
     pid = os.getpid()
     outcome = runner.Outcome("crashed", 1)
@@ -193,7 +216,12 @@ def _profile(profiler, target, opts) -> int:
     if not opts.quiet:
         tty = _stderr_is_tty()
         _write_err(render("terminal", summary, color=tty, width=_width(tty)))
-    print(f"nnprof: run written to {_shown(profiler.path)}", file=sys.stderr)
+    print(f"nnprof: run written to {_shown(profiler.path, start_cwd)}", file=sys.stderr)
+    html = os.path.join(profiler.path, "report.html")
+    if os.path.exists(html):
+        print(f"nnprof: report {_shown(html, start_cwd)}; TensorBoard: tensorboard --logdir "
+              f"{_shown(os.path.join(profiler.path, 'tensorboard'), start_cwd)}",
+              file=sys.stderr)
     hits = failed_conditions(summary, opts.fail_on)
     if outcome.exit_code != 0:
         return outcome.exit_code
@@ -203,8 +231,11 @@ def _profile(profiler, target, opts) -> int:
     return 0
 
 
-def _shown(path: str) -> str:
-    rel = os.path.relpath(path)
+def _shown(path: str, start: Optional[str] = None) -> str:
+    try:
+        rel = os.path.relpath(path, start or os.getcwd())
+    except (ValueError, OSError):
+        return path
     return rel if not rel.startswith("..") else path
 
 

@@ -89,7 +89,9 @@ def compare_runs(summary_a: dict, summary_b: dict, run_a=None, run_b=None,
     if names is None:
         names = (_name(run_a.path) if run_a else "A", _name(run_b.path) if run_b else "B")
         if names[0] == names[1]:
-            names = (f"A: {names[0]}", f"B: {names[1]}")
+            pa = run_a.path if run_a else names[0]
+            pb = run_b.path if run_b else names[1]
+            names = (pa, pb) if pa != pb else (f"{names[0]} (1)", f"{names[1]} (2)")
     ta, tb = _steady_train(run_a), _steady_train(run_b)
     pa, pb = summary_a.get("phases") or {}, summary_b.get("phases") or {}
     rows = []

@@ -17,6 +17,7 @@ from .instrument import Instrumentation, StepRecord, StopRun, resolve_loss
 from .instrument.probe import TrainingProbe
 from .monitors import start_monitors, stop_monitors
 from .progress import Progress
+from .appendfile import AppendFile
 from .run import SCHEMA_VERSION, Run, RunWriter, write_json
 
 # one steps.csv row (see run.STEP_COLUMNS); %-formatting is the cheapest here
@@ -131,7 +132,7 @@ class Profiler:
         self.started = time.time()
         self.writer = RunWriter(self.path)
         self.writer.write_json("meta.json", self._meta())
-        self._metrics = open(os.path.join(self.path, "metrics.jsonl"), "a")
+        self._metrics = AppendFile(os.path.join(self.path, "metrics.jsonl"))
         self.probe = TrainingProbe(self._write_pass, self.rung)
         restrict = None
         if self.rung and self.rung.get("loader_site"):
@@ -170,7 +171,10 @@ class Profiler:
                 self._write_rows(time.perf_counter_ns())
                 if shutdown_workers:
                     inst.shutdown_workers()
-                self.writer.write_json("probe.json", self.probe.result())
+                try:
+                    self.writer.write_json("probe.json", self.probe.result())
+                except OSError as exc:  # a full disk must not end the script's own run
+                    self.notices.append(f"cannot write probe.json: {exc.strerror or exc}")
             finally:
                 if self._tracer is not None:
                     self._tracer.finish()  # a window still open is saved; never raises
@@ -179,17 +183,27 @@ class Profiler:
                 self._metrics.close()
             self._write_costs()
         self.progress.close()
-        for f in (self.writer.steps, self.writer.loaders):
+        for f in (self.writer.steps, self.writer.loaders, self._metrics):
             if f.error:
                 self.notices.append(f"{f.error}: the run directory is incomplete")
         from .summary import build_summary
         run = Run.load(self.path)
         summary = build_summary(run, status=status, exit_code=exit_code,
                                 notices=self.notices, wall_s=(time.perf_counter_ns() - self.t0) / 1e9)
-        write_json(os.path.join(self.path, "summary.json"), summary)
         self._summary = summary
-        self._write_reports(run, summary)
+        if self._save_summary(summary):
+            self._write_reports(run, summary)
         return summary
+
+    def _save_summary(self, summary: dict) -> bool:
+        try:
+            write_json(os.path.join(self.path, "summary.json"), summary)
+            return True
+        except OSError as exc:
+            summary.setdefault("notices", []).append(
+                f"cannot write summary.json: {exc.strerror or exc} (nnprof report shows the "
+                "run as incomplete)")
+            return False
 
     def _write_costs(self) -> None:
         """``overhead.json``: the calibrated cost of each kind of hook (measured now, with
@@ -202,9 +216,12 @@ class Profiler:
             self.notices.append(f"overhead estimate unavailable ({exc.__class__.__name__})")
             return
         steps = max(1, self.n_steps)
-        self.writer.write_json("overhead.json", {
-            "hook_costs_ns": costs, "record_ns_per_step": self._emit_ns / steps,
-            "steps": self.n_steps})
+        try:
+            self.writer.write_json("overhead.json", {
+                "hook_costs_ns": costs, "record_ns_per_step": self._emit_ns / steps,
+                "steps": self.n_steps})
+        except OSError as exc:
+            self.notices.append(f"cannot write overhead.json: {exc.strerror or exc}")
 
     def _write_reports(self, run: Run, summary: dict) -> None:
         """report.html and tensorboard/; a report that fails costs a notice, not the run."""
@@ -215,7 +232,7 @@ class Profiler:
             problems = [f"reports not written: {exc.__class__.__name__}: {exc}"]
         if problems:
             summary.setdefault("notices", []).extend(problems)
-            write_json(os.path.join(self.path, "summary.json"), summary)
+            self._save_summary(summary)
 
     def _start_tracer(self) -> None:
         """--trace: torch.profiler windows driven from the step boundaries (nnprof.trace)."""
@@ -309,7 +326,7 @@ class Profiler:
         self._flushed_at = now
 
     def _write_pass(self, record: dict) -> None:
-        self._metrics.write(json.dumps(record) + "\n")
+        self._metrics.append(json.dumps(record) + "\n")
         self._metrics.flush()
 
     def _converged(self, rec: StepRecord) -> None:

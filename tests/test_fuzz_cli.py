@@ -15,15 +15,12 @@ Nothing here can start a training run or write outside a temporary folder:
   to the temporary folder, and ``-m`` only ever names ``zz_fuzz_*`` modules (a
   dotted module name imports its parent package while being looked up).
 
-Known bugs (see the reliability report) are kept out of the fuzzed inputs by
-``known_bug`` and pinned by strict-xfail tests at the end, so that the fuzzing
-keeps finding new ones meanwhile.
+Inputs that once ended in a traceback are pinned by the tests at the end.
 """
 from __future__ import annotations
 
 import contextlib
 import io
-import math
 import os
 import shutil
 import subprocess
@@ -140,34 +137,6 @@ REPORT_ARGV = st.one_of(
     st.tuples(st.just(["compare"]), st.tuples(RUN_DIRS, RUN_DIRS).map(list), REPORT_OPTS),
     st.tuples(st.sampled_from([["report"], ["compare"]]), st.just([]), REPORT_OPTS),
 ).map(lambda t: t[0] + t[1] + t[2])
-
-
-def _float(text):
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return None
-
-
-def known_bug(argv) -> bool:
-    """Inputs that hit a bug already reported (cli.py): a --budget or --max-time whose
-    nanoseconds overflow (OverflowError), a --sample-hz so low that the sampling
-    thread's wait overflows (a thread traceback)."""
-    for opt, value in zip(argv, argv[1:]):
-        v = _float(value)
-        if v is None or not math.isfinite(v):
-            continue
-        if opt in ("--budget", "--max-time") and v * 1e9 > 9e18:
-            return True
-        if opt == "--sample-hz" and 0 < v < 1e-6:
-            return True
-    for tok in argv:
-        for opt in ("--budget=", "--max-time="):
-            if tok.startswith(opt):
-                v = _float(tok[len(opt):])
-                if v is not None and math.isfinite(v) and v * 1e9 > 9e18:
-                    return True
-    return False
 
 
 def safe_to_launch(argv, cwd, script_runs=True) -> bool:
@@ -316,7 +285,6 @@ def _run_in_workspace(template, argv):
 @example(argv=["profile", "--max-steps", "12345678901234567890", "--sample-hz", "1e9",
                "ok.py"])
 def test_fuzz_profile_in_process(template, stub_runner, argv):
-    assume(not known_bug(argv))
     assume("--pyspy" not in argv)  # would attach py-spy to this very process
     _run_in_workspace(template, argv)
 
@@ -326,7 +294,6 @@ def test_fuzz_profile_in_process(template, stub_runner, argv):
 @example(argv=["check", "--examples", "0,1", "ok.py"])
 @example(argv=["check", "--ratio", "1", "ok.py"])
 def test_fuzz_check_in_process(template, stub_check, argv):
-    assume(not known_bug(argv))
     _run_in_workspace(template, argv)
 
 
@@ -413,7 +380,6 @@ def _nnprof():
 @given(argv=st.one_of(PROFILE_ARGV, CHECK_ARGV, REPORT_ARGV))
 @example(argv=["profile", "--budget", "x", "ok.py"])
 def test_fuzz_real_cli_sample(template, argv):
-    assume(not known_bug(argv))
     with workspace(template) as ws:
         assume(safe_to_launch(argv, str(ws)))
         env = dict(os.environ, PYTHONHASHSEED="0")
@@ -423,9 +389,7 @@ def test_fuzz_real_cli_sample(template, argv):
         assert "the fuzzed CLI must never run me" not in r.stdout
 
 
-# -- known bugs, pinned ------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="cli.py: --budget/--max-time accept values whose "
-                   "nanoseconds overflow int (OverflowError traceback)")
+# -- inputs that once ended in a traceback ----------------------------------------------
 @pytest.mark.parametrize("argv", [["profile", "--budget", "1e300", "ok.py"],
                                   ["profile", "--max-time", "1e300", "ok.py"]],
                          ids=["budget", "max-time"])
@@ -435,8 +399,6 @@ def test_huge_seconds_are_a_usage_error(template, stub_runner, argv):
         check_outcome(argv, code, out, err)
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py: --sample-hz accepts rates so low that the "
-                   "sampling thread's wait overflows (a thread traceback on stderr)")
 def test_tiny_sample_rate_is_a_usage_error_or_harmless(template, stub_runner):
     argv = ["profile", "--sample-hz", "1e-300", "--quiet", "ok.py"]
     with workspace(template):

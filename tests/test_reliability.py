@@ -407,8 +407,6 @@ def test_script_that_changes_directory(tmp_path):
 
 
 @slow
-@pytest.mark.xfail(strict=True, reason="cli._profile prints the run path relative to the "
-                   "script's working directory at its end; see the reliability report")
 def test_printed_run_path_is_relative_to_where_nnprof_started(tmp_path):
     start = tmp_path / "a"
     start.mkdir()
@@ -528,9 +526,6 @@ def test_output_file_limit_reached_mid_run(tmp_path):
 
 
 @slow
-@pytest.mark.xfail(strict=True, reason="session.py writes metrics.jsonl with a plain file "
-                   "(ENOSPC raised inside the script's loss call) and lets the end-of-run "
-                   "writes raise; see the reliability report for the fix")
 def test_output_disk_fills_mid_run(small_fs):
     """A disk that fills mid-run (validation passes write metrics.jsonl then too):
     the script runs to its end with its own exit code and output; notices name what

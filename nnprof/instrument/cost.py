@@ -105,7 +105,7 @@ def estimate(costs: dict, steps, modules_per_model: Optional[float],
         return None
     mean = steps[["n_forward", "n_backward", "n_optimizer"]].fillna(0).mean()
     fwd, bwd, opt = float(mean["n_forward"]), float(mean["n_backward"]), float(mean["n_optimizer"])
-    loader = float((steps["loader"].fillna("").astype(str) != "").mean()) \
+    loader = float((steps["loader"].notna() & (steps["loader"].astype(str) != "")).mean()) \
         if "loader" in steps.columns else 0.0
     modules = float(modules_per_model or 0.0)
     # zero_grad and the step hook per optimizer step, loss and two backward frames per
