@@ -478,3 +478,13 @@ def test_python_api_records_a_crash_and_reraises(tmp_path):
     assert s["steps"]["train"] == 3
     assert run.summary()["status"] == "crashed"
     assert len(nnprof.load_run(str(out)).steps) == 3
+
+
+def test_a_new_optimizer_per_stage_starts_new_steps(tmp_path, scripts):
+    """A new optimizer over the same parameters replaced the old one: its first step is
+    not merged into the last step of the old one (as a GAN's D and G steps are)."""
+    r, out, steps = profile(tmp_path, scripts / "stages.py", "--stages", "3", "--steps", "5")
+    assert r.returncode == 0, r.stderr
+    train = steps[steps.kind == "train"]
+    assert len(train) == 15
+    assert (train["n_optimizer"] == 1).all()

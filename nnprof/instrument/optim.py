@@ -8,6 +8,7 @@ boundary.
 from __future__ import annotations
 
 import threading
+import weakref
 
 import torch
 from torch.optim.optimizer import (register_optimizer_step_post_hook,
@@ -25,12 +26,40 @@ def install(clock: StepClock, on_optimizer=None, probe=None) -> Patches:
     get_ident = threading.get_ident
     seen: set = set()
     active: list = []
+    alive: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
+    pairs: dict = {}
+
+    def params_of(opt) -> set:
+        return {id(p) for g in opt.param_groups for p in g["params"]}
+
+    def partners(a: int, b: int) -> bool:
+        """Optimizers that share no parameter can be a pair that steps together (a GAN's
+        D and G); one over the same parameters as the other replaced it."""
+        key = (a, b)
+        known = pairs.get(key)
+        if known is None:
+            oa, ob = alive.get(a), alive.get(b)
+            if oa is None or ob is None:
+                return True
+            try:
+                known = not (params_of(oa) & params_of(ob))
+            except Exception:
+                known = True
+            pairs[key] = known
+        return known
+    clock.partners = partners
 
     def pre(opt, args, kwargs):
         if get_ident() != clock.thread_id:
             return None
-        if id(opt) not in seen:
+        if id(opt) not in seen or alive.get(id(opt)) is not opt:
             seen.add(id(opt))
+            try:
+                alive[id(opt)] = opt
+            except TypeError:
+                pass
+            for k in [k for k in pairs if id(opt) in k]:  # an id reused by a new optimizer
+                del pairs[k]
             if on_optimizer is not None:
                 on_optimizer(opt)
         active.append(opt)

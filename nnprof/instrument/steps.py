@@ -152,6 +152,9 @@ class StepClock:
         self.mode = IDLE
         self.open: Optional[StepRecord] = None
         self.held: Optional[StepRecord] = None
+        # partners(a, b): may optimizers a and b (ids) step together in one training
+        # step (a GAN's D and G: disjoint parameters)? None: always
+        self.partners: Optional[Callable[[int, int], bool]] = None
         self.stack: list = []
         self.last = clock()
         self.in_forward = False
@@ -346,7 +349,11 @@ class StepClock:
         rec = self._close(now)
         if self.held is None:
             self.held = rec
-        elif opt_id in self.held.optimizers:
+        elif opt_id in self.held.optimizers or (
+                self.partners is not None
+                and not all(self.partners(a, opt_id) for a in self.held.optimizers)):
+            # the same optimizer again, or one that replaced the last (a new optimizer
+            # over the same parameters, per stage or per epoch): a new step
             self.sink(self.held)
             self.held = rec
         else:
