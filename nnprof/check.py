@@ -36,7 +36,7 @@ SCHEMA_VERSION = 1
 OUTPUT_LOG = "output.log"
 TAIL_LINES = 15
 WIRING_KEYS = ("no_grad", "zero_grad", "not_in_optimizer", "unchanged", "frozen")
-_RUN_WRITTEN = "nnprof: run written to"
+_OWN_LINES = ("nnprof: run written to", "nnprof: report ")  # the sub-run's own lines
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class SubRun:
         """The last lines the script wrote (stdout and stderr together)."""
         try:
             with open(os.path.join(self.path, OUTPUT_LOG), errors="replace") as fh:
-                lines = [ln.rstrip() for ln in fh if not ln.startswith(_RUN_WRITTEN)]
+                lines = [ln.rstrip() for ln in fh if not ln.startswith(_OWN_LINES)]
         except OSError:
             return []
         while lines and not lines[-1]:
