@@ -46,20 +46,11 @@ def esc(value) -> str:
 
 def data_block(obj, element_id: str) -> str:
     """JSON for the page's script, safe inside ``<script>`` whatever the strings hold."""
-    text = json.dumps(_finite(obj), separators=(",", ":"), allow_nan=False)
+    from ..summary import _clean  # NaN and infinities become null
+    text = json.dumps(_clean(obj), separators=(",", ":"), allow_nan=False)
     text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     return f'<script type="application/json" id="{element_id}">{text}</script>'
-
-
-def _finite(obj):
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def page(title: str, body: str, data: dict) -> str:
