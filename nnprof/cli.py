@@ -335,7 +335,7 @@ def cmd_check(argv: list) -> int:
     record = check.record()
     try:
         from .renderers import write_text
-        from .renderers.html import render_check
+        from .renderers.htmlpages import render_check
         write_text(os.path.join(out, "report.html"), render_check(record))
     except Exception as exc:  # the checklist and check.json stand without it
         print(f"nnprof: report.html not written: {exc.__class__.__name__}: {exc}",
@@ -406,7 +406,7 @@ def _report_check(opts, tty: bool) -> int:
         import json
         text = json.dumps(check, indent=2) + "\n"
     elif opts.format == "html":
-        from .renderers.html import render_check
+        from .renderers.htmlpages import render_check
         text = render_check(check)
     else:
         from .renderers.checklist import render_checklist

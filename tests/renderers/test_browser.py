@@ -139,7 +139,7 @@ def test_compare_and_check_pages_in_chromium(browser, real_run, tmp_path):
         assert problems == [] and drawn(page)["chart-compare"] > 3
     finally:
         page.close()
-    from nnprof.renderers.html import render_check
+    from nnprof.renderers.htmlpages import render_check
     from nnprof.renderers import write_text
     check = {"script": EVIL, "status": "failed", "exit_code": 3, "argv": [], "settings": {},
              "rungs": [{"name": "overfit-1", "status": "fail", "advice": [EVIL],

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from nnprof.renderers import chartdata
 from nnprof.renderers import html as H
 from nnprof.renderers import render, write_run_reports
 
@@ -60,7 +61,7 @@ def test_charts_get_bucketed_data_for_long_runs(tmp_path):
     assert len(page.encode()) < 2_000_000, len(page)
     data = _data_of(page)
     tr = data["train"]
-    assert tr["n"] == 100_000 and len(tr["x0"]) <= H.MAX_BARS
+    assert tr["n"] == 100_000 and len(tr["x0"]) <= chartdata.MAX_BARS
     assert tr["x0"][0] == 0 and tr["x1"][-1] == 99_999
     # bucket means add up to the bucket's mean wall time
     total = sum(tr["phases"][p][3] for p in data["phases"])
@@ -68,7 +69,7 @@ def test_charts_get_bucketed_data_for_long_runs(tmp_path):
     # over-budget steps are counted, not averaged away
     assert sum(tr["over"]) == s["over_budget"]["count"] == len(range(0, 100_000, 997))
     assert max(tr["wall_max"]) == pytest.approx(1.5)
-    assert len(data["train_loss"]["x"]) <= H.MAX_POINTS
+    assert len(data["train_loss"]["x"]) <= chartdata.MAX_POINTS
     assert took < 30
 
 
