@@ -1,4 +1,5 @@
-"""Command line: ``nnprof profile|check|report``.
+"""Command line: ``nnprof profile|check|report|compare`` (report and compare live in
+:mod:`nnprof.reportcli`, what the commands share in :mod:`nnprof.cliargs`).
 
 Exit codes: the script's own code (0, n from ``sys.exit(n)``, 1 for an
 uncaught exception, 130 for Ctrl-C, 143 for SIGTERM); 2 for bad input; 3 when
@@ -13,73 +14,10 @@ import sys
 from typing import Optional
 
 from . import __version__
-
-EXIT_BAD_INPUT = 2
-EXIT_CONDITION = 3
-
-
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad input in one line and exit 2. No abbreviated long
-    options: the splitter that finds the script must know every option by name."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message):
-        raise UsageError(message)
-
-
-MAX_SECONDS = 1e9  # about 31 years: far beyond any run, well within a 64-bit ns clock
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v > 0 or v != v or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return v
-
-
-def _seconds(text: str) -> float:
-    v = _positive_float(text)
-    if v > MAX_SECONDS:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_SECONDS:g} seconds, got {text!r}")
-    return v
-
-
-def _rate(text: str) -> float:
-    v = _positive_float(text)
-    if not 0.01 <= v <= 10_000:
-        raise argparse.ArgumentTypeError(f"must be between 0.01 and 10000 per second, got {text!r}")
-    return v
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return v
-
-
-def _conditions(text: str) -> list:
-    from .summary import FAIL_CONDITIONS
-    items = [c.strip() for c in text.split(",") if c.strip()]
-    bad = [c for c in items if c not in FAIL_CONDITIONS]
-    if bad or not items:
-        raise argparse.ArgumentTypeError(
-            f"unknown condition {', '.join(bad) or repr(text)} (choose from "
-            f"{', '.join(FAIL_CONDITIONS)})")
-    return items
+from .cliargs import (EXIT_BAD_INPUT, EXIT_CONDITION, UsageError, _conditions,  # noqa: F401
+                      _Parser, _positive_float, _positive_int, _rate, _seconds, _shown,
+                      _stderr_is_tty, _width, _write_err)
+from .reportcli import cmd_compare, cmd_report
 
 
 def _profile_parser() -> _Parser:
@@ -231,33 +169,6 @@ def _profile(profiler, target, opts) -> int:
     return 0
 
 
-def _shown(path: str, start: Optional[str] = None) -> str:
-    try:
-        rel = os.path.relpath(path, start or os.getcwd())
-    except (ValueError, OSError):
-        return path
-    return rel if not rel.startswith("..") else path
-
-
-def _width(tty: bool) -> int:
-    import shutil
-    return max(80, shutil.get_terminal_size((100, 24)).columns) if tty else 100
-
-
-def _stderr_is_tty() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def _write_err(text: str) -> None:
-    try:
-        sys.stderr.write(text)
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
-
 
 def _examples(text: str) -> tuple:
     from .check import parse_examples
@@ -344,95 +255,6 @@ def cmd_check(argv: list) -> int:
     sys.stdout.flush()
     print(f"nnprof: check written to {_shown(out)}", file=sys.stderr)
     return check.exit_code
-
-
-def _load(path: str):
-    """(Run, summary) of a run directory, or a one-line UsageError."""
-    from .run import Run, RunDirError
-    try:
-        run = Run.load(path)
-        return run, run.summary()
-    except RunDirError as exc:
-        raise UsageError(str(exc)) from None
-    except Exception as exc:  # a damaged directory must not end in a traceback of ours
-        raise UsageError(f"{path}: cannot be read as a run ({exc.__class__.__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-
-
-def _emit(text: str, output: Optional[str], default: Optional[str] = None) -> None:
-    """Print ``text``, or write it atomically at ``output`` (or ``default`` for HTML)."""
-    from .renderers import write_text
-    path = output if output not in (None, "-") else (default if output is None else None)
-    if path is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    if os.path.isdir(path):
-        raise UsageError(f"{path} is a directory; give a file name with -o")
-    write_text(path, text)
-    print(f"nnprof: written to {_shown(path)}", file=sys.stderr)
-
-
-def cmd_report(argv: list) -> int:
-    p = _Parser(prog="nnprof report",
-                description="Render a run directory (finished, crashed or killed) or a check "
-                            "directory again, without re-running anything.")
-    p.add_argument("run_dir")
-    p.add_argument("--format", choices=("terminal", "html", "json"), default="terminal")
-    p.add_argument("-o", "--output", metavar="FILE",
-                   help="write here (- for stdout); html defaults to RUN_DIR/report.html")
-    opts = p.parse_args(argv)
-    from .renderers import get
-    tty = sys.stdout.isatty() and opts.output in (None, "-")
-    if os.path.isfile(os.path.join(opts.run_dir, "check.json")):
-        return _report_check(opts, tty)
-    run, summary = _load(opts.run_dir)
-    text = get(opts.format, color=tty, width=_width(tty)).render(summary, run)
-    _emit(text, opts.output, os.path.join(opts.run_dir, "report.html")
-          if opts.format == "html" else None)
-    return 0
-
-
-def _report_check(opts, tty: bool) -> int:
-    from .run import RunDirError, _read_json
-    path = os.path.join(opts.run_dir, "check.json")
-    try:
-        check = _read_json(path)
-    except RunDirError as exc:
-        raise UsageError(str(exc)) from None
-    if not isinstance(check, dict) or not isinstance(check.get("rungs"), list):
-        raise UsageError(f"{path}: not a check record")
-    if opts.format == "json":
-        import json
-        text = json.dumps(check, indent=2) + "\n"
-    elif opts.format == "html":
-        from .renderers.htmlpages import render_check
-        text = render_check(check)
-    else:
-        from .renderers.checklist import render_checklist
-        text = render_checklist(check, color=tty, width=_width(tty))
-    _emit(text, opts.output, os.path.join(opts.run_dir, "report.html")
-          if opts.format == "html" else None)
-    return 0
-
-
-def cmd_compare(argv: list) -> int:
-    p = _Parser(prog="nnprof compare",
-                description="Two runs side by side: per-phase means and p95, budget and "
-                            "verdicts, what got faster or slower and by how much.")
-    p.add_argument("run_a", metavar="RUN_A")
-    p.add_argument("run_b", metavar="RUN_B")
-    p.add_argument("--format", choices=("terminal", "html", "json"), default="terminal")
-    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
-    opts = p.parse_args(argv)
-    from .compare import compare_runs
-    from .renderers import get
-    run_a, sa = _load(opts.run_a)
-    run_b, sb = _load(opts.run_b)
-    cmp = compare_runs(sa, sb, run_a, run_b)
-    tty = sys.stdout.isatty() and opts.output in (None, "-")
-    _emit(get(opts.format, color=tty, width=_width(tty)).render_compare(cmp), opts.output)
-    return 0
 
 
 COMMANDS = {"profile": cmd_profile, "check": cmd_check, "report": cmd_report,

@@ -1,0 +1,103 @@
+"""What every ``nnprof`` command shares: exit codes, one-line usage errors, value
+types for options, and how paths and text reach the terminal."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional
+
+EXIT_BAD_INPUT = 2
+EXIT_CONDITION = 3
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad input in one line and exit 2. No abbreviated long
+    options: the splitter that finds the script must know every option by name."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+MAX_SECONDS = 1e9  # about 31 years: far beyond any run, well within a 64-bit ns clock
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return v
+
+
+def _seconds(text: str) -> float:
+    v = _positive_float(text)
+    if v > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SECONDS:g} seconds, got {text!r}")
+    return v
+
+
+def _rate(text: str) -> float:
+    v = _positive_float(text)
+    if not 0.01 <= v <= 10_000:
+        raise argparse.ArgumentTypeError(f"must be between 0.01 and 10000 per second, got {text!r}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return v
+
+
+def _conditions(text: str) -> list:
+    from .summary import FAIL_CONDITIONS
+    items = [c.strip() for c in text.split(",") if c.strip()]
+    bad = [c for c in items if c not in FAIL_CONDITIONS]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(
+            f"unknown condition {', '.join(bad) or repr(text)} (choose from "
+            f"{', '.join(FAIL_CONDITIONS)})")
+    return items
+
+
+def _shown(path: str, start: Optional[str] = None) -> str:
+    try:
+        rel = os.path.relpath(path, start or os.getcwd())
+    except (ValueError, OSError):
+        return path
+    return rel if not rel.startswith("..") else path
+
+
+def _width(tty: bool) -> int:
+    import shutil
+    return max(80, shutil.get_terminal_size((100, 24)).columns) if tty else 100
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _write_err(text: str) -> None:
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
