@@ -24,7 +24,6 @@ def install(clock: StepClock, on_optimizer=None, probe=None) -> Patches:
     ``probe.active`` (the wiring probe of the first steps)."""
     patches = Patches()
     get_ident = threading.get_ident
-    seen: set = set()
     active: list = []
     alive: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
     pairs: dict = {}
@@ -52,12 +51,8 @@ def install(clock: StepClock, on_optimizer=None, probe=None) -> Patches:
     def pre(opt, args, kwargs):
         if get_ident() != clock.thread_id:
             return None
-        if id(opt) not in seen or alive.get(id(opt)) is not opt:
-            seen.add(id(opt))
-            try:
-                alive[id(opt)] = opt
-            except TypeError:
-                pass
+        if alive.get(id(opt)) is not opt:  # first step of this optimizer
+            alive[id(opt)] = opt  # Optimizer has a __dict__: always weakly referable
             for k in [k for k in pairs if id(opt) in k]:  # an id reused by a new optimizer
                 del pairs[k]
             if on_optimizer is not None:
