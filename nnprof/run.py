@@ -32,7 +32,7 @@ STEP_COLUMNS = (
     + [f"{p}_s" for p in LOADER_PHASES]
     + ["loader", "loss", "over_budget", "n_forward", "n_backward", "n_optimizer"]
     + [f"gpu_{p}_s" for p in PHASES]
-    + ["gpu_mem_peak_bytes"]
+    + ["gpu_mem_peak_bytes", "pass_start"]
 )
 
 
@@ -209,7 +209,7 @@ class Run:
                     raise RunDirError(f"{path}: not a steps file (missing {', '.join(missing)})")
                 num = [c for c in df.columns if c.endswith("_s") or c in (
                     "loss", "index", "train_index", "n_forward", "n_backward", "n_optimizer",
-                    "over_budget", "gpu_mem_peak_bytes")]
+                    "over_budget", "gpu_mem_peak_bytes", "pass_start")]
                 for c in num:
                     df[c] = pd.to_numeric(df[c], errors="coerce")
                 df = df.dropna(subset=["index", "wall_s", "other_s"])

@@ -21,7 +21,7 @@ from .appendfile import AppendFile
 from .run import SCHEMA_VERSION, Run, RunWriter, write_json
 
 # one steps.csv row (see run.STEP_COLUMNS); %-formatting is the cheapest here
-_ROW = "%d,%s,%s," + ",".join(["%.6f"] * 12) + ",%s,%s,%d,%d,%d,%d,%s,%s\n"
+_ROW = "%d,%s,%s," + ",".join(["%.6f"] * 12) + ",%s,%s,%d,%d,%d,%d,%s,%s,%d\n"
 _NO_GPU = ",,,,,,"
 _now = time.perf_counter_ns
 FLUSH_ROWS = 16           # steps.csv is written every 16 steps ...
@@ -320,7 +320,7 @@ class Profiler:
                 rec.loader or "", "" if loss is None else repr(loss), wall > budget_ns,
                 rec.n_forward, rec.n_backward, rec.n_optimizer,
                 _NO_GPU if gp is None else ",".join(["%.6f" % v for v in gp]),
-                "" if rec.gpu_mem_peak is None else rec.gpu_mem_peak))
+                "" if rec.gpu_mem_peak is None else rec.gpu_mem_peak, rec.pass_start))
             self.n_steps += 1
         self.writer.write_rows(lines)
         self._flushed_at = now

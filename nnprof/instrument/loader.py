@@ -36,6 +36,7 @@ from torch.utils.data._utils import fetch as fetch_module
 
 from ..appendfile import AppendFile
 from .patching import Patches
+from .frames import CodeOwners
 from .restrict import restricted_args
 from .steps import COLLATE, FETCH, TRANSFORM, StepClock
 from .transforms import TIMING, _Swap, transform_names
@@ -83,8 +84,12 @@ def _timed_fetch(original):
         st.collate_ns = 0
         t0 = time.perf_counter_ns()
         swap = _Swap(self.dataset, sink.by_name)
-        with swap:
-            batch = original(self, possibly_batched_index)
+        quiet = sink.quiet()
+        try:
+            with swap:
+                batch = original(self, possibly_batched_index)
+        finally:
+            sink.loud(quiet)
         t1 = time.perf_counter_ns()
         try:
             items = len(possibly_batched_index)
@@ -172,6 +177,17 @@ class MainSink:
     def accepts(self) -> bool:
         return threading.get_ident() == self.clock.thread_id
 
+    def quiet(self) -> int:
+        """Making a batch is loader work: the model hooks must not see the module calls
+        of ``nn.Module`` transforms (torchvision v2) as forward passes, nor a loss or a
+        backward inside ``__getitem__`` as training. They pass calls through untouched
+        in any thread but the clock's, so the clock's thread is hidden while it fetches."""
+        tid, self.clock.thread_id = self.clock.thread_id, -1
+        return tid
+
+    def loud(self, tid: int) -> None:
+        self.clock.thread_id = tid
+
     def batch(self, start, end, f, t, c, items) -> None:
         self.clock.add_loader_time(FETCH, f)
         self.clock.add_loader_time(TRANSFORM, t)
@@ -190,6 +206,12 @@ class WorkerSink:
 
     def accepts(self) -> bool:
         return True
+
+    def quiet(self) -> int:
+        return 0
+
+    def loud(self, tid: int) -> None:
+        pass
 
     def batch(self, start, end, f, t, c, items) -> None:
         self.file.row(self.loader, self.worker, start, end, f, t, c, items)
@@ -353,10 +375,13 @@ def install(clock: StepClock, writer, run_dir: str, t0: int,
         if get_ident() != clock.thread_id:
             return original_iter(self)
         lid = loader_id(self)
+        clock.loader_iter()  # a loop over a loader still open has ended
         t_start = time.perf_counter_ns()
         it = original_iter(self)
         t_end = time.perf_counter_ns()
         it._nnprof_loader = lid
+        it._nnprof_n = 0  # persistent workers: the same iterator object, a new pass
+        it._nnprof_ahead = False
         writer.loader_event({"event": "iter", "loader": lid, "t_s": (t_start - t0) / 1e9,
                              "duration_s": (t_end - t_start) / 1e9})
         return it
@@ -365,16 +390,24 @@ def install(clock: StepClock, writer, run_dir: str, t0: int,
 
     original_next = dl_module._BaseDataLoaderIter.__dict__["__next__"]
 
+    owners = CodeOwners()
+    getframe = sys._getframe
+
     def iter_next(self):
         lid = getattr(self, "_nnprof_loader", None)
         if lid is None or get_ident() != clock.thread_id:
             return original_next(self)
         _STATE.current_loader = lid
-        clock.loader_next(lid)
+        # asked from a library (accelerate, Lightning, HF Trainer), not the loop itself
+        wrapped = owners.library(getframe(1).f_code)
+        n = self._nnprof_n
+        self._nnprof_n = n + 1
+        if clock.loader_next(lid, wrapped, n == 0) and n == 1 and wrapped:
+            self._nnprof_ahead = True  # asked twice before any model work: fetches ahead
         try:
             batch = original_next(self)
         except StopIteration:
-            clock.loader_exhausted()
+            clock.loader_exhausted(self._nnprof_ahead)
             raise
         except BaseException:
             clock.loader_got()
@@ -383,6 +416,24 @@ def install(clock: StepClock, writer, run_dir: str, t0: int,
         return batch
 
     patches.set(dl_module._BaseDataLoaderIter, "__next__", iter_next)
+
+    mp_iter = dl_module._MultiProcessingDataLoaderIter
+    original_shutdown = mp_iter.__dict__["_shutdown_workers"]
+
+    def timed_shutdown(self):
+        lid = getattr(self, "_nnprof_loader", None)
+        if lid is None or getattr(self, "_shutdown", True) or get_ident() != clock.thread_id:
+            return original_shutdown(self)
+        t_start = time.perf_counter_ns()
+        try:
+            return original_shutdown(self)
+        finally:
+            t_end = time.perf_counter_ns()
+            writer.loader_event({"event": "shutdown", "loader": lid,
+                                 "t_s": (t_start - t0) / 1e9,
+                                 "duration_s": (t_end - t_start) / 1e9})
+
+    patches.set(mp_iter, "_shutdown_workers", timed_shutdown)
 
     def shutdown_workers():
         for it in list(live_iters):

@@ -11,12 +11,34 @@ Step boundaries (see ARCHITECTURE.md):
   batch until it asks again. A second loader asked before the step did any
   model work (``zip(loader_a, loader_b)``) joins the same step. A loader that
   is exhausted ends the step at the moment it was asked; the clock then idles.
-* free steps (no DataLoader): a step ends at each ``optimizer.step()``. When
-  several optimizers step in turn (a GAN's D and G), the record of a step is
-  held back until the next optimizer step shows whether the same optimizer
-  comes round again; a different one is merged into the held step. A forward
-  pass that follows gradient-free forwards only (a validation loop) ends the
-  evaluation step they form.
+* wrapped loaders: when the DataLoader is asked from inside an installed
+  package (accelerate's ``DataLoaderShard``, Lightning's data fetcher, HF
+  ``Trainer``'s batch collection), the loop's own request is not seen, only
+  the wrapper's. Wrappers fetch one batch ahead (to know which batch is the
+  last) and may fetch several batches per request (HF's gradient-accumulation
+  window). So: requests with no model work between them form one step (the
+  loop waited for all of them); the first step of a pass counts one of its
+  batches as the one held ahead; a forward after a backward, outside any
+  optimizer step, starts a new step while the step holds batches not yet
+  used (accumulation micro-steps); when the loader is exhausted after the
+  wrapper showed it fetches ahead, the loop still has a batch: its step stays
+  open, and ends with its last model work (see below).
+* the end of a loop is not seen either (a ``break``, a wrapper's last batch):
+  a loader step still open when something else starts (a DataLoader's
+  ``iter()``, another loader's batch after the last one, the end of the run)
+  ends at its last instrumented event, so that what follows the loop (worker
+  shutdown, the next loader's start-up, the script's own epilogue) is charged
+  to no step.
+* free steps (no DataLoader): a step ends at each ``optimizer.step()``, and
+  where the next forward begins after a backward (outside an optimizer step:
+  LBFGS closures stay inside their step). Without any optimizer step (weights
+  updated by hand, ``p.data.add_(p.grad, alpha=-lr)``), the time from the end
+  of the step's last backward to its end is the update: it is charged to
+  ``optimizer``. When several optimizers step in turn (a GAN's D and G), the
+  record of a step is held back until the next optimizer step shows whether
+  the same optimizer comes round again; a different one is merged into the
+  held step. A forward pass that follows gradient-free forwards only (a
+  validation loop) ends the evaluation step they form.
 
 Only the thread that installed the clock drives it; other threads pass
 through untouched.
@@ -33,6 +55,7 @@ DATA, PREP, FORWARD, LOSS, BACKWARD, OPTIMIZER, OTHER = range(7)
 FETCH, TRANSFORM, COLLATE = range(3)
 
 IDLE, LOADER_STEP, FREE_STEP = 0, 1, 2
+MICRO_LIMIT = 32  # free train steps held back before an optimizer step shows up
 
 
 class StepRecord:
@@ -53,7 +76,8 @@ class StepRecord:
 
     __slots__ = ("start", "end", "phases", "loader_phases", "kind", "loader", "n_forward",
                  "n_backward", "n_optimizer", "optimizers", "loss_ref", "eval_loss_ref", "gpu",
-                 "gpu_phases", "gpu_mem_peak", "train_activity", "base")
+                 "gpu_phases", "gpu_mem_peak", "train_activity", "base", "n_batches", "ahead",
+                 "pass_start", "other_mark")
 
     def __init__(self, start: int, loader: Optional[str] = None, gpu=None) -> None:
         self.start = start
@@ -73,6 +97,15 @@ class StepRecord:
         self.gpu_mem_peak: Optional[int] = None
         self.train_activity = False
         self.base = PREP
+        self.n_batches = 1       # loader requests (wrapped loaders: several per step)
+        self.ahead = 0           # of them, the batch a wrapper holds ahead of the loop
+        self.pass_start = False  # the first step of a loader pass (worker start-up lands here)
+        self.other_mark = 0      # 'other' time when the last top-level backward ended
+
+    @property
+    def spare(self) -> int:
+        """Batches this step holds beyond its own (and the one held ahead)."""
+        return self.n_batches - 1 - self.ahead
 
     @property
     def wall(self) -> int:
@@ -163,6 +196,12 @@ class StepClock:
         self.max_train_steps: Optional[int] = None
         self.deadline: Optional[int] = None
         self.stop_reason: Optional[str] = None
+        self.tail = False            # the open loader step's loader is exhausted
+        self.seen_optimizer = False  # an optimizer has stepped (no hand-written update)
+        # free train steps split off before any optimizer step: an accumulation window
+        # (merged when the optimizer steps) or steps updated by hand (emitted as such)
+        self.micro: list = []
+        self.by_hand = False
 
     # -- the phase clock -------------------------------------------------
     def _charge(self, now: int) -> None:
@@ -198,6 +237,8 @@ class StepClock:
             o.phases[cur] += now - self.last
             if o.gpu is not None:
                 o.gpu.mark(cur)
+            if cur == BACKWARD and len(stack) == 1:
+                o.other_mark = o.phases[OTHER]
         self.last = now
         if stack:
             stack.pop()
@@ -234,6 +275,8 @@ class StepClock:
         return o
 
     def _emit_held(self) -> None:
+        if self.micro:
+            self._flush_micro()
         if self.held is not None:
             held, self.held = self.held, None
             self.sink(held)
@@ -252,48 +295,127 @@ class StepClock:
             raise StopRun("max-time")
 
     # -- events from the hooks -------------------------------------------
-    def loader_next(self, loader: str) -> None:
-        """The loop asks ``loader`` for a batch; 'data' runs until :meth:`loader_got`."""
+    def _end_loop(self) -> None:
+        """The loop of the open loader step has ended: the step ends at its last event."""
+        self.tail = False
+        o = self.open
+        if o is not None and o.active:
+            self._emit(self._close(self.last))
+        else:
+            self.open = None
+            self._emit_held()
+        self.stack.clear()
+        self.mode = IDLE
+
+    def loader_iter(self) -> None:
+        """A DataLoader's ``iter()``: a new pass; a loader step still open has ended."""
+        if self.mode == LOADER_STEP:
+            self._end_loop()
+
+    def loader_next(self, loader: str, wrapped: bool = False, first: bool = False) -> bool:
+        """The loop asks ``loader`` for a batch; 'data' runs until :meth:`loader_got`.
+
+        ``wrapped``: asked from inside an installed package (a wrapper loader);
+        ``first``: the first request of an iterator. Returns True when the
+        request joined the open step instead of starting one.
+        """
         now = self.clock()
+        if self.tail:
+            self._end_loop()
         o = self.open
         if (self.mode == LOADER_STEP and o is not None and not o.active
-                and o.loader != loader):
-            # a paired loader (zip) feeding the same step
+                and (o.loader != loader or wrapped)):
+            # a paired loader (zip), or a wrapper asking again for one request of the loop
             self._charge(now)
-        else:
-            if o is not None:
-                if self.mode == FREE_STEP and not o.active:
-                    self.open = None
-                    self._emit_held()
-                else:
-                    self._emit(self._close(now))
-            else:
+            if o.loader == loader:
+                o.n_batches += 1
+            self.stack.append(DATA)
+            return True
+        if o is not None:
+            if self.mode == FREE_STEP and not o.active:
+                self.open = None
                 self._emit_held()
-            self.mode = IDLE
-            self.stack.clear()  # a phase left open by an exception ends here
-            self._check_stop(now)
-            self.mode = LOADER_STEP
-            self.open = self._new_open(now, loader)
+            else:
+                self._emit(self._close(now))
+        else:
+            self._emit_held()
+        self.mode = IDLE
+        self.stack.clear()  # a phase left open by an exception ends here
+        self._check_stop(now)
+        self.mode = LOADER_STEP
+        o = self.open = self._new_open(now, loader)
+        o.pass_start = first
+        o.ahead = 1 if first and wrapped else 0
         self.stack.append(DATA)
+        return False
 
     def loader_got(self) -> None:
         self.pop()
 
-    def loader_exhausted(self) -> None:
-        """The loader raised StopIteration: the step it would have opened is void."""
+    def loader_exhausted(self, ahead: bool = False) -> None:
+        """The loader raised StopIteration.
+
+        ``ahead``: a wrapper showed that it fetches a batch ahead, so the loop
+        still has one: the step stays open (see the module docstring). Without
+        it, the step this request would have opened is void.
+        """
         if self.stack and self.stack[-1] == DATA:
             self.stack.pop()
         o = self.open
+        now = self.clock()
+        if o is not None and self.mode == LOADER_STEP and (ahead or o.n_batches > 1):
+            self._charge(now)
+            if not ahead:
+                o.n_batches -= 1  # this request brought nothing; an earlier one did
+            self.tail = True
+            return
         if o is not None and not o.active:
             self.open = None
         else:
-            self._emit(self._close(self.clock()))
+            self._emit(self._close(now))
         self.mode = IDLE
-        self.last = self.clock()
+        self.last = now
+
+    @staticmethod
+    def _as_update(rec: StepRecord) -> StepRecord:
+        """Weights updated by hand: what follows the step's last backward is the update."""
+        if not rec.n_optimizer:
+            moved = rec.phases[OTHER] - rec.other_mark
+            if moved > 0:
+                rec.phases[OTHER] -= moved
+                rec.phases[OPTIMIZER] += moved
+        return rec
+
+    def _flush_micro(self) -> None:
+        micro, self.micro = self.micro, []
+        for rec in micro:
+            self.sink(self._as_update(rec))
+
+    def _split(self, now: int) -> None:
+        """A forward after a backward: the open step ends, the next one starts now."""
+        rec = self._close(now)
+        if self.mode == LOADER_STEP:
+            self._emit(rec)
+            # the next batch of those the wrapper fetched for one request (accumulation)
+            o = self.open = self._new_open(now, rec.loader)
+            o.n_batches, o.ahead = rec.n_batches - 1, rec.ahead
+        elif not self.by_hand and len(self.micro) < MICRO_LIMIT:
+            self.micro.append(rec)  # an accumulation window, or updates by hand?
+            return
+        else:
+            self.by_hand = True
+            self._flush_micro()
+            self.sink(self._as_update(rec))
+        self._check_stop(now)
 
     def forward_enter(self, grad_enabled: bool) -> None:
         now = self.clock()
         o = self.open
+        if o is not None and o.n_backward and not self.stack and (
+                (self.mode == FREE_STEP and not self.seen_optimizer)
+                or (self.mode == LOADER_STEP and o.spare > 0)):
+            self._split(now)
+            o = self.open
         if self.mode != LOADER_STEP and (o is None or not o.active):
             self._check_stop(now)
         if o is None:
@@ -337,6 +459,7 @@ class StepClock:
         self._charge(now)
         if self.stack:
             self.stack.pop()
+        self.seen_optimizer = True
         o = self.open
         if o is None:
             return
@@ -347,6 +470,14 @@ class StepClock:
         if self.mode != FREE_STEP:
             return
         rec = self._close(now)
+        if self.micro:  # the window's micro-steps and this one: one step
+            first, later = self.micro[0], self.micro[1:] + [rec]
+            self.micro = []
+            for r in later:
+                if r.kind == "train":
+                    self.train_steps -= 1
+                first.absorb(r)
+            rec = first
         if self.held is None:
             self.held = rec
         elif opt_id in self.held.optimizers or (
@@ -363,9 +494,13 @@ class StepClock:
         self._open_free(now)
 
     def finish(self) -> None:
-        """Close whatever is open; called once when the run ends."""
+        """Close whatever is open; called once when the run ends.
+
+        A step ends at its last event, unless the run ended inside a phase
+        (a crash, a kill, a stop): then now.
+        """
         o = self.open
-        now = self.clock()
+        now = self.clock() if self.stack else self.last
         if o is not None and (o.active or self.mode == LOADER_STEP):
             self._emit(self._close(now))
         else:
@@ -373,3 +508,4 @@ class StepClock:
             self._emit_held()
         self.stack.clear()
         self.mode = IDLE
+        self.tail = False
