@@ -12,7 +12,8 @@ imports are slow), and the tests assert:
 - train and eval steps counted exactly (``summary.json`` and ``steps.csv``);
 - each train step's recorded loss is the loss the script printed (the loss function's
   output, not a copy divided for gradient accumulation);
-- a phase with a known duration within 10% of it, plus a few ms for a loaded machine.
+- a phase with a known duration within 10% of it, plus a few ms for a loaded machine;
+- the bottleneck verdict that the known durations make right: the sleeps dominate.
 """
 from __future__ import annotations
 
@@ -113,6 +114,12 @@ def assert_train_losses(runs: Runs, n: int):
         f"recorded {recorded}\n printed {printed}"
 
 
+def assert_verdict(runs: Runs, verdict: str):
+    runs.ok()
+    got = runs.summary["bottleneck"]
+    assert got["verdict"] == verdict, got
+
+
 def assert_data_wait(rows, per_batch: float, what: str):
     """Each step waited for one batch made in the main process: the steps' total wait
     is one batch's making per step, and so is the median step's."""
@@ -157,6 +164,11 @@ def test_manual_update_is_charged_to_optimizer(manual):
         within(float(r["optimizer_s"]), UPDATE_COST, f"train step {r['index']} optimizer")
 
 
+def test_manual_update_verdict(manual):
+    # the update's sleep is most of each step
+    assert_verdict(manual, "optimizer-bound")
+
+
 # -- Lightning ------------------------------------------------------------------
 ITEM_COST = 0.002  # per item, batches of 4
 
@@ -185,6 +197,10 @@ def test_lightning_data_phase(lightning_runs):
     lightning_runs.ok()
     assert_data_wait(lightning_runs.kind("train"), 4 * ITEM_COST, "train")
     assert_data_wait(lightning_runs.kind("eval"), 4 * ITEM_COST, "eval")
+
+
+def test_lightning_verdict(lightning_runs):
+    assert_verdict(lightning_runs, "input-bound")
 
 
 # -- transformers' Trainer ----------------------------------------------------------
@@ -239,6 +255,10 @@ def test_hf_trainer_data_phase(hf_plain, hf_eval_accum):
     assert_data_wait(hf_eval_accum.kind("eval"), 4 * ITEM_COST, "eval")
 
 
+def test_hf_trainer_verdict(hf_plain):
+    assert_verdict(hf_plain, "input-bound")
+
+
 # -- accelerate ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def accel(tmp_path_factory):
@@ -264,6 +284,10 @@ def test_accelerate_data_phase(accel):
     accel.ok()
     assert_data_wait(accel.kind("train"), 4 * ITEM_COST, "train")
     assert_data_wait(accel.kind("eval"), 4 * ITEM_COST, "eval")
+
+
+def test_accelerate_verdict(accel):
+    assert_verdict(accel, "input-bound")
 
 
 # -- spawn workers, not persistent, and a break ---------------------------------------
@@ -319,6 +343,11 @@ def test_workers_worker_side_fetch(workers):
     loader = workers.summary["loader"][0]
     assert loader["num_workers"] == 2 and loader["where"] == "workers"
     within(loader["fetch_s"], 4 * WORKER_ITEM_COST, "worker fetch per batch")
+
+
+def test_workers_verdict(workers):
+    # two workers make 50 batches/s, the loop could take hundreds
+    assert_verdict(workers, "input-bound")
 
 
 def test_workers_advice_names_persistent_workers(workers):
