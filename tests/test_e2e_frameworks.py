@@ -1,0 +1,358 @@
+"""End to end on the code people train with: Lightning, transformers' ``Trainer``,
+accelerate, hand-written parameter updates, and spawn workers restarted every epoch.
+
+Each script in ``tests/scripts/fw_*.py`` states its ground truth in its docstring: how
+many train and eval steps it runs, the loss it computes (it prints ``loss <i> <repr>``
+per train step), and the sleeps that give a phase a known duration. Each runs once under
+plain python and once under ``nnprof profile`` (module-scoped fixtures: the framework
+imports are slow), and the tests assert:
+
+- the same exit code, the same stdout, and the same stderr apart from nnprof's own
+  ``nnprof: ...`` lines;
+- train and eval steps counted exactly (``summary.json`` and ``steps.csv``);
+- each train step's recorded loss is the loss the script printed (the loss function's
+  output, not a copy divided for gradient accumulation);
+- a phase with a known duration within 10% of it, plus a few ms for a loaded machine;
+- the bottleneck verdict that the known durations make right: the sleeps dominate.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import re
+import statistics
+from pathlib import Path
+
+import pytest
+
+from conftest import SCRIPTS, read_summary, run_cli, run_python
+
+pytestmark = pytest.mark.slow
+
+# One intra-op thread: on a small shared machine a tiny op can otherwise wait for its
+# second thread, and the sleeps should be the only sizeable costs.
+ENV = {"OMP_NUM_THREADS": "1"}
+REL, ABS = 0.10, 0.003
+
+
+class Runs:
+    """One script run under plain python and under ``nnprof profile``."""
+
+    def __init__(self, tmp: Path, script: str, args=(), options=()):
+        path = SCRIPTS / script
+        self.plain = run_python([path, *args], env=ENV, timeout=300)
+        self.out = tmp / "run"
+        self.prof = run_cli(["profile", "--out", self.out, "--no-progress", "--quiet",
+                             *options, path, *args], env=ENV, timeout=300)
+        self.summary = read_summary(self.out) if (self.out / "summary.json").exists() else None
+        steps = self.out / "steps.csv"
+        self.steps = list(csv.DictReader(steps.open())) if steps.exists() else []
+
+    def ok(self):
+        assert self.plain.returncode == 0, self.plain.stderr[-3000:]
+        assert self.prof.returncode == 0, self.prof.stderr[-3000:]
+        assert self.summary is not None, "no summary.json"
+
+    def kind(self, kind):
+        return [r for r in self.steps if r["kind"] == kind]
+
+
+def own_lines_removed(stderr: str) -> str:
+    return "".join(line for line in stderr.splitlines(keepends=True)
+                   if not line.startswith("nnprof: "))
+
+
+def printed_losses(stdout: str) -> list:
+    return [float(m.group(1)) for m in re.finditer(r"^loss \d+ (\S+)$", stdout, re.M)]
+
+
+def within(measured: float, expected: float, what: str, n: int = 1):
+    """``measured`` within 10% of ``expected`` plus ``ABS`` per step summed (``n``)."""
+    tol = REL * expected + ABS * n
+    assert abs(measured - expected) <= tol, \
+        f"{what}: measured {measured * 1e3:.2f} ms, expected {expected * 1e3:.2f} ms " \
+        f"(+-{tol * 1e3:.2f} ms)"
+
+
+def strings(value):
+    """Every string value (not key) in a JSON document."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from strings(v)
+
+
+def col(rows, name) -> list:
+    return [float(r[name]) for r in rows]
+
+
+def assert_transparent(runs: Runs):
+    assert runs.prof.returncode == runs.plain.returncode
+    assert runs.prof.stdout == runs.plain.stdout
+    assert own_lines_removed(runs.prof.stderr) == runs.plain.stderr
+
+
+def assert_counts(runs: Runs, train: int, eval: int):
+    runs.ok()
+    got = runs.summary["steps"]
+    assert (got["train"], got["eval"]) == (train, eval), \
+        f"summary steps {got}, want {train} train + {eval} eval"
+    kinds = [r["kind"] for r in runs.steps]
+    assert (kinds.count("train"), kinds.count("eval")) == (train, eval), kinds
+
+
+def assert_train_losses(runs: Runs, n: int):
+    runs.ok()
+    printed = printed_losses(runs.plain.stdout)
+    assert len(printed) == n
+    recorded = [float(r["loss"]) if r["loss"] else None for r in runs.kind("train")]
+    assert recorded == pytest.approx(printed, rel=1e-6), \
+        f"recorded {recorded}\n printed {printed}"
+
+
+def assert_verdict(runs: Runs, verdict: str):
+    runs.ok()
+    got = runs.summary["bottleneck"]
+    assert got["verdict"] == verdict, got
+
+
+def assert_data_wait(rows, per_batch: float, what: str):
+    """Each step waited for one batch made in the main process: the steps' total wait
+    is one batch's making per step, and so is the median step's."""
+    assert rows, f"{what}: no steps"
+    data = col(rows, "data_s")
+    within(sum(data), per_batch * len(rows), f"{what}: total data wait", n=len(rows))
+    within(statistics.median(data), per_batch, f"{what}: median data wait")
+
+
+# -- hand-written updates (pytorch/examples word_language_model, regression) ------------
+UPDATE_COST = 0.02
+
+
+@pytest.fixture(scope="module", params=["alpha", "scaled"])
+def manual(request, tmp_path_factory):
+    return Runs(tmp_path_factory.mktemp(f"manual-{request.param}"), "fw_manual_update.py",
+                ["--update", request.param, "--update-cost", UPDATE_COST])
+
+
+def test_manual_update_transparent(manual):
+    assert_transparent(manual)
+
+
+def test_manual_update_one_train_step_per_iteration_and_no_grad_passes_are_eval(manual):
+    assert_counts(manual, train=16, eval=6)
+    for r in manual.kind("train"):
+        assert (r["n_forward"], r["n_backward"], r["n_optimizer"]) == ("1", "1", "0"), r
+    for r in manual.kind("eval"):
+        assert (r["n_forward"], r["n_backward"]) == ("1", "0"), r
+
+
+def test_manual_update_loss(manual):
+    assert_train_losses(manual, 16)
+
+
+def test_manual_update_is_charged_to_optimizer(manual):
+    """The update (from the backward to the next forward) holds a known sleep."""
+    manual.ok()
+    train = manual.kind("train")
+    assert train
+    for r in train:
+        within(float(r["optimizer_s"]), UPDATE_COST, f"train step {r['index']} optimizer")
+
+
+def test_manual_update_verdict(manual):
+    # the update's sleep is most of each step
+    assert_verdict(manual, "optimizer-bound")
+
+
+# -- Lightning ------------------------------------------------------------------
+ITEM_COST = 0.002  # per item, batches of 4
+
+
+@pytest.fixture(scope="module")
+def lightning_runs(tmp_path_factory):
+    pytest.importorskip("lightning", reason="Lightning is not installed")
+    return Runs(tmp_path_factory.mktemp("lightning"), "fw_lightning.py",
+                ["--item-cost", ITEM_COST])
+
+
+def test_lightning_transparent(lightning_runs):
+    assert_transparent(lightning_runs)
+
+
+def test_lightning_steps(lightning_runs):
+    # 2 epochs x 6 batches; validation: 2 sanity-check batches, then 2 x 3
+    assert_counts(lightning_runs, train=12, eval=8)
+
+
+def test_lightning_loss(lightning_runs):
+    assert_train_losses(lightning_runs, 12)
+
+
+def test_lightning_data_phase(lightning_runs):
+    lightning_runs.ok()
+    assert_data_wait(lightning_runs.kind("train"), 4 * ITEM_COST, "train")
+    assert_data_wait(lightning_runs.kind("eval"), 4 * ITEM_COST, "eval")
+
+
+def test_lightning_verdict(lightning_runs):
+    assert_verdict(lightning_runs, "input-bound")
+
+
+# -- transformers' Trainer ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def hf_plain(tmp_path_factory):
+    pytest.importorskip("transformers", reason="transformers is not installed")
+    pytest.importorskip("accelerate", reason="accelerate is not installed")
+    return Runs(tmp_path_factory.mktemp("hf-plain"), "fw_hf_trainer.py",
+                ["--item-cost", ITEM_COST])
+
+
+@pytest.fixture(scope="module")
+def hf_eval_accum(tmp_path_factory):
+    pytest.importorskip("transformers", reason="transformers is not installed")
+    pytest.importorskip("accelerate", reason="accelerate is not installed")
+    return Runs(tmp_path_factory.mktemp("hf-eval-accum"), "fw_hf_trainer.py",
+                ["--eval", "--accum", "2", "--item-cost", ITEM_COST])
+
+
+def test_hf_trainer_transparent(hf_plain, hf_eval_accum):
+    assert_transparent(hf_plain)
+    assert_transparent(hf_eval_accum)
+
+
+def test_hf_trainer_without_evaluation_has_no_eval_steps(hf_plain):
+    assert_counts(hf_plain, train=16, eval=0)
+
+
+def test_hf_trainer_accumulation_micro_batches_are_train_steps(hf_eval_accum):
+    # 16 micro-batches (8 optimizer steps), 2 evaluations of 3 batches
+    assert_counts(hf_eval_accum, train=16, eval=6)
+    assert [r["n_optimizer"] for r in hf_eval_accum.kind("train")] == ["0", "1"] * 8
+
+
+def test_hf_trainer_loss(hf_plain):
+    assert_train_losses(hf_plain, 16)
+
+
+def test_hf_trainer_loss_is_unscaled_under_accumulation(hf_eval_accum):
+    assert_train_losses(hf_eval_accum, 16)
+
+
+def test_hf_trainer_data_phase(hf_plain, hf_eval_accum):
+    hf_plain.ok()
+    assert_data_wait(hf_plain.kind("train"), 4 * ITEM_COST, "train")
+    hf_eval_accum.ok()
+    # the Trainer fetches a whole accumulation window before its first micro-batch:
+    # the total still holds one batch per micro-batch
+    train = hf_eval_accum.kind("train")
+    within(sum(col(train, "data_s")), 4 * ITEM_COST * len(train), "accum: total data wait",
+           n=len(train))
+    assert_data_wait(hf_eval_accum.kind("eval"), 4 * ITEM_COST, "eval")
+
+
+def test_hf_trainer_verdict(hf_plain):
+    assert_verdict(hf_plain, "input-bound")
+
+
+# -- accelerate ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def accel(tmp_path_factory):
+    pytest.importorskip("accelerate", reason="accelerate is not installed")
+    return Runs(tmp_path_factory.mktemp("accelerate"), "fw_accelerate.py",
+                ["--accum", "2", "--item-cost", ITEM_COST])
+
+
+def test_accelerate_transparent(accel):
+    assert_transparent(accel)
+
+
+def test_accelerate_steps(accel):
+    assert_counts(accel, train=16, eval=6)
+    assert [r["n_optimizer"] for r in accel.kind("train")] == ["0", "1"] * 8
+
+
+def test_accelerate_loss_is_unscaled(accel):
+    assert_train_losses(accel, 16)
+
+
+def test_accelerate_data_phase(accel):
+    accel.ok()
+    assert_data_wait(accel.kind("train"), 4 * ITEM_COST, "train")
+    assert_data_wait(accel.kind("eval"), 4 * ITEM_COST, "eval")
+
+
+def test_accelerate_verdict(accel):
+    assert_verdict(accel, "input-bound")
+
+
+# -- spawn workers, not persistent, and a break ---------------------------------------
+WORKER_ITEM_COST, INIT_COST, BUDGET = 0.01, 0.3, 0.25
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory):
+    return Runs(tmp_path_factory.mktemp("workers"), "fw_workers.py",
+                ["--item-cost", WORKER_ITEM_COST, "--init-cost", INIT_COST],
+                options=["--budget", BUDGET])
+
+
+def test_workers_transparent(workers):
+    assert_transparent(workers)
+
+
+def test_workers_steps_are_batches_consumed(workers):
+    # 3 epochs of 6 batches, the last one left after 3
+    assert_counts(workers, train=15, eval=0)
+
+
+def test_workers_loss(workers):
+    assert_train_losses(workers, 15)
+
+
+def test_workers_no_step_absorbs_worker_start_up_or_shutdown(workers):
+    """Every epoch's workers take more than the budget to start (``--init-cost``
+    sleeps in ``worker_init_fn``, after the spawn), and the ``break`` shuts them down;
+    a step only holds its own batch's wait and its compute, far under the budget."""
+    workers.ok()
+    walls = {int(r["index"]): float(r["wall_s"]) for r in workers.kind("train")}
+    over = {i: w for i, w in walls.items() if w > BUDGET}
+    assert not over, f"steps over the {BUDGET} s budget: {over}"
+    assert workers.summary["over_budget"]["count"] == 0
+
+
+def test_workers_start_up_measured_per_epoch(workers):
+    """``loaders.jsonl`` records each ``iter()`` of the loader with its start-up time:
+    with spawn workers that are not persistent, one per epoch, each holding at least
+    the workers' ``worker_init_fn`` sleep."""
+    workers.ok()
+    events = [json.loads(line)
+              for line in (workers.out / "loaders.jsonl").read_text().splitlines()]
+    iters = [e for e in events if e.get("event") == "iter"]
+    assert len(iters) == 3, iters
+    for e in iters:
+        assert e["duration_s"] >= INIT_COST * 0.95, f"start-up not measured: {e}"
+
+
+def test_workers_worker_side_fetch(workers):
+    workers.ok()
+    loader = workers.summary["loader"][0]
+    assert loader["num_workers"] == 2 and loader["where"] == "workers"
+    within(loader["fetch_s"], 4 * WORKER_ITEM_COST, "worker fetch per batch")
+
+
+def test_workers_verdict(workers):
+    # two workers make 50 batches/s, the loop could take hundreds
+    assert_verdict(workers, "input-bound")
+
+
+def test_workers_advice_names_persistent_workers(workers):
+    """Re-spawning workers every epoch is a cost that ``persistent_workers=True``
+    removes; the report must say so."""
+    workers.ok()
+    said = [s for s in strings(workers.summary) if "persistent_workers" in s]
+    assert said, "no advice mentions persistent_workers"
