@@ -251,15 +251,29 @@ class Run:
 
     @property
     def loaders(self) -> dict:
-        """Loader id -> metadata, with ``iters``: the durations of ``iter()`` calls."""
+        """Loader id -> metadata, with ``iters``: the durations of ``iter()`` calls, and
+        ``passes``: per ``iter()``, ``{"t_s", "iter_s", "first_batch_s", "shutdown_s"}``
+        (the wait for a pass's first batch when the pass started workers, and the time
+        its workers took to shut down; None where not measured)."""
         out: dict = {}
+
+        def entry(lid):
+            return out.setdefault(lid, {"id": lid, "iters": [], "passes": []})
         for ev in self.loader_events:
-            if ev.get("event") == "loader" and "id" in ev:
-                out.setdefault(ev["id"], {"iters": []}).update(
-                    {k: v for k, v in ev.items() if k != "event"})
-            elif ev.get("event") == "iter" and "loader" in ev:
-                out.setdefault(ev["loader"], {"id": ev["loader"], "iters": []})["iters"].append(
-                    ev.get("duration_s", 0.0))
+            kind, lid = ev.get("event"), ev.get("loader")
+            if kind == "loader" and "id" in ev:
+                entry(ev["id"]).update({k: v for k, v in ev.items() if k != "event"})
+            elif lid is None:
+                continue
+            elif kind == "iter":
+                e = entry(lid)
+                e["iters"].append(_seconds(ev.get("duration_s")))
+                e["passes"].append({"t_s": ev.get("t_s"), "iter_s": _seconds(ev.get("duration_s")),
+                                    "first_batch_s": None, "shutdown_s": None})
+            elif kind in ("first_batch", "shutdown"):
+                passes = entry(lid)["passes"]
+                if passes and passes[-1][f"{kind}_s"] is None:
+                    passes[-1][f"{kind}_s"] = _seconds(ev.get("duration_s"))
         return out
 
     @property
@@ -312,3 +326,11 @@ class Run:
 def load_run(path: str) -> Run:
     """Open a run directory written by ``nnprof profile`` or ``nnprof.profile()``."""
     return Run.load(path)
+
+
+def _seconds(v) -> float:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return 0.0
+    return v if 0 <= v < float("inf") else 0.0

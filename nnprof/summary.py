@@ -16,6 +16,7 @@ from .analyses.overfit import loss_at_init
 from .analyses.wiring import wiring
 from .analyses.hotspots import hotspots, input_advice
 from .analyses.phases import phase_table, worker_phase_table
+from .analyses.startup import loader_startup
 from .instrument.steps import PHASES
 from .run import SCHEMA_VERSION, Run
 
@@ -76,9 +77,7 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
     tl = training_loader(loaders)
     b = budget(steps, budget_s, tl)
 
-    # the verdict describes the steady state: the first train step (imports,
-    # allocator and worker start-up) is left out once there are enough steps
-    steady = basis.iloc[WARMUP_STEPS:] if len(basis) >= MIN_STEPS_FOR_WARMUP else basis
+    steady = steady_steps(basis)
     source = "device" if gpu_phases else "host"
     host_steady = phase_table(steady)
     table = (phase_table(steady.dropna(subset=gpu_cols), prefix="gpu_") if gpu_phases
@@ -124,6 +123,7 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
         "bottleneck": bn.to_dict() if bn else {"verdict": "unknown", "evidence": {},
                                                  "advice": ["No steps were measured."]},
         "loader": loaders,
+        "startup": _finding(loader_startup(loaders, in_steps, budget_s)),
         "loss": {"first": float(losses.iloc[0]), "last": float(losses.iloc[-1]),
                  "min": float(losses.min()), "count": int(len(losses))} if len(losses) else None,
         "curves": curves(all_steps),
@@ -150,6 +150,24 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
         summary["host"], summary["gpu"], bn.verdict if bn else None, loaders, cores,
         gpu_memory=summary["gpu_memory"], precision=probe.get("precision"))]
     return _clean(summary)
+
+
+def _finding(f) -> Optional[dict]:
+    return f.to_dict() if f is not None else None
+
+
+def steady_steps(basis):
+    """The steps a verdict describes: the first train step (imports, allocator and
+    worker start-up) is left out once there are enough steps, and so is the first
+    step of every pass that started loader workers (``pass_start``)."""
+    if len(basis) < MIN_STEPS_FOR_WARMUP:
+        return basis
+    steady = basis.iloc[WARMUP_STEPS:]
+    if "pass_start" in steady.columns:
+        later = steady[steady["pass_start"].fillna(0) == 0]
+        if len(later) >= MIN_STEPS_FOR_WARMUP - WARMUP_STEPS:
+            steady = later
+    return steady
 
 
 def overhead_estimate(run: Run, steps, probe: dict) -> Optional[dict]:

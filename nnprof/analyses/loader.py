@@ -53,7 +53,7 @@ def loader_stats(loader_meta: dict, steps, batches, transform_ns_by_pid: dict,
             "transforms": meta.get("transforms") or [],
             "steps": {"train": int(len(train)), "eval": int(len(mine) - len(train))},
             "iter_calls": len(meta.get("iters") or []),
-            "startup_s": float(sum(meta.get("iters") or [])),
+            **_pass_costs(meta),
             "data_wait_s": float(mine["data_s"].mean()) if len(mine) else None,
             "where": "workers" if workers > 0 else "main",
             "batches_measured": int(len(made)),
@@ -95,6 +95,20 @@ def loader_stats(loader_meta: dict, steps, batches, transform_ns_by_pid: dict,
             entry["workers_needed"] = None
         out.append(entry)
     return out
+
+
+def _pass_costs(meta: dict) -> dict:
+    """Start-up (``iter()`` plus the wait for the first batch of a pass that started
+    workers) and worker shutdown, per pass and in all."""
+    passes = [p for p in meta.get("passes") or [] if isinstance(p, dict)]
+    if not passes:  # a run directory written before passes were recorded
+        passes = [{"iter_s": float(s), "first_batch_s": None, "shutdown_s": None}
+                  for s in meta.get("iters") or []]
+    per = [float(p.get("iter_s") or 0) + float(p.get("first_batch_s") or 0) for p in passes]
+    down = [p.get("shutdown_s") for p in passes]
+    return {"startup_s": float(sum(per)), "startup_per_pass_s": per,
+            "shutdown_s": float(sum(d for d in down if d)),
+            "shutdown_per_pass_s": down}
 
 
 def training_loader(loaders: list):

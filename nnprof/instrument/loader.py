@@ -376,12 +376,16 @@ def install(clock: StepClock, writer, run_dir: str, t0: int,
             return original_iter(self)
         lid = loader_id(self)
         clock.loader_iter()  # a loop over a loader still open has ended
+        # workers start now unless persistent ones from an earlier pass are reused
+        starts = self.num_workers > 0 and (
+            not self.persistent_workers or getattr(self, "_iterator", None) is None)
         t_start = time.perf_counter_ns()
         it = original_iter(self)
         t_end = time.perf_counter_ns()
         it._nnprof_loader = lid
         it._nnprof_n = 0  # persistent workers: the same iterator object, a new pass
         it._nnprof_ahead = False
+        it._nnprof_starts = starts
         writer.loader_event({"event": "iter", "loader": lid, "t_s": (t_start - t0) / 1e9,
                              "duration_s": (t_end - t_start) / 1e9})
         return it
@@ -402,6 +406,8 @@ def install(clock: StepClock, writer, run_dir: str, t0: int,
         wrapped = owners.library(getframe(1).f_code)
         n = self._nnprof_n
         self._nnprof_n = n + 1
+        if n == 0 and self._nnprof_starts:
+            return first_from_new_workers(self, lid, wrapped)
         if clock.loader_next(lid, wrapped, n == 0) and n == 1 and wrapped:
             self._nnprof_ahead = True  # asked twice before any model work: fetches ahead
         try:
@@ -412,6 +418,22 @@ def install(clock: StepClock, writer, run_dir: str, t0: int,
         except BaseException:
             clock.loader_got()
             raise
+        clock.loader_got()
+        return batch
+
+    def first_from_new_workers(it, lid, wrapped):
+        """Workers start asynchronously: the wait for a pass's first batch is their
+        start-up (spawning, imports, ``worker_init_fn``), a cost of the pass, not of a
+        step. It is recorded as such; the step begins when the batch arrives."""
+        t_start = time.perf_counter_ns()
+        try:
+            batch = original_next(it)
+        finally:
+            t_end = time.perf_counter_ns()
+            writer.loader_event({"event": "first_batch", "loader": lid,
+                                 "t_s": (t_start - t0) / 1e9,
+                                 "duration_s": (t_end - t_start) / 1e9})
+        clock.loader_next(lid, wrapped, True, startup=True)
         clock.loader_got()
         return batch
 

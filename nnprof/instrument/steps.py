@@ -99,7 +99,7 @@ class StepRecord:
         self.base = PREP
         self.n_batches = 1       # loader requests (wrapped loaders: several per step)
         self.ahead = 0           # of them, the batch a wrapper holds ahead of the loop
-        self.pass_start = False  # the first step of a loader pass (worker start-up lands here)
+        self.pass_start = False  # the first step of a pass that started loader workers
         self.other_mark = 0      # 'other' time when the last top-level backward ended
 
     @property
@@ -312,12 +312,14 @@ class StepClock:
         if self.mode == LOADER_STEP:
             self._end_loop()
 
-    def loader_next(self, loader: str, wrapped: bool = False, first: bool = False) -> bool:
+    def loader_next(self, loader: str, wrapped: bool = False, first: bool = False,
+                    startup: bool = False) -> bool:
         """The loop asks ``loader`` for a batch; 'data' runs until :meth:`loader_got`.
 
         ``wrapped``: asked from inside an installed package (a wrapper loader);
-        ``first``: the first request of an iterator. Returns True when the
-        request joined the open step instead of starting one.
+        ``first``: the first request of an iterator; ``startup``: its workers
+        were started for this pass (the wait for them was recorded apart).
+        Returns True when the request joined the open step instead of starting one.
         """
         now = self.clock()
         if self.tail:
@@ -335,8 +337,8 @@ class StepClock:
             if self.mode == FREE_STEP and not o.active:
                 self.open = None
                 self._emit_held()
-            else:
-                self._emit(self._close(now))
+            else:  # the workers' start-up, recorded apart, is not this step's either
+                self._emit(self._close(self.last if startup else now))
         else:
             self._emit_held()
         self.mode = IDLE
@@ -344,7 +346,7 @@ class StepClock:
         self._check_stop(now)
         self.mode = LOADER_STEP
         o = self.open = self._new_open(now, loader)
-        o.pass_start = first
+        o.pass_start = startup
         o.ahead = 1 if first and wrapped else 0
         self.stack.append(DATA)
         return False

@@ -89,6 +89,8 @@ class HtmlRenderer(Renderer):
                 + (f"; first {esc(bev['warmup_steps_excluded'])} step left out as warm-up"
                    if bev.get("warmup_steps_excluded") else "") + "</p>")
         cards.append(verdict_card("bottleneck", bn, extra))
+        if s.get("startup"):
+            cards.append(verdict_card("loader start-up", s["startup"]))
         for key, title in (("wiring", "wiring"), ("loss_at_init", "loss at init")):
             f = s.get(key)
             if f and f.get("verdict") not in (None, "skip"):

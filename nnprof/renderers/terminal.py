@@ -48,6 +48,8 @@ class TerminalRenderer(Renderer):
         self._phases(con, s)
         self._budget(con, s)
         self._bottleneck(con, s)
+        if s.get("startup"):
+            self._finding(con, "loader start-up", s["startup"])
         self._loaders(con, s)
         self._hotspots(con, s)
         self._machine(con, s)
