@@ -167,8 +167,11 @@ class HtmlRenderer(Renderer):
                              + (" of worker time" if where == "workers" else "")]
                             + (["", ""] if gpu else []))
         over = s.get("phases_over", "train")
+        basis = s.get("basis") or {}
+        note = (f'<p class="muted" id="basis">Over {esc(basis["text"])}.</p>'
+                if basis.get("of") and basis.get("text") else "")
         return (f'<section id="phases"><h2>Time per {esc(over)} step</h2>'
-                + table(headers, rows, "num") + "</section>")
+                + table(headers, rows, "num") + note + "</section>")
 
     def _training(self, s) -> str:
         loss = s.get("loss")
