@@ -3,6 +3,7 @@ statistics, the figures quoted in advice)."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -55,3 +56,32 @@ def test_phase_rows_and_step_time_share_one_basis(tmp_path):
     assert "Over steady train steps: 9 of 10 (first 1 left out as warm-up)." in html
     js = json.loads(run_cli(["report", out, "--format", "json"], env=ENV).stdout)
     assert js["basis"] == basis
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["main", "workers-2"])
+def test_transform_advice_quotes_the_member_own_figures(tmp_path, workers):
+    """A Compose of Scale (8 ms per batch), SlowJitter (16 ms) and Center (about 0):
+    the advice quotes the whole transform's figures as the transform's, and
+    SlowJitter's own (two thirds of it) as SlowJitter's."""
+    steps, fast, slow = 8, 0.008, 0.016
+    out, s, r = profile(tmp_path, "loader_nested.py", "--steps", steps, "--batch-size", 2,
+                        "--fast", fast, "--slow", slow, "--workers", workers)
+    assert r.stdout == f"batches {steps}\n"
+    advice = "\n".join(s["bottleneck"]["advice"])
+    (ld,) = s["loader"]
+    whole = re.search(r"transform takes (\d+)% of loading time \(([\d.]+) ms per batch\)",
+                      advice)
+    member = re.search(r"SlowJitter alone takes (\d+)% \(([\d.]+) ms per batch\)", advice)
+    assert whole and member, advice
+    # the whole: the transform's measured time per batch and share of loading
+    parts = ld["fetch_s"] + ld["transform_s"] + ld["collate_s"]
+    assert float(whole.group(2)) == pytest.approx(ld["transform_s"] * 1e3, abs=0.051)
+    assert int(whole.group(1)) == pytest.approx(100 * ld["transform_s"] / parts, abs=1)
+    # the member: its own sleep (workers on a busy machine overshoot), two thirds of
+    # the whole, and its share of loading time in proportion
+    member_s, whole_s = float(member.group(2)) / 1e3, float(whole.group(2)) / 1e3
+    slack = 0.008 if workers else 0.0
+    assert slow - 0.0005 <= member_s <= slow * 1.25 + slack, advice
+    assert member_s / whole_s == pytest.approx(slow / (fast + slow), abs=0.1), advice
+    assert int(member.group(1)) == pytest.approx(
+        int(whole.group(1)) * member_s / whole_s, abs=1.5), advice
