@@ -18,7 +18,6 @@ from .instrument.steps import PHASES
 MIN_REL = 0.05
 MIN_ABS_S = 50e-6
 ALPHA = 0.01
-WARMUP_STEPS = 1
 
 
 def _steady_train(run) -> Optional[object]:
@@ -28,9 +27,8 @@ def _steady_train(run) -> Optional[object]:
         steps = run.steps
     except Exception:
         return None
-    train = steps[steps["kind"] == "train"]
-    if len(train) >= 5:
-        train = train.iloc[WARMUP_STEPS:]
+    from .summary import steady_steps  # the one definition of the steady steps
+    train = steady_steps(steps[steps["kind"] == "train"])
     return train if len(train) else None
 
 

@@ -63,27 +63,27 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
         notices.append("No training step was seen: the script ran no forward pass, backward "
                        "pass, optimizer step or DataLoader iteration in the main thread.")
 
-    phases = phase_table(basis)
+    # every row of the phase table, the step time and the verdict are over the
+    # same steps: the steady ones (warm-up left out, see steady_steps)
+    steady = steady_steps(basis)
+    phases = phase_table(steady)
     batches = run.batches
     worker_phases = worker_phase_table(batches)
     for p, stats in worker_phases.items():
         if phases[p]["total_s"] == 0:
             phases[p] = stats
     gpu_cols = [f"gpu_{p}_s" for p in PHASES]
-    has_gpu = len(basis) and basis[gpu_cols].notna().all(axis=1).any()
-    gpu_phases = phase_table(basis.dropna(subset=gpu_cols), prefix="gpu_") if has_gpu else None
+    has_gpu = len(steady) and steady[gpu_cols].notna().all(axis=1).any()
+    gpu_phases = phase_table(steady.dropna(subset=gpu_cols), prefix="gpu_") if has_gpu else None
 
     loaders = loader_stats(run.loaders, steps, batches, run.transform_times(), cores)
     tl = training_loader(loaders)
     b = budget(steps, budget_s, tl)
 
-    steady = steady_steps(basis)
     source = "device" if gpu_phases else "host"
-    host_steady = phase_table(steady)
-    table = (phase_table(steady.dropna(subset=gpu_cols), prefix="gpu_") if gpu_phases
-             else host_steady)
+    table = gpu_phases if gpu_phases else phases
     shares = {p: table[p]["share"] for p in PHASES}
-    means = {p: host_steady[p]["mean_s"] for p in PHASES}
+    means = {p: phases[p]["mean_s"] for p in PHASES}
     means["wall"] = float(steady["wall_s"].mean()) if len(steady) else None
     bn = bottleneck(shares, means, tl, device, cores, source) if len(basis) else None
     if bn is not None:
@@ -109,12 +109,13 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
         "steps": {"train": n_train, "eval": int(len(all_steps) - n_train),
                   "total": int(len(all_steps))},
         "phases_over": over,
+        "basis": describe_basis(over, basis, steady),
         "phases": phases,
         "gpu_phases": gpu_phases,
         "step_time": {"mean_s": means["wall"],
-                      "p50_s": float(basis["wall_s"].quantile(0.5)) if len(basis) else None,
-                      "p95_s": float(basis["wall_s"].quantile(0.95)) if len(basis) else None,
-                      "max_s": float(basis["wall_s"].max()) if len(basis) else None},
+                      "p50_s": float(steady["wall_s"].quantile(0.5)) if len(steady) else None,
+                      "p95_s": float(steady["wall_s"].quantile(0.95)) if len(steady) else None,
+                      "max_s": float(steady["wall_s"].max()) if len(steady) else None},
         "over_budget": {"count": b.evidence["count"], "share": b.evidence["share"],
                         "steps": b.evidence["steps"], "truncated": b.evidence["truncated"],
                         "eval_count": b.evidence["eval_over_count"]},
@@ -156,18 +157,44 @@ def _finding(f) -> Optional[dict]:
     return f.to_dict() if f is not None else None
 
 
-def steady_steps(basis):
-    """The steps a verdict describes: the first train step (imports, allocator and
-    worker start-up) is left out once there are enough steps, and so is the first
-    step of every pass that started loader workers (``pass_start``)."""
-    if len(basis) < MIN_STEPS_FOR_WARMUP:
-        return basis
-    steady = basis.iloc[WARMUP_STEPS:]
+def steady_steps(steps):
+    """The steps that timing statistics are made of, from the steps of one kind
+    (train steps, or all steps when none ran a backward pass), in order.
+
+    Left out, once there are at least ``MIN_STEPS_FOR_WARMUP`` steps: the first
+    ``WARMUP_STEPS`` (imports, allocator, lazy initialisation, compilation), and
+    the first step of every pass that started loader workers (``pass_start``:
+    the step after their start-up), unless too few steps would be left. The
+    phase table, the step time and the bottleneck verdict are all over these rows.
+    """
+    if len(steps) < MIN_STEPS_FOR_WARMUP:
+        return steps
+    steady = steps.iloc[WARMUP_STEPS:]
     if "pass_start" in steady.columns:
         later = steady[steady["pass_start"].fillna(0) == 0]
         if len(later) >= MIN_STEPS_FOR_WARMUP - WARMUP_STEPS:
             steady = later
     return steady
+
+
+def describe_basis(over: str, steps, steady) -> dict:
+    """What the timing statistics are over (``steady`` rows of ``steps``), in words
+    for the report and in numbers: N of M steps of their kind, those left out."""
+    n, m = int(len(steady)), int(len(steps))
+    gone = steps.index.difference(steady.index)
+    leading = list(gone) == list(steps.index[:len(gone)])
+    indices = [int(i) for i in steps.loc[gone[:20], "index"]] if "index" in steps else []
+    kind = "train steps" if over == "train" else "steps (no train step ran)"
+    if not m:
+        text = "no steps measured"
+    elif not len(gone):
+        text = f"{kind}: all {m} (none left out as warm-up)"
+    else:
+        text = f"steady {kind}: {n} of {m} " + (
+            f"(first {len(gone)} left out as warm-up)" if leading else
+            f"({len(gone)} left out as warm-up or start-up)")
+    return {"over": over, "steps": n, "of": m, "left_out": int(len(gone)),
+            "left_out_steps": indices, "text": text}
 
 
 def overhead_estimate(run: Run, steps, probe: dict) -> Optional[dict]:

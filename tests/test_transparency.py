@@ -68,3 +68,35 @@ def test_same_stdout_and_same_saved_bytes(tmp_path, workers):
     assert loader and loader[0]["batches_measured"] >= 24, s["loader"]
     passes = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(passes) == 2
+
+
+# nnprof's own lines, printed after the script's output when --quiet is given
+OWN_LINES = ("nnprof: run written to ", "nnprof: report ")
+
+
+def _script_stderr(err: str) -> str:
+    """stderr without nnprof's own closing lines (and only those)."""
+    lines = err.splitlines(keepends=True)
+    while lines and lines[-1].startswith(OWN_LINES):
+        lines.pop()
+    return "".join(lines)
+
+
+@pytest.mark.slow
+def test_same_stderr_with_warnings_shown_once(tmp_path):
+    """A warning shown once per location (the default filter, a library's own
+    "default" filter, a DeprecationWarning attributed to __main__) is shown once
+    under nnprof too: the probes must not make Python forget what it has shown."""
+    script = SCRIPTS / "warns.py"
+    a = _popen([sys.executable, script, "--steps", "6"])
+    b = _popen(_nnprof() + ["profile", "--quiet", "--no-progress", "--out", tmp_path / "run",
+                            script, "--steps", "6"])
+    (rc_a, out_a, err_a), (rc_b, out_b, err_b) = _wait(a), _wait(b)
+    assert rc_a == 0 and rc_b == 0, err_a + err_b
+    assert out_b == out_a == b"steps 6\n"
+    for shown in ("UserWarning: slow path taken", "DeprecationWarning: old_api()",
+                  "LibDeprecationWarning: lib_step"):
+        assert err_a.count(shown) == 1, err_a
+    assert "nnprof: run written to" in err_b
+    assert _script_stderr(err_b) == err_a
+    assert read_summary(tmp_path / "run")["steps"]["train"] == 6

@@ -156,11 +156,7 @@ def input_advice(shares: dict, means: dict, loader: Optional[dict], device: str,
         share = parts[top] / total
         if share >= DOMINANT_PART:
             if top == "transform":
-                named = loader.get("transform_by_name") or []
-                what = named[0]["name"] if named else "the dataset's transform"
-                out.append(f"The transform {what} takes {_pct(share)} of loading time "
-                           f"({_ms(parts['transform'])} per batch): make it cheaper, cache its "
-                           "deterministic part, or run it on the GPU on whole batches.")
+                out.append(transform_advice(loader, parts))
             elif top == "fetch":
                 reading = (f"Iterating {loader.get('dataset')}" if loader.get("iterable")
                            else f"Dataset.__getitem__ of {loader.get('dataset')}")
@@ -172,6 +168,35 @@ def input_advice(shares: dict, means: dict, loader: Optional[dict], device: str,
                            f"({_ms(parts['collate'])} per batch): return tensors from the "
                            "Dataset, not many small Python objects.")
     return out
+
+
+COSTLIEST_IS_WHOLE = 0.9  # a member taking this much of the transform is named alone
+
+
+def transform_advice(loader: dict, parts: dict) -> str:
+    """Advice on a transform-dominated loader, quoting each figure for what it
+    measures: the dataset's whole transform (``parts``: fetch, transform and
+    collate seconds per batch), and its costliest member by class name
+    (``loader["transform_by_name"]``: seconds over the ``batches_measured``
+    batches). A member that takes nearly all of it is named alone."""
+    total = sum(parts.values())
+    whole = parts["transform"]
+    fix = "cache its deterministic part, or run it on the GPU on whole batches."
+    named = loader.get("transform_by_name") or []
+    n = loader.get("batches_measured") or 0
+    top = named[0] if named else None
+    per = top.get("total_s") / n if top and n and top.get("total_s") is not None else None
+    if top is None or per is None:
+        who = (f", {top['name']} the costliest part" if top else "")
+        return (f"The dataset's transform takes {_pct(whole / total)} of loading time "
+                f"({_ms(whole)} per batch){who}: make it cheaper, " + fix)
+    name = top["name"]
+    if per >= COSTLIEST_IS_WHOLE * whole:
+        return (f"The transform {name} takes {_pct(per / total)} of loading time "
+                f"({_ms(per)} per batch): make it cheaper, " + fix)
+    return (f"The dataset's transform takes {_pct(whole / total)} of loading time "
+            f"({_ms(whole)} per batch); {name} alone takes {_pct(per / total)} "
+            f"({_ms(per)} per batch): make {name} cheaper, " + fix)
 
 
 def optimizer_advice(opt: float, device: str) -> list:

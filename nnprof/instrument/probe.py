@@ -7,7 +7,9 @@ the pass ends). It never changes what the script computes.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 from typing import Optional
 
 import torch
@@ -325,13 +327,43 @@ def precision_state(module=None) -> dict:
     parameter's dtype and device; the device capability when CUDA is already
     initialised (never initialised here). Quiet: torch's warnings about
     these settings are not passed on to the script's output."""
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _quiet():
         return _precision_state(module)
 
 
+_IGNORE_ALL = ("ignore", None, Warning, None, 0)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Ignore the warnings raised inside, without touching what Python remembers
+    of warnings already shown.
+
+    ``warnings.catch_warnings()`` and ``simplefilter()`` bump the filters'
+    version, and a version change empties every module's ``__warningregistry__``:
+    a warning the script's filters show once per location would be shown again
+    after each probe. An "ignore" entry put at the head of the same filter list
+    and taken out again leaves the version alone ("ignore" records nothing).
+    """
+    filters = warnings.filters
+    entry = _IGNORE_ALL
+    try:
+        filters.insert(0, entry)
+    except Exception:  # a script that replaced the list with something odd
+        yield
+        return
+    try:
+        yield
+    finally:
+        for i, item in enumerate(filters):
+            if item is entry:
+                del filters[i]
+                break
+
+
 def _precision_state(module) -> dict:
+    """The settings, read through the calls that do not warn where torch offers
+    them (torch >= 2.9 warns about its legacy TF32 getter)."""
     out = {"autocast_cuda": autocast_enabled("cuda"), "autocast_cpu": autocast_enabled("cpu")}
     try:
         out["float32_matmul_precision"] = torch.get_float32_matmul_precision()
@@ -339,19 +371,22 @@ def _precision_state(module) -> dict:
         out["float32_matmul_precision"] = None
     matmul = torch.backends.cuda.matmul
     try:
-        out["allow_tf32"] = bool(matmul.allow_tf32)
-    except Exception:
-        out["allow_tf32"] = None
-    try:
         out["fp32_precision"] = getattr(matmul, "fp32_precision", None)  # torch >= 2.9
     except Exception:
         out["fp32_precision"] = None
+    if out["fp32_precision"] is not None:
+        out["allow_tf32"] = out["fp32_precision"] == "tf32"
+    else:
+        try:
+            out["allow_tf32"] = bool(matmul.allow_tf32)
+        except Exception:
+            out["allow_tf32"] = None
     p = _first_float_param(module) if module is not None else None
     out["param_dtype"] = str(p.dtype).replace("torch.", "") if p is not None else None
     out["param_device"] = p.device.type if p is not None else None
     cap = None
-    try:
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
+    try:  # is_available() may warn about the driver: initialised implies available
+        if torch.cuda.is_initialized():
             cap = list(torch.cuda.get_device_capability())
     except Exception:
         cap = None

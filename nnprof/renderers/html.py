@@ -74,8 +74,10 @@ class HtmlRenderer(Renderer):
             extra += (f"<p>projected epoch: {ep['projected_s']:.1f} s ({esc(ep['steps_per_epoch'])}"
                       f" steps of loader {esc(ep['loader'])})</p>")
         if ev.get("p50_s") is not None:
+            every = (f" (all {esc(ev['train_steps'])} train steps, warm-up included)"
+                     if ev.get("train_steps") else "")
             extra += (f"<p>step p50 {ms(ev.get('p50_s'))} ms, p95 {ms(ev.get('p95_s'))} ms, "
-                      f"max {ms(ev.get('max_s'))} ms</p>")
+                      f"max {ms(ev.get('max_s'))} ms{every}</p>")
         cards.append(verdict_card("budget", b, extra))
         bn = s.get("bottleneck") or {}
         bev = bn.get("evidence") or {}
@@ -169,8 +171,11 @@ class HtmlRenderer(Renderer):
                              + (" of worker time" if where == "workers" else "")]
                             + (["", ""] if gpu else []))
         over = s.get("phases_over", "train")
+        basis = s.get("basis") or {}
+        note = (f'<p class="muted" id="basis">Over {esc(basis["text"])}.</p>'
+                if basis.get("of") and basis.get("text") else "")
         return (f'<section id="phases"><h2>Time per {esc(over)} step</h2>'
-                + table(headers, rows, "num") + "</section>")
+                + table(headers, rows, "num") + note + "</section>")
 
     def _training(self, s) -> str:
         loss = s.get("loss")
@@ -211,8 +216,11 @@ class HtmlRenderer(Renderer):
                          num(dem, "{:.1f}"), d.get("workers_needed")])
         tf = []
         for d in loaders:
+            n = d.get("batches_measured") or 0
             for t in d.get("transform_by_name") or []:
-                tf.append([d.get("id"), t.get("name"), ms(t.get("total_s")),
+                total = t.get("total_s")
+                tf.append([d.get("id"), t.get("name"), ms(total),
+                           ms(total / n) if n and total is not None else "-",
                            pct(t.get("share_of_loading"))])
         return ('<section id="loaders"><h2>Data loading</h2>'
                 '<p class="muted">wait: main-process time in <code>next()</code> per batch; '
@@ -223,7 +231,8 @@ class HtmlRenderer(Renderer):
                          "fetch ms", "transform ms", "collate ms", "batch ms", "makes b/s",
                          "needs b/s", "workers needed"], rows, "num")
                 + '<div class="chart short"><canvas id="chart-loaders"></canvas></div>'
-                + (table(["loader", "transform", "total ms", "share of loading"], tf, "num")
+                + (table(["loader", "transform", "total ms", "ms per batch",
+                          "share of loading"], tf, "num")
                    if tf else "")
                 + "</section>")
 

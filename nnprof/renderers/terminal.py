@@ -97,6 +97,9 @@ class TerminalRenderer(Renderer):
                 t.add_row(f"[dim]{label}[/]", _ms(lp.get("mean_s")), _ms(lp.get("p50_s")),
                           _ms(lp.get("p95_s")), share, *(["", ""] if gpu else []))
         con.print(t)
+        basis = s.get("basis") or {}
+        if basis.get("of") and basis.get("text"):
+            con.print(f"[dim]over {escape(str(basis['text']))}[/]")
 
     def _finding(self, con, title: str, f: dict) -> None:
         style = _VERDICT_STYLE.get(f.get("severity", "info"), "white")

@@ -152,3 +152,47 @@ def test_compare_and_check_pages_in_chromium(browser, real_run, tmp_path):
         assert problems == [] and drawn(page)["chart-overfit"] > 3
     finally:
         page.close()
+
+
+def line_offsets(page, chart_id) -> dict:
+    """Each line dataset of a chart: label -> the largest distance in pixels between
+    where its points are drawn and where its own values lie on the y axis (0 when
+    the line is not stacked on anything)."""
+    return page.evaluate("""(id) => {
+        const chart = window.nnprofCharts[id], y = chart.scales.y, out = {};
+        chart.data.datasets.forEach((ds, i) => {
+            if (ds.type !== 'line') return;
+            let worst = 0;
+            chart.getDatasetMeta(i).data.forEach((pt, j) => {
+                const v = ds.data[j];
+                if (v == null) return;
+                worst = Math.max(worst, Math.abs(pt.y - y.getPixelForValue(v)));
+            });
+            out[ds.label] = worst;
+        });
+        return out;
+    }""", chart_id)
+
+
+@pytest.mark.parametrize("n_train", [40, 1300], ids=["one-step-bars", "bucketed-bars"])
+def test_budget_line_and_markers_are_not_stacked(browser, tmp_path, n_train):
+    """The dashed budget line stays at the budget, and the over-budget and slowest-step
+    markers at their own values, above bars stacked from the phases."""
+    from nnprof.renderers import write
+    run, s = synthetic_run(tmp_path / "r", n_train=n_train, wall=0.4, over_every=10)
+    path = write("html", str(tmp_path / "budget.html"), s, run)
+    page, problems = open_page(browser, path)
+    try:
+        assert problems == []
+        offsets = line_offsets(page, "chart-steps")
+        want = {"budget 1 s", "over budget"} | ({"slowest step in bar"} if n_train > 600 else set())
+        assert set(offsets) == want, offsets
+        assert all(px < 1.0 for px in offsets.values()), offsets
+        budget_px = page.evaluate("""() => {
+            const c = window.nnprofCharts['chart-steps'];
+            const i = c.data.datasets.findIndex(d => d.label.startsWith('budget'));
+            return [c.getDatasetMeta(i).data[0].y, c.scales.y.getPixelForValue(1000)];
+        }""")
+        assert abs(budget_px[0] - budget_px[1]) < 1.0, budget_px
+    finally:
+        page.close()

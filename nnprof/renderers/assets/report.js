@@ -51,16 +51,20 @@
     var maxWall = Math.max.apply(null, b.wall_max.concat([0]));
     if (b.bucket > 1) {
       sets.push({ type: 'line', label: 'slowest step in bar', data: toMs(b.wall_max),
-                  showLine: false, pointRadius: 1.5, borderColor: GREY, backgroundColor: GREY });
+                  stack: 'slowest', showLine: false, pointRadius: 1.5, borderColor: GREY,
+                  backgroundColor: GREY });
     }
     var over = b.over.map(function (n, i) { return n > 0 ? b.wall_max[i] * 1e3 : null; });
     if (b.over.some(function (n) { return n > 0; })) {
-      sets.push({ type: 'line', label: 'over budget', data: over, showLine: false,
-                  pointStyle: 'triangle', pointRadius: 6, borderColor: RED, backgroundColor: RED });
+      sets.push({ type: 'line', label: 'over budget', data: over, stack: 'over',
+                  showLine: false, pointStyle: 'triangle', pointRadius: 6, borderColor: RED,
+                  backgroundColor: RED });
     }
     var budgetShown = D.budget_s <= 3 * maxWall;
+    // each line has a stack of its own: on the stacked y axis, a line without one
+    // shares the stack of every other line and is drawn on top of their values
     if (budgetShown) {
-      sets.push({ type: 'line', label: 'budget ' + D.budget_s + ' s',
+      sets.push({ type: 'line', label: 'budget ' + D.budget_s + ' s', stack: 'budget',
                   data: labels.map(function () { return D.budget_s * 1e3; }), borderColor: RED,
                   borderDash: [6, 4], borderWidth: 1.5, pointRadius: 0, fill: false });
     }
