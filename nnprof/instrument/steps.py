@@ -361,12 +361,14 @@ class StepClock:
         still has one: the step stays open (see the module docstring). Without
         it, the step this request would have opened is void.
         """
-        if self.stack and self.stack[-1] == DATA:
-            self.stack.pop()
         o = self.open
         now = self.clock()
-        if o is not None and self.mode == LOADER_STEP and (ahead or o.n_batches > 1):
-            self._charge(now)
+        keep = o is not None and self.mode == LOADER_STEP and (ahead or o.n_batches > 1)
+        if keep:
+            self._charge(now)  # the loop's wait for its last batch
+        if self.stack and self.stack[-1] == DATA:
+            self.stack.pop()
+        if keep:
             if not ahead:
                 o.n_batches -= 1  # this request brought nothing; an earlier one did
             self.tail = True

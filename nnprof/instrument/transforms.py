@@ -63,9 +63,13 @@ class TimedTransform:
 
 
 def _compose_members(fn):
+    """The members of a ``Compose``: torchvision's v1 (a plain object) and v2 (an
+    ``nn.Module`` holding a plain list), or a module of the script's own holding an
+    ``nn.ModuleList`` / ``nn.Sequential`` in ``transforms``; None for anything else."""
     members = getattr(fn, "transforms", None)
-    if isinstance(members, (list, tuple)) and members and all(callable(m) for m in members) \
-            and not isinstance(fn, torch.nn.Module):
+    if isinstance(members, (torch.nn.ModuleList, torch.nn.Sequential)):
+        members = list(members)
+    if isinstance(members, (list, tuple)) and members and all(callable(m) for m in members):
         return members
     return None
 
@@ -123,14 +127,21 @@ class _Swap:
             members = _compose_members(fn)
             # a Compose shared by several datasets (ConcatDataset parts) is
             # reached once per slot: its members are wrapped only the first time
-            if members is not None and type(members) is list \
+            held = fn.__dict__.get("transforms") if hasattr(fn, "__dict__") else None
+            if members is not None and type(held) is list \
                     and not any(isinstance(m, TimedTransform) for m in members):
                 try:
-                    fn.transforms = [TimedTransform(m, _type_name(m), self.by_name)
-                                     for m in members]
-                    self.undo.append((fn, "transforms", members, False))
+                    fn.__dict__["transforms"] = [TimedTransform(m, _type_name(m), self.by_name)
+                                                 for m in members]
+                    self.undo.append((fn, "transforms", held, True))
                 except Exception:
                     pass
+            elif members is not None:  # an nn.ModuleList: each member's forward is timed
+                for m in members:
+                    if isinstance(m, torch.nn.Module) and "forward" not in m.__dict__:
+                        m.__dict__["forward"] = TimedTransform(m.forward, _type_name(m),
+                                                               self.by_name)
+                        self.undo.append((m, "forward", None, True))
             ds.__dict__[attr] = TimedTransform(fn, _type_name(fn) if members is None
                                                else "transform total", self.by_name)
             self.undo.append((ds, attr, fn, True))
@@ -139,7 +150,9 @@ class _Swap:
     def __exit__(self, *exc):
         while self.undo:
             obj, attr, value, in_dict = self.undo.pop()
-            if in_dict:
+            if value is None:
+                obj.__dict__.pop(attr, None)
+            elif in_dict:
                 obj.__dict__[attr] = value
             else:
                 obj.transforms = value

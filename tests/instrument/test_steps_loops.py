@@ -1,0 +1,158 @@
+"""Step boundaries of the loops people write, with a fake clock: updates by hand,
+wrappers that fetch ahead or several batches per request, and the end of a loop."""
+from nnprof.instrument.steps import LOSS, OPTIMIZER, PHASES, StepClock
+
+from test_steps import FakeClock, ms
+
+
+def make():
+    fc = FakeClock()
+    out = []
+    return StepClock(out.append, clock=fc, thread_id=0), fc, out
+
+
+def work(clock, fc, fwd=10, bwd=20, opt=None, grad=True, after=0):
+    clock.forward_enter(grad)
+    fc.adv(fwd)
+    clock.forward_exit()
+    if bwd is not None:
+        clock.backward_enter()
+        fc.adv(bwd)
+        clock.pop()
+    if opt is not None:
+        clock.push(OPTIMIZER)
+        fc.adv(opt)
+        clock.optimizer_step_exit(1)
+    fc.adv(after)
+
+
+def fetch(clock, fc, data=5, wrapped=True, first=False, lid="L0"):
+    joined = clock.loader_next(lid, wrapped, first)
+    fc.adv(data)
+    clock.loader_got()
+    return joined
+
+
+def test_updates_by_hand_are_one_step_per_iteration_charged_to_optimizer():
+    clock, fc, out = make()
+    for _ in range(4):
+        fc.adv(2)                          # slicing the next batch by hand
+        work(clock, fc, after=7)           # p.data.add_(p.grad, alpha=-lr): 7 ms
+    for _ in range(3):                     # evaluation under no_grad
+        work(clock, fc, bwd=None, grad=False, after=1)
+    work(clock, fc)                        # training again
+    clock.finish()
+    kinds = [r.kind for r in out]
+    assert kinds == ["train"] * 4 + ["eval"] * 3 + ["train"]
+    # the update, and the slicing of the next batch by hand before the next forward
+    assert [ms(rec, "optimizer") for rec in out[:4]] == [9, 9, 9, 7]
+    for rec in out:
+        assert ms(rec, "forward") == 10 and sum(rec.phases) == rec.wall
+    assert [ms(rec, "backward") for rec in out] == [20] * 4 + [0] * 3 + [20]
+    assert clock.train_steps == 5
+
+
+def test_accumulation_without_a_loader_stays_one_step_per_optimizer_step():
+    clock, fc, out = make()
+    for _ in range(3):
+        work(clock, fc)
+        work(clock, fc)
+        work(clock, fc, opt=3)
+    clock.finish()
+    assert [r.kind for r in out] == ["train"] * 3
+    assert [r.n_backward for r in out] == [3, 3, 3]
+    assert ms(out[0], "optimizer") == 3
+    assert clock.train_steps == 3
+
+
+def test_a_wrapper_that_fetches_one_batch_ahead():
+    """accelerate's DataLoaderShard: next(0) and next(1) for the first batch, next(k+1)
+    for batch k, StopIteration for the last one, which the loop still gets."""
+    clock, fc, out = make()
+    clock.loader_iter()
+    assert not fetch(clock, fc, first=True)
+    assert fetch(clock, fc)                  # the batch held ahead: same step
+    work(clock, fc, opt=3, after=1)
+    for _ in range(2):
+        fetch(clock, fc)
+        work(clock, fc, opt=3, after=1)
+    clock.loader_next("L0", True)            # the loop asks for the last batch ...
+    fc.adv(1)
+    clock.loader_exhausted(ahead=True)       # ... the loader has none left: the wrapper has
+    work(clock, fc, opt=3, after=1)
+    fc.adv(500)                              # the epoch's end: not a step's time
+    clock.loader_iter()
+    clock.finish()
+    assert [r.kind for r in out] == ["train"] * 4
+    assert ms(out[0], "data") == 10 and out[0].n_batches == 2
+    assert [ms(r, "data") for r in out[1:]] == [5, 5, 1]
+    # the last batch's step ends with its optimizer step: the epoch's end is no step's
+    assert ms(out[-1], "other") == 0 and out[-1].wall == 34 * 10**6
+    assert all(sum(r.phases) == r.wall for r in out)
+
+
+def test_a_wrapper_that_fetches_an_accumulation_window_per_request():
+    """HF Trainer with gradient_accumulation_steps=2 over DataLoaderShard: the first
+    window asks for 3 batches (one held ahead), the next ones for 2, the last one
+    ends with StopIteration; each micro-batch is a train step."""
+    clock, fc, out = make()
+    clock.loader_iter()
+    fetch(clock, fc, first=True)
+    fetch(clock, fc)
+    fetch(clock, fc)
+    work(clock, fc)
+    work(clock, fc, opt=3)
+    fetch(clock, fc)
+    clock.loader_next("L0", True)
+    clock.loader_exhausted(ahead=True)
+    work(clock, fc)
+    work(clock, fc, opt=3)
+    clock.loader_iter()
+    clock.finish()
+    assert [r.kind for r in out] == ["train"] * 4
+    assert [r.n_backward for r in out] == [1, 1, 1, 1]
+    assert [r.n_optimizer for r in out] == [0, 1, 0, 1]
+    assert ms(out[0], "data") == 15 and ms(out[1], "data") == 0
+
+
+def test_a_wrapper_without_lookahead_ends_the_pass_at_stop_iteration():
+    clock, fc, out = make()
+    clock.loader_iter()
+    fetch(clock, fc, first=True)
+    work(clock, fc, opt=3)
+    clock.loader_next("L0", True)
+    clock.loader_exhausted(ahead=False)
+    work(clock, fc, bwd=None, grad=False)    # an evaluation without a loader
+    clock.finish()
+    assert [r.kind for r in out] == ["train", "eval"]
+    assert out[1].loader is None
+
+
+def test_a_break_leaves_what_follows_the_loop_to_no_step():
+    clock, fc, out = make()
+    clock.loader_iter()
+    fetch(clock, fc, wrapped=False, first=True)
+    work(clock, fc, opt=3, after=2)
+    fetch(clock, fc, wrapped=False)
+    work(clock, fc, opt=3)
+    fc.adv(1600)                             # break: workers shut down
+    clock.loader_iter()                      # the next epoch
+    fetch(clock, fc, wrapped=False, first=True)
+    work(clock, fc, opt=3)
+    clock.finish()
+    assert len(out) == 3
+    assert out[1].wall == 38 * 10**6
+    assert out[0].wall == 40 * 10**6        # its own tail (logging) stays with it
+
+
+def test_zip_over_two_loaders_is_still_one_step():
+    clock, fc, out = make()
+    fetch(clock, fc, wrapped=False, first=True, lid="A")
+    assert fetch(clock, fc, wrapped=False, first=True, lid="B")
+    clock.push(LOSS)
+    clock.pop()
+    work(clock, fc, opt=3)
+    clock.finish()
+    assert len(out) == 1 and ms(out[0], "data") == 10
+    assert [PHASES[i] for i, v in enumerate(out[0].phases) if v] == [
+        "data", "forward", "backward", "optimizer"]
