@@ -1,5 +1,6 @@
 """End to end on the code people train with: Lightning, transformers' ``Trainer``,
-accelerate, hand-written parameter updates, AMP (autocast and ``GradScaler``), and spawn
+accelerate, hand-written parameter updates, AMP (autocast and ``GradScaler``),
+``nn.Module`` transforms in the style of torchvision's ``transforms.v2``, and spawn
 workers restarted every epoch.
 
 Each script in ``tests/scripts/fw_*.py`` states its ground truth in its docstring: how
@@ -327,6 +328,55 @@ def test_amp_autocast_seen(amp):
     amp.ok()
     precision = json.loads((amp.out / "probe.json").read_text()).get("precision") or {}
     assert precision.get("autocast_cpu") is True, precision
+
+
+# -- v2-style transforms: nn.Module transforms in the main-process fetch -----------------
+JITTER, NORMALIZE = 0.004, 0.002  # per image, batches of 4
+
+
+@pytest.fixture(scope="module")
+def v2(tmp_path_factory):
+    return Runs(tmp_path_factory.mktemp("v2"), "fw_transforms_v2.py",
+                ["--jitter-cost", JITTER, "--normalize-cost", NORMALIZE])
+
+
+def test_v2_transforms_transparent(v2):
+    assert_transparent(v2)
+
+
+def test_v2_transforms_are_not_model_forwards(v2):
+    """Module calls made while a batch is fetched are loader work: one forward per
+    step (the CNN), and the transforms are no model."""
+    assert_counts(v2, train=16, eval=0)
+    assert [r["n_forward"] for r in v2.kind("train")] == ["1"] * 16
+    models = json.loads((v2.out / "probe.json").read_text())["models"]
+    assert [m["class"] for m in models] == ["SmallCNN"], models
+    assert statistics.median(col(v2.kind("train"), "forward_s")) < ABS
+
+
+def test_v2_transform_phase_and_members_by_class(v2):
+    v2.ok()
+    train = v2.kind("train")
+    per_batch = 4 * (JITTER + NORMALIZE)
+    within(statistics.median(col(train, "transform_s")), per_batch, "median transform")
+    within(sum(col(train, "transform_s")), per_batch * len(train), "total transform",
+           n=len(train))
+    by_name = {t["name"]: t["total_s"] for t in v2.summary["loader"][0]["transform_by_name"]}
+    assert "ColorJitter" in by_name and "Normalize" in by_name, by_name
+    within(by_name["ColorJitter"], 4 * JITTER * len(train), "ColorJitter", n=len(train))
+    within(by_name["Normalize"], 4 * NORMALIZE * len(train), "Normalize", n=len(train))
+
+
+def test_v2_members_listed_for_the_augmentation_lint(v2):
+    v2.ok()
+    described = " ".join(v2.summary["loader"][0]["transforms"])
+    for name in ("RandomHorizontalFlip", "ColorJitter", "Normalize"):
+        assert name in described, described
+
+
+def test_v2_verdict(v2):
+    # 24 ms of transforms per batch against a sub-millisecond model
+    assert_verdict(v2, "input-bound")
 
 
 # -- spawn workers, not persistent, and a break ---------------------------------------
