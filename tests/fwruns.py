@@ -111,3 +111,11 @@ def assert_data_wait(rows, per_batch: float, what: str):
     data = col(rows, "data_s")
     within(sum(data), per_batch * len(rows), f"{what}: total data wait", n=len(rows))
     within(statistics.median(data), per_batch, f"{what}: median data wait")
+
+
+def assert_loaders_built_in(runs: Runs, script: str):
+    """"Built at" is the user's own line (the first frame outside torch, nnprof and
+    installed packages), also for loaders a framework builds or wraps."""
+    runs.ok()
+    sites = [ld["site"] for ld in runs.summary["loader"]]
+    assert sites and all(site.startswith(script + ":") for site in sites), sites

@@ -25,8 +25,9 @@ import statistics
 
 import pytest
 
-from fwruns import (ABS, Runs, assert_counts, assert_data_wait, assert_train_losses,
-                    assert_transparent, assert_verdict, col, strings, within)
+from fwruns import (ABS, Runs, assert_counts, assert_data_wait, assert_loaders_built_in,
+                    assert_train_losses, assert_transparent, assert_verdict, col, strings,
+                    within)
 
 pytestmark = pytest.mark.slow
 
@@ -104,6 +105,10 @@ def test_lightning_verdict(lightning_runs):
     assert_verdict(lightning_runs, "input-bound")
 
 
+def test_lightning_loaders_built_at(lightning_runs):
+    assert_loaders_built_in(lightning_runs, "fw_lightning.py")
+
+
 # -- transformers' Trainer ----------------------------------------------------------
 @pytest.fixture(scope="module")
 def hf_plain(tmp_path_factory):
@@ -160,6 +165,12 @@ def test_hf_trainer_verdict(hf_plain):
     assert_verdict(hf_plain, "input-bound")
 
 
+def test_hf_trainer_loaders_built_at(hf_eval_accum):
+    # the Trainer builds its loaders and accelerate wraps them: the user's line is
+    # the trainer.train() call
+    assert_loaders_built_in(hf_eval_accum, "fw_hf_trainer.py")
+
+
 # -- accelerate ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def accel(tmp_path_factory):
@@ -189,6 +200,11 @@ def test_accelerate_data_phase(accel):
 
 def test_accelerate_verdict(accel):
     assert_verdict(accel, "input-bound")
+
+
+def test_accelerate_loaders_built_at(accel):
+    # accelerator.prepare() rebuilds each loader inside accelerate
+    assert_loaders_built_in(accel, "fw_accelerate.py")
 
 
 # -- automatic mixed precision --------------------------------------------------------
