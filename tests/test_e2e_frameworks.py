@@ -1,5 +1,7 @@
 """End to end on the code people train with: Lightning, transformers' ``Trainer``,
-accelerate, hand-written parameter updates, and spawn workers restarted every epoch.
+accelerate, hand-written parameter updates, AMP (autocast and ``GradScaler``),
+``nn.Module`` transforms in the style of torchvision's ``transforms.v2``, and spawn
+workers restarted every epoch.
 
 Each script in ``tests/scripts/fw_*.py`` states its ground truth in its docstring: how
 many train and eval steps it runs, the loss it computes (it prints ``loss <i> <repr>``
@@ -12,122 +14,22 @@ imports are slow), and the tests assert:
 - train and eval steps counted exactly (``summary.json`` and ``steps.csv``);
 - each train step's recorded loss is the loss the script printed (the loss function's
   output, not a copy divided for gradient accumulation);
-- a phase with a known duration within 10% of it, plus a few ms for a loaded machine;
+- a phase with a known duration within 10% of it, plus a few ms per step for a loaded
+  machine;
 - the bottleneck verdict that the known durations make right: the sleeps dominate.
 """
 from __future__ import annotations
 
-import csv
 import json
-import re
 import statistics
-from pathlib import Path
 
 import pytest
 
-from conftest import SCRIPTS, read_summary, run_cli, run_python
+from fwruns import (ABS, Runs, assert_counts, assert_data_wait, assert_loaders_built_in,
+                    assert_train_losses, assert_transparent, assert_verdict, col, strings,
+                    within)
 
 pytestmark = pytest.mark.slow
-
-# One intra-op thread: on a small shared machine a tiny op can otherwise wait for its
-# second thread, and the sleeps should be the only sizeable costs.
-ENV = {"OMP_NUM_THREADS": "1"}
-REL, ABS = 0.10, 0.003
-
-
-class Runs:
-    """One script run under plain python and under ``nnprof profile``."""
-
-    def __init__(self, tmp: Path, script: str, args=(), options=()):
-        path = SCRIPTS / script
-        self.plain = run_python([path, *args], env=ENV, timeout=300)
-        self.out = tmp / "run"
-        self.prof = run_cli(["profile", "--out", self.out, "--no-progress", "--quiet",
-                             *options, path, *args], env=ENV, timeout=300)
-        self.summary = read_summary(self.out) if (self.out / "summary.json").exists() else None
-        steps = self.out / "steps.csv"
-        self.steps = list(csv.DictReader(steps.open())) if steps.exists() else []
-
-    def ok(self):
-        assert self.plain.returncode == 0, self.plain.stderr[-3000:]
-        assert self.prof.returncode == 0, self.prof.stderr[-3000:]
-        assert self.summary is not None, "no summary.json"
-
-    def kind(self, kind):
-        return [r for r in self.steps if r["kind"] == kind]
-
-
-def own_lines_removed(stderr: str) -> str:
-    return "".join(line for line in stderr.splitlines(keepends=True)
-                   if not line.startswith("nnprof: "))
-
-
-def printed_losses(stdout: str) -> list:
-    return [float(m.group(1)) for m in re.finditer(r"^loss \d+ (\S+)$", stdout, re.M)]
-
-
-def within(measured: float, expected: float, what: str, n: int = 1):
-    """``measured`` within 10% of ``expected`` plus ``ABS`` per step summed (``n``)."""
-    tol = REL * expected + ABS * n
-    assert abs(measured - expected) <= tol, \
-        f"{what}: measured {measured * 1e3:.2f} ms, expected {expected * 1e3:.2f} ms " \
-        f"(+-{tol * 1e3:.2f} ms)"
-
-
-def strings(value):
-    """Every string value (not key) in a JSON document."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from strings(v)
-
-
-def col(rows, name) -> list:
-    return [float(r[name]) for r in rows]
-
-
-def assert_transparent(runs: Runs):
-    assert runs.prof.returncode == runs.plain.returncode
-    assert runs.prof.stdout == runs.plain.stdout
-    assert own_lines_removed(runs.prof.stderr) == runs.plain.stderr
-
-
-def assert_counts(runs: Runs, train: int, eval: int):
-    runs.ok()
-    got = runs.summary["steps"]
-    assert (got["train"], got["eval"]) == (train, eval), \
-        f"summary steps {got}, want {train} train + {eval} eval"
-    kinds = [r["kind"] for r in runs.steps]
-    assert (kinds.count("train"), kinds.count("eval")) == (train, eval), kinds
-
-
-def assert_train_losses(runs: Runs, n: int):
-    runs.ok()
-    printed = printed_losses(runs.plain.stdout)
-    assert len(printed) == n
-    recorded = [float(r["loss"]) if r["loss"] else None for r in runs.kind("train")]
-    assert recorded == pytest.approx(printed, rel=1e-6), \
-        f"recorded {recorded}\n printed {printed}"
-
-
-def assert_verdict(runs: Runs, verdict: str):
-    runs.ok()
-    got = runs.summary["bottleneck"]
-    assert got["verdict"] == verdict, got
-
-
-def assert_data_wait(rows, per_batch: float, what: str):
-    """Each step waited for one batch made in the main process: the steps' total wait
-    is one batch's making per step, and so is the median step's."""
-    assert rows, f"{what}: no steps"
-    data = col(rows, "data_s")
-    within(sum(data), per_batch * len(rows), f"{what}: total data wait", n=len(rows))
-    within(statistics.median(data), per_batch, f"{what}: median data wait")
-
 
 # -- hand-written updates (pytorch/examples word_language_model, regression) ------------
 UPDATE_COST = 0.02
@@ -170,7 +72,7 @@ def test_manual_update_verdict(manual):
 
 
 # -- Lightning ------------------------------------------------------------------
-ITEM_COST = 0.002  # per item, batches of 4
+ITEM_COST = 0.005  # per item, batches of 4
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +103,10 @@ def test_lightning_data_phase(lightning_runs):
 
 def test_lightning_verdict(lightning_runs):
     assert_verdict(lightning_runs, "input-bound")
+
+
+def test_lightning_loaders_built_at(lightning_runs):
+    assert_loaders_built_in(lightning_runs, "fw_lightning.py")
 
 
 # -- transformers' Trainer ----------------------------------------------------------
@@ -259,6 +165,12 @@ def test_hf_trainer_verdict(hf_plain):
     assert_verdict(hf_plain, "input-bound")
 
 
+def test_hf_trainer_loaders_built_at(hf_eval_accum):
+    # the Trainer builds its loaders and accelerate wraps them: the user's line is
+    # the trainer.train() call
+    assert_loaders_built_in(hf_eval_accum, "fw_hf_trainer.py")
+
+
 # -- accelerate ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def accel(tmp_path_factory):
@@ -288,6 +200,95 @@ def test_accelerate_data_phase(accel):
 
 def test_accelerate_verdict(accel):
     assert_verdict(accel, "input-bound")
+
+
+def test_accelerate_loaders_built_at(accel):
+    # accelerator.prepare() rebuilds each loader inside accelerate
+    assert_loaders_built_in(accel, "fw_accelerate.py")
+
+
+# -- automatic mixed precision --------------------------------------------------------
+@pytest.fixture(scope="module")
+def amp(tmp_path_factory):
+    return Runs(tmp_path_factory.mktemp("amp"), "fw_amp.py",
+                ["--device", "cpu", "--item-cost", ITEM_COST])
+
+
+def test_amp_transparent(amp):
+    assert_transparent(amp)
+
+
+def test_amp_steps(amp):
+    assert_counts(amp, train=16, eval=6)
+    assert [r["n_optimizer"] for r in amp.kind("train")] == ["1"] * 16
+
+
+def test_amp_loss_is_unscaled(amp):
+    """``scaler.scale(loss).backward()``: the loss is the cross-entropy, not the
+    copy multiplied by the scale."""
+    assert_train_losses(amp, 16)
+
+
+def test_amp_data_phase_and_verdict(amp):
+    amp.ok()
+    assert_data_wait(amp.kind("train"), 4 * ITEM_COST, "train")
+    assert_data_wait(amp.kind("eval"), 4 * ITEM_COST, "eval")
+    assert_verdict(amp, "input-bound")
+
+
+def test_amp_autocast_seen(amp):
+    amp.ok()
+    precision = json.loads((amp.out / "probe.json").read_text()).get("precision") or {}
+    assert precision.get("autocast_cpu") is True, precision
+
+
+# -- v2-style transforms: nn.Module transforms in the main-process fetch -----------------
+JITTER, NORMALIZE = 0.004, 0.002  # per image, batches of 4
+
+
+@pytest.fixture(scope="module")
+def v2(tmp_path_factory):
+    return Runs(tmp_path_factory.mktemp("v2"), "fw_transforms_v2.py",
+                ["--jitter-cost", JITTER, "--normalize-cost", NORMALIZE])
+
+
+def test_v2_transforms_transparent(v2):
+    assert_transparent(v2)
+
+
+def test_v2_transforms_are_not_model_forwards(v2):
+    """Module calls made while a batch is fetched are loader work: one forward per
+    step (the CNN), and the transforms are no model."""
+    assert_counts(v2, train=16, eval=0)
+    assert [r["n_forward"] for r in v2.kind("train")] == ["1"] * 16
+    models = json.loads((v2.out / "probe.json").read_text())["models"]
+    assert [m["class"] for m in models] == ["SmallCNN"], models
+    assert statistics.median(col(v2.kind("train"), "forward_s")) < ABS
+
+
+def test_v2_transform_phase_and_members_by_class(v2):
+    v2.ok()
+    train = v2.kind("train")
+    per_batch = 4 * (JITTER + NORMALIZE)
+    within(statistics.median(col(train, "transform_s")), per_batch, "median transform")
+    within(sum(col(train, "transform_s")), per_batch * len(train), "total transform",
+           n=len(train))
+    by_name = {t["name"]: t["total_s"] for t in v2.summary["loader"][0]["transform_by_name"]}
+    assert "ColorJitter" in by_name and "Normalize" in by_name, by_name
+    within(by_name["ColorJitter"], 4 * JITTER * len(train), "ColorJitter", n=len(train))
+    within(by_name["Normalize"], 4 * NORMALIZE * len(train), "Normalize", n=len(train))
+
+
+def test_v2_members_listed_for_the_augmentation_lint(v2):
+    v2.ok()
+    described = " ".join(v2.summary["loader"][0]["transforms"])
+    for name in ("RandomHorizontalFlip", "ColorJitter", "Normalize"):
+        assert name in described, described
+
+
+def test_v2_verdict(v2):
+    # 24 ms of transforms per batch against a sub-millisecond model
+    assert_verdict(v2, "input-bound")
 
 
 # -- spawn workers, not persistent, and a break ---------------------------------------
