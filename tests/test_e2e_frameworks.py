@@ -346,6 +346,8 @@ def test_workers_start_up_measured_per_epoch(workers):
     assert all(d is not None and d >= 0 for d in loader["shutdown_per_pass_s"]), loader
     startup = workers.summary["startup"]
     assert startup["verdict"] == "restarts" and startup["severity"] == "warn"
+    page = (workers.out / "report.html").read_text()
+    assert "loader start-up" in page and "worker start-up ms" in page
 
 
 def test_workers_worker_side_fetch(workers):

@@ -222,6 +222,13 @@ class HtmlRenderer(Renderer):
                 tf.append([d.get("id"), t.get("name"), ms(total),
                            ms(total / n) if n and total is not None else "-",
                            pct(t.get("share_of_loading"))])
+        passes = []
+        for d in loaders:
+            down = d.get("shutdown_per_pass_s") or []
+            for i, up in enumerate(d.get("startup_per_pass_s") or []):
+                if d.get("num_workers"):
+                    passes.append([d.get("id"), i + 1, ms(up),
+                                   ms(down[i]) if i < len(down) and down[i] is not None else "-"])
         return ('<section id="loaders"><h2>Data loading</h2>'
                 '<p class="muted">wait: main-process time in <code>next()</code> per batch; '
                 'fetch / transform / collate: per batch where the batch is made (main process '
@@ -234,6 +241,8 @@ class HtmlRenderer(Renderer):
                 + (table(["loader", "transform", "total ms", "ms per batch",
                           "share of loading"], tf, "num")
                    if tf else "")
+                + (table(["loader", "pass", "worker start-up ms", "worker shutdown ms"],
+                         passes, "num") if passes else "")
                 + "</section>")
 
     def _machine(self, s, run) -> str:
