@@ -192,8 +192,16 @@ class WiringProbe:
                     complete=bool(self.optimizers) and steps >= self.window)
 
 
+# autograd nodes of ``x * c``, ``x / c`` and a dtype cast: a constant scale
+SCALE_NODES = frozenset(("MulBackward0", "MulBackward1", "DivBackward0", "DivBackward1",
+                         "ToCopyBackward0"))
+MAX_SCALE_HOPS = 4
+RECENT_LOSSES = 3
+
+
 class LossObserver:
-    """Looks at loss calls: the first classification loss, eval losses and metrics."""
+    """Looks at loss calls: the first classification loss, eval losses and metrics,
+    and the train losses that a backward tensor may scale (:meth:`unscaled`)."""
 
     def __init__(self, clock, write_pass, capture) -> None:
         self.clock = clock
@@ -205,11 +213,57 @@ class LossObserver:
         self.pass_info: Optional[dict] = None
         self.pass_counts = None
         self.n_passes = 0
+        # (grad_fn, detached output, reduction) of the loss calls since the last
+        # backward; holding the node keeps its graph until that backward (or until
+        # RECENT_LOSSES newer losses replace it), as the script's own variable does
+        self.recent: list = []
+
+    def unscaled(self, t):
+        """The loss output that the backward tensor ``t`` scales by a constant,
+        or ``t`` itself.
+
+        Rule, from the graph alone (no value is read): walk from ``t.grad_fn``
+        through at most MAX_SCALE_HOPS nodes in SCALE_NODES that have a single
+        input needing a gradient (the other factor is a constant: a Python
+        number, the accumulation count, a GradScaler's scale); when the walk
+        reaches the ``grad_fn`` of a recent loss output, that output is the
+        loss. A sum of several losses, or any other operation, keeps ``t``; so
+        does a ``reduction='sum'`` loss, whose scaled value (a mean over a
+        count) is the one worth plotting.
+        """
+        recent = self.recent
+        if not recent:
+            return t
+        self.recent = []
+        node = getattr(t, "grad_fn", None)
+        for hops in range(MAX_SCALE_HOPS + 1):
+            if node is None:
+                return t
+            for fn, out, reduction in recent:
+                if fn is node:
+                    return t if hops == 0 or reduction == "sum" else out
+            if type(node).__name__ not in SCALE_NODES:
+                return t
+            nxt = None
+            for f, _ in node.next_functions:
+                if f is not None:
+                    if nxt is not None:
+                        return t  # two inputs need a gradient: not a constant scale
+                    nxt = f
+            node = nxt
+        return t
 
     def __call__(self, name: str, args, kwargs, result, reduction=None) -> None:
         grad = torch.is_grad_enabled()
-        if grad and self.init_info is not None:
-            return
+        if grad:
+            fn = getattr(result, "grad_fn", None)
+            if fn is not None and result.numel() == 1:
+                recent = self.recent
+                if len(recent) >= RECENT_LOSSES:
+                    del recent[0]
+                recent.append((fn, result.detach(), reduction))
+            if self.init_info is not None:
+                return
         task = CLASSIFICATION.get(name)
         if grad:
             if task is not None and self.clock.train_steps == 0:

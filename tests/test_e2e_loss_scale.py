@@ -1,0 +1,132 @@
+"""The step's loss is the loss the script computed, not a scaled copy of it.
+
+``accelerator.backward(loss)``, the HF ``Trainer`` under gradient accumulation and
+a hand-written ``(loss / k).backward()`` all call ``backward()`` on a scaled loss;
+the train-loss curve, the loss at init and the overfit rungs must show the loss
+function's output. A sum of losses, a loss scaled by a factor that needs a gradient
+or a loss computed by hand keeps the tensor ``backward()`` ran on.
+"""
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import nnprof
+from conftest import read_summary, run_cli
+
+SCRIPT_ENV = {"OMP_NUM_THREADS": "1"}
+
+
+def printed(stdout):
+    return [float(m.group(1)) for m in re.finditer(r"^loss \d+ (\S+)$", stdout, re.M)]
+
+
+def train_losses(run_dir):
+    steps = nnprof.load_run(str(run_dir)).steps
+    train = steps[steps["kind"] == "train"]
+    return [float(v) for v in train["loss"]]
+
+
+# -- in process --------------------------------------------------------------------
+def _loop(tmp_path, backward_of, steps=4):
+    """A tiny loop; ``backward_of(loss, out, y)`` returns the tensor to backward.
+    Returns (recorded train losses, the loss function's outputs, the backward values)."""
+    torch.manual_seed(0)
+    model = nn.Linear(8, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    computed, backed = [], []
+    with nnprof.profile(out=str(tmp_path / "run"), monitors=[]):
+        for _ in range(steps):
+            x, y = torch.randn(4, 8), torch.randint(0, 3, (4,))
+            out = model(x)
+            loss = F.cross_entropy(out, y)
+            t = backward_of(loss, out, y)
+            t.backward()
+            opt.step()
+            opt.zero_grad()
+            computed.append(loss.item())
+            backed.append(t.item())
+    return train_losses(tmp_path / "run"), computed, backed
+
+
+SCALE = torch.tensor(1024.0)  # a GradScaler-like constant factor
+W = nn.Parameter(torch.tensor(2.0))  # a factor that needs a gradient: not a constant
+
+
+@pytest.mark.parametrize("name,backward_of", [
+    ("divided", lambda loss, out, y: loss / 2),
+    ("multiplied", lambda loss, out, y: loss * 0.25),
+    ("scaler", lambda loss, out, y: (loss / 4) * SCALE),
+])
+def test_scaled_loss_records_the_loss_function_output(tmp_path, name, backward_of):
+    recorded, computed, backed = _loop(tmp_path, backward_of)
+    assert recorded == pytest.approx(computed, rel=1e-6)
+    assert backed != pytest.approx(computed, rel=1e-3)
+
+
+@pytest.mark.parametrize("name,backward_of", [
+    ("sum", lambda loss, out, y: loss + 0.5 * F.mse_loss(out, F.one_hot(y, 3).float())),
+    ("weighted", lambda loss, out, y: loss * W),
+    ("by-hand", lambda loss, out, y: -out.log_softmax(1).gather(1, y[:, None]).mean() / 2),
+])
+def test_other_backward_tensors_are_kept(tmp_path, name, backward_of):
+    recorded, computed, backed = _loop(tmp_path, backward_of)
+    assert recorded == pytest.approx(backed, rel=1e-6)
+    assert recorded != pytest.approx(computed, rel=1e-3)
+
+
+def test_loss_at_init_and_curve_under_accumulation(tmp_path):
+    """Gradient accumulation by hand over 2 micro-batches: every micro-step's loss
+    is the unscaled one, and so is the loss at init (ln 3 for 3 classes)."""
+    recorded, computed, _ = _loop(tmp_path, lambda loss, out, y: loss / 2, steps=6)
+    assert recorded == pytest.approx(computed, rel=1e-6)
+    import json
+    probe = json.loads((tmp_path / "run" / "probe.json").read_text())
+    assert probe["loss_at_init"]["first_loss"] == pytest.approx(computed[0], rel=1e-6)
+
+
+# -- end to end ----------------------------------------------------------------------
+def profile(tmp_path, scripts, mode):
+    out = tmp_path / "run"
+    r = run_cli(["profile", "--out", out, "--no-progress", "--quiet",
+                 scripts / "scaled_loss.py", "--mode", mode, "--out", tmp_path / "hf"],
+                env=SCRIPT_ENV)
+    assert r.returncode == 0, r.stderr
+    return r, out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["div", "sum", "accelerate"])
+def test_scaled_loss_end_to_end(tmp_path, scripts, mode):
+    if mode == "accelerate":
+        pytest.importorskip("accelerate")
+    r, out = profile(tmp_path, scripts, mode)
+    losses = printed(r.stdout)
+    assert len(losses) == 6
+    assert train_losses(out) == pytest.approx(losses, rel=1e-6)
+    assert read_summary(out)["steps"]["train"] == 6
+
+
+@pytest.mark.slow
+def test_hf_trainer_gradient_accumulation_end_to_end(tmp_path, scripts):
+    """The Trainer divides the loss by 2 before ``accelerator.backward``: each train
+    step's loss is one the model computed (a step holds the last backward's loss)."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    r, out = profile(tmp_path, scripts, "hf")
+    losses = printed(r.stdout)
+    assert len(losses) == 6
+    recorded = [v for v in train_losses(out) if v == v]
+    assert recorded
+    at = 0
+    for v in recorded:  # in order, each one of the printed losses
+        while at < len(losses) and v != pytest.approx(losses[at], rel=1e-5):
+            at += 1
+        assert at < len(losses), (recorded, losses)
+    probe = (out / "probe.json").read_text()
+    import json
+    init = json.loads(probe)["loss_at_init"]
+    assert init["function"] == "cross_entropy" and init["classes"] == 3
+    assert init["first_loss"] == pytest.approx(losses[0], rel=1e-5)
