@@ -218,18 +218,33 @@ def find_training_loader(sub: SubRun):
     same = [lid for lid, m in sub.run.loaders.items() if lid != tl["id"]
             and (m.get("site") or {}).get("file") == site["file"]
             and (m.get("site") or {}).get("line") == site["line"]]
+    # several loaders built on one line (a helper, a framework's call): the rung
+    # finds this one again by its rank among them
     return {"id": tl["id"], "file": site["file"], "line": site["line"],
+            "index": int(site.get("index") or 0),
             "dataset": meta.get("dataset"), "dataset_len": meta.get("dataset_len"),
             "train_steps": tl["steps"]["train"], "also_built_there": same}, None
 
 
-def _restricted(sub: SubRun) -> bool:
-    return any(ev.get("event") == "restricted" for ev in sub.run.loader_events)
+def _restricted(sub: SubRun) -> list:
+    return [ev for ev in sub.run.loader_events if ev.get("event") == "restricted"]
+
+
+def example_classes(sub: SubRun, restricted: list) -> Optional[int]:
+    """How many classes the rung's examples hold: read from the dataset's labels
+    when the loader was restricted, else from the targets the classification
+    loss received in the first train steps; None when neither is known."""
+    known = [ev["classes"] for ev in restricted if isinstance(ev.get("classes"), int)]
+    if known:
+        return max(known)
+    seen = ((sub.run.probe or {}).get("targets") or {}).get("classes")
+    return int(seen) if isinstance(seen, int) else None
 
 
 def judge_overfit(n: int, sub: SubRun, probe_wiring: Optional[dict],
-                  settings: Settings, loader: dict) -> tuple:
-    """(rung dict, [(train_index, loss)]) for one overfit run."""
+                  settings: Settings, loader: dict, classification: bool = False) -> tuple:
+    """(rung dict, [(train_index, loss)]) for one overfit run; ``classification``:
+    the probe saw a classification loss."""
     name = f"overfit-{n}"
     losses = train_losses(sub.path)
     base = {"examples": n, "run": os.path.basename(sub.path), "status": sub.status}
@@ -244,7 +259,8 @@ def judge_overfit(n: int, sub: SubRun, probe_wiring: Optional[dict],
                             "A script that runs on its full data but fails on a few "
                             "examples often assumes a batch size, a dataset length or "
                             "several classes per batch."]}, losses)
-    if losses and not _restricted(sub):
+    restricted = _restricted(sub)
+    if losses and not restricted:
         where = f"{os.path.basename(loader['file'])}:{loader['line']}"
         rung = skipped(name, f"the training DataLoader ({where}) was not built in this "
                              "run, so it could not be restricted")
@@ -253,9 +269,15 @@ def judge_overfit(n: int, sub: SubRun, probe_wiring: Optional[dict],
     passes = validation_passes(sub.run.steps)
     val = [[p["after_train_steps"], p["loss"]] for p in passes if p["loss"] is not None] \
         if passes else None
+    # the script ran to its end before the rung's limit (its own epochs or max_steps)
+    ended = settings.max_steps if (sub.status == "completed" and sub.stop_reason is None
+                                   and len(losses) < settings.max_steps) else None
+    classes = example_classes(sub, restricted)
     finding = overfit(name, [v for _, v in losses], settings.ratio, settings.patience,
-                      wiring=probe_wiring, val_losses=val)
-    extra = dict(base, stopped=sub.stop_reason)
+                      wiring=probe_wiring, val_losses=val, ended_by_script=ended,
+                      examples=n, classes=classes, classification=classification)
+    extra = dict(base, stopped=sub.stop_reason,
+                 selection=(restricted[0].get("selection") if restricted else None))
     if val:
         extra["val_curve"] = val  # [after_train_steps, loss] per validation pass
     acc = []
@@ -359,7 +381,8 @@ def run_check(target, settings: Settings, out: str) -> Check:
             check.rungs.append(skipped(name, reason))
             continue
         rung = {"examples": n, "loader_site": {"file": check.loader["file"],
-                                               "line": check.loader["line"]},
+                                               "line": check.loader["line"],
+                                               "index": check.loader["index"]},
                 "as_is": settings.as_is, "ratio": settings.ratio,
                 "patience": settings.patience}
         sub = _timed(f"{name} run (up to {settings.max_steps} train steps)", sub_run, name,
@@ -370,8 +393,9 @@ def run_check(target, settings: Settings, out: str) -> Check:
             check.rungs += [skipped(m, "the check was interrupted")
                             for m in overfit_names[i:]]
             break
-        result, check.curves[name] = judge_overfit(n, sub, (check.probe or {}).get("wiring"),
-                                                   settings, check.loader)
+        result, check.curves[name] = judge_overfit(
+            n, sub, (check.probe or {}).get("wiring"), settings, check.loader,
+            classification=bool((check.probe or {}).get("loss_at_init")))
         check.rungs.append(result)
     if check.status == "passed" and any(r["status"] == "fail" for r in check.rungs):
         check.status, check.exit_code = "failed", 3

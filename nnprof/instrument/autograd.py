@@ -1,7 +1,7 @@
 """Backward: ``Tensor.backward``, ``torch.autograd.backward`` and ``torch.autograd.grad``.
 
 The step's loss is the loss the script computed: the output of its loss
-function or module (seen by the loss observer, ``probe.LossObserver``) when
+function or module (seen by the loss observer, ``losses.LossObserver``) when
 the tensor ``backward()`` is called on is that output scaled by a constant
 (``accelerator.backward``, gradient accumulation's ``loss / k``, a
 ``GradScaler``); otherwise the backward tensor itself (a sum of several

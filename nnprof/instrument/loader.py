@@ -1,7 +1,8 @@
 """DataLoader iteration and loader-side phases, in the main process and in workers.
 
 * ``DataLoader.__init__``: remembers where each loader is constructed (the
-  first frame outside torch), which names it across runs.
+  user's own frame: see ``call_site``) and how many were built there before
+  it, which names it across runs.
 * ``DataLoader.__iter__``: times iterator creation (worker start-up) and, for
   multi-process loading, hands the workers a picklable ``WorkerInit`` that
   wraps the user's ``worker_init_fn`` (swapped in only while the iterator is
@@ -221,15 +222,45 @@ class WorkerInit:
 
 
 # -- the loader itself -----------------------------------------------------
+def _installed_dirs() -> tuple:
+    """The standard library's and the installed packages' folders."""
+    import site
+    import sysconfig
+    dirs = set()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        path = sysconfig.get_paths().get(key)
+        if path:
+            dirs.add(path)
+    try:
+        dirs.update(site.getsitepackages())
+        dirs.add(site.getusersitepackages())
+    except (AttributeError, TypeError):  # an embedded or old-style site module
+        pass
+    return tuple(sorted(os.path.join(d, "") for d in dirs if d))
+
+
+_INSTALLED = _installed_dirs()
+_PACKAGE_MARKS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+
+
 def call_site(skip_dirs=(_TORCH_DIR, _OWN_DIR)) -> tuple:
-    """(file, line, function) of the first caller frame outside torch and nnprof."""
+    """(file, line, function) of the user's own frame that built the loader: the
+    first caller frame outside torch, nnprof, the standard library and installed
+    packages (a framework building the loader for the script, as Lightning and
+    accelerate do, names the script's line that called it). Without such a
+    frame (a script that is itself an installed package): the first frame
+    outside torch and nnprof."""
     frame = sys._getframe(1)
+    fallback = None
     while frame is not None:
         fn = frame.f_code.co_filename
         if not any(fn.startswith(d) for d in skip_dirs) and not fn.startswith("<frozen"):
-            return fn, frame.f_lineno, frame.f_code.co_name
+            if fallback is None:
+                fallback = (fn, frame.f_lineno, frame.f_code.co_name)
+            if not fn.startswith(_INSTALLED) and not any(m in fn for m in _PACKAGE_MARKS):
+                return fn, frame.f_lineno, frame.f_code.co_name
         frame = frame.f_back
-    return "?", 0, "?"
+    return fallback or ("?", 0, "?")
 
 
 def describe_dataset(ds, depth: int = 0) -> str:
@@ -265,7 +296,8 @@ def loader_meta(loader: DataLoader, lid: str, site: tuple) -> dict:
         n_items = None
     return {
         "id": lid,
-        "site": {"file": site[0], "line": site[1], "function": site[2]},
+        "site": {"file": site[0], "line": site[1], "function": site[2],
+                 "index": site[3] if len(site) > 3 else 0},
         "dataset": describe_dataset(loader.dataset),
         "dataset_len": n_items,
         "iterable": isinstance(loader.dataset, torch.utils.data.IterableDataset),
@@ -287,8 +319,10 @@ def install(clock: StepClock, writer, run_dir: str, t0: int,
             restrict: Optional[dict] = None) -> Patches:
     """``writer.loader_event(dict)`` receives loader metadata and iterator timings.
 
-    ``restrict`` ({"file", "line", "examples"}): the DataLoader built at that
-    site serves only the dataset's first ``examples`` items (an overfit rung).
+    ``restrict`` ({"file", "line", "index", "examples"}): the DataLoader built at
+    that site (the ``index``-th built there, and later ones over the same
+    dataset; every one without ``index``) serves only ``examples`` items of its
+    dataset (an overfit rung, see ``restrict.restricted_args``).
     """
     patches = Patches()
     get_ident = threading.get_ident
@@ -305,15 +339,28 @@ def install(clock: StepClock, writer, run_dir: str, t0: int,
 
     original_init = DataLoader.__dict__["__init__"]
 
+    built: dict = {}  # (file, line) -> loaders built there so far
+    chosen: list = []  # datasets of the loaders restricted so far
+
     def init(self, *args, **kwargs):
         site = call_site()
-        if restrict is not None and (site[0], site[1]) == (restrict["file"], restrict["line"]):
-            args, kwargs = restricted_args(original_init, self, args, kwargs,
-                                           int(restrict["examples"]))
-            writer.loader_event({"event": "restricted", "file": site[0], "line": site[1],
-                                 "examples": int(restrict["examples"])})
+        key = site[:2]
+        index = built.get(key, 0)
+        built[key] = index + 1
+        if restrict is not None and key == (restrict["file"], restrict["line"]):
+            # the loader the probe trained from (its index among those built on that
+            # line), and the same dataset's loaders built there later (once per epoch)
+            ds = args[0] if args else kwargs.get("dataset")
+            want = restrict.get("index")
+            if want is None or index == want or any(ds is d for d in chosen):
+                chosen.append(ds)
+                args, kwargs, how = restricted_args(original_init, self, args, kwargs,
+                                                    int(restrict["examples"]))
+                writer.loader_event({"event": "restricted", "file": site[0], "line": site[1],
+                                     "index": index, "examples": int(restrict["examples"]),
+                                     **how})
         original_init(self, *args, **kwargs)
-        sites[self] = site
+        sites[self] = site + (index,)
 
     patches.set(DataLoader, "__init__", init)
 

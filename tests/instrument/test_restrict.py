@@ -1,0 +1,65 @@
+"""Overfit rungs' loaders: a few examples that span the classes when labels are cheap."""
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+
+from nnprof.instrument.restrict import read_labels, restricted_args, spread_over_classes
+
+
+class SortedFolder(Dataset):
+    """An ImageFolder-like dataset: ``samples`` of (path, class), sorted by class."""
+
+    def __init__(self, classes=3, per_class=5, attr="samples"):
+        labels = [c for c in range(classes) for _ in range(per_class)]
+        if attr == "samples":
+            self.samples = [(f"c{c}/{i}.png", c) for i, c in enumerate(labels)]
+        elif attr == "targets":
+            self.targets = torch.tensor(labels)
+        self.n = len(labels)
+        self.labels_ = labels
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return torch.full((2,), float(i)), self.labels_[i]
+
+
+def test_spread_takes_each_class_in_turn():
+    labels = [0] * 5 + [1] * 5 + [2] * 5
+    assert spread_over_classes(labels, 10) == [0, 5, 10, 1, 6, 11, 2, 7, 12, 3]
+    assert spread_over_classes(labels, 2) == [0, 5]
+    assert spread_over_classes(labels, 1) == [0]
+    assert spread_over_classes([1, 1, 0], 10) == [0, 2, 1]
+
+
+def test_labels_are_read_where_they_are_cheap():
+    assert read_labels(SortedFolder(2, 2)) == [0, 0, 1, 1]
+    assert read_labels(SortedFolder(2, 2, attr="targets")) == [0, 0, 1, 1]
+    assert read_labels(SortedFolder(2, 2, attr=None)) is None
+    tds = TensorDataset(torch.randn(4, 2), torch.tensor([2, 0, 1, 2]))
+    assert read_labels(tds) == [2, 0, 1, 2]
+    assert read_labels(Subset(tds, [3, 1])) == [2, 0]
+    assert read_labels(TensorDataset(torch.randn(4, 2), torch.randn(4))) is None  # regression
+    assert read_labels(TensorDataset(torch.randn(4, 2))) is None
+
+
+def test_sorted_dataset_is_restricted_to_examples_of_every_class():
+    ds = SortedFolder(3, 5)
+    args, kwargs, how = restricted_args(DataLoader.__init__, object(), (ds,),
+                                        {"batch_size": 3, "shuffle": True}, 6)
+    assert how == {"selection": "classes", "classes": 3}
+    loader = DataLoader(*args, **kwargs)
+    seen = [int(v) for _, y in loader for v in y]
+    assert len(seen) == len(ds)
+    assert seen[:6] == [0, 1, 2, 0, 1, 2]
+    items = {int(v) for x, _ in loader for v in x[:, 0]}
+    assert sorted(items) == [0, 1, 5, 6, 10, 11]
+
+
+def test_unreadable_labels_keep_the_first_examples():
+    ds = SortedFolder(3, 5, attr=None)
+    args, kwargs, how = restricted_args(DataLoader.__init__, object(), (ds,),
+                                        {"batch_size": 3}, 6)
+    assert how == {"selection": "first", "classes": None}
+    loader = DataLoader(*args, **kwargs)
+    assert {int(v) for _, y in loader for v in y} == {0, 1}
