@@ -63,3 +63,26 @@ def test_unreadable_labels_keep_the_first_examples():
     assert how == {"selection": "first", "classes": None}
     loader = DataLoader(*args, **kwargs)
     assert {int(v) for _, y in loader for v in y} == {0, 1}
+
+
+def test_call_site_skips_installed_packages(tmp_path):
+    """A loader that a framework (here: code compiled as if installed in
+    site-packages) builds for the script is named by the script's calling line."""
+    import sys
+
+    from nnprof.instrument.loader import call_site
+    fake = f"{tmp_path}/lib/site-packages/framework/data.py"
+    ns = {"call_site": call_site}
+    exec(compile("def build():\n    return call_site()\n\n\n"
+                 "def run(out):\n    out.append(build())\n", fake, "exec"), ns)
+    here = sys._getframe().f_lineno + 1
+    site = ns["build"]()
+    assert site == (__file__, here, "test_call_site_skips_installed_packages")
+    # no frame of the user's at all (a thread started by the framework, whose other
+    # frames are the standard library's): the framework's own line, not "?"
+    import threading
+    got = []
+    worker = threading.Thread(target=ns["run"], args=(got,))
+    worker.start()
+    worker.join()
+    assert got == [(fake, 2, "build")]
