@@ -77,6 +77,14 @@ def test_other_backward_tensors_are_kept(tmp_path, name, backward_of):
     assert recorded != pytest.approx(computed, rel=1e-3)
 
 
+def test_grad_scaler(tmp_path):
+    """``GradScaler.scale(loss).backward()``: the loss, not the loss x 65536."""
+    scaler = torch.amp.GradScaler("cpu")
+    recorded, computed, backed = _loop(tmp_path, lambda loss, out, y: scaler.scale(loss))
+    assert recorded == pytest.approx(computed, rel=1e-6)
+    assert backed[0] > 1000 * computed[0]
+
+
 def test_loss_at_init_and_curve_under_accumulation(tmp_path):
     """Gradient accumulation by hand over 2 micro-batches: every micro-step's loss
     is the unscaled one, and so is the loss at init (ln 3 for 3 classes)."""

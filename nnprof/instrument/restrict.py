@@ -2,8 +2,8 @@
 
 The examples span the classes when the dataset's labels can be read without
 loading an item (``targets``, ``labels``, ``samples`` / ``imgs`` as an
-``ImageFolder`` holds them, the last tensor of a ``TensorDataset``, through
-``Subset``): the first example of each class in turn, then the second, and so
+``ImageFolder`` holds them, the last tensor of a ``TensorDataset``, a ``label``
+column of a Hugging Face dataset, through ``Subset``): the first example of each class in turn, then the second, and so
 on. Otherwise, and for iterable datasets, the first ``n`` items.
 """
 from __future__ import annotations
@@ -97,6 +97,13 @@ def read_labels(ds, depth: int = 0) -> Optional[list]:
             got = _as_labels(getattr(ds, attr, None), n)
             if got is not None:
                 return got
+        columns = getattr(ds, "column_names", None)  # a Hugging Face datasets.Dataset
+        if isinstance(columns, (list, tuple)):
+            for col in ("label", "labels"):
+                if col in columns:
+                    got = _as_labels(list(ds[col]), n)
+                    if got is not None:
+                        return got
         for attr in ("samples", "imgs"):  # ImageFolder / DatasetFolder: (path, class)
             samples = getattr(ds, attr, None)
             if isinstance(samples, (list, tuple)) and len(samples) == n and all(

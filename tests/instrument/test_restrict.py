@@ -42,6 +42,17 @@ def test_labels_are_read_where_they_are_cheap():
     assert read_labels(TensorDataset(torch.randn(4, 2), torch.randn(4))) is None  # regression
     assert read_labels(TensorDataset(torch.randn(4, 2))) is None
 
+    class Columns:  # a Hugging Face datasets.Dataset, as far as labels go
+        column_names = ["input_ids", "label"]
+
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, key):
+            return iter([1, 0, 1]) if key == "label" else {"input_ids": [key], "label": 0}
+
+    assert read_labels(Columns()) == [1, 0, 1]
+
 
 def test_sorted_dataset_is_restricted_to_examples_of_every_class():
     ds = SortedFolder(3, 5)
