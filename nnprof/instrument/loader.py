@@ -37,12 +37,11 @@ from torch.utils.data._utils import fetch as fetch_module
 
 from ..appendfile import AppendFile
 from .patching import Patches
-from .restrict import restricted_args
+from .restrict import Restriction
+from .sites import call_site
 from .steps import COLLATE, FETCH, TRANSFORM, StepClock
 from .transforms import TIMING, _Swap, transform_names
 
-_TORCH_DIR = os.path.dirname(torch.__file__)
-_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH_HEADER = "loader,worker,pid,start_ns,end_ns,fetch_ns,transform_ns,collate_ns,items\n"
 
 
@@ -222,47 +221,6 @@ class WorkerInit:
 
 
 # -- the loader itself -----------------------------------------------------
-def _installed_dirs() -> tuple:
-    """The standard library's and the installed packages' folders."""
-    import site
-    import sysconfig
-    dirs = set()
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        path = sysconfig.get_paths().get(key)
-        if path:
-            dirs.add(path)
-    try:
-        dirs.update(site.getsitepackages())
-        dirs.add(site.getusersitepackages())
-    except (AttributeError, TypeError):  # an embedded or old-style site module
-        pass
-    return tuple(sorted(os.path.join(d, "") for d in dirs if d))
-
-
-_INSTALLED = _installed_dirs()
-_PACKAGE_MARKS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
-
-
-def call_site(skip_dirs=(_TORCH_DIR, _OWN_DIR)) -> tuple:
-    """(file, line, function) of the user's own frame that built the loader: the
-    first caller frame outside torch, nnprof, the standard library and installed
-    packages (a framework building the loader for the script, as Lightning and
-    accelerate do, names the script's line that called it). Without such a
-    frame (a script that is itself an installed package): the first frame
-    outside torch and nnprof."""
-    frame = sys._getframe(1)
-    fallback = None
-    while frame is not None:
-        fn = frame.f_code.co_filename
-        if not any(fn.startswith(d) for d in skip_dirs) and not fn.startswith("<frozen"):
-            if fallback is None:
-                fallback = (fn, frame.f_lineno, frame.f_code.co_name)
-            if not fn.startswith(_INSTALLED) and not any(m in fn for m in _PACKAGE_MARKS):
-                return fn, frame.f_lineno, frame.f_code.co_name
-        frame = frame.f_back
-    return fallback or ("?", 0, "?")
-
-
 def describe_dataset(ds, depth: int = 0) -> str:
     name = type(ds).__name__
     if depth > 3:
@@ -322,7 +280,7 @@ def install(clock: StepClock, writer, run_dir: str, t0: int,
     ``restrict`` ({"file", "line", "index", "examples"}): the DataLoader built at
     that site (the ``index``-th built there, and later ones over the same
     dataset; every one without ``index``) serves only ``examples`` items of its
-    dataset (an overfit rung, see ``restrict.restricted_args``).
+    dataset (an overfit rung, see ``restrict.Restriction``).
     """
     patches = Patches()
     get_ident = threading.get_ident
@@ -339,26 +297,11 @@ def install(clock: StepClock, writer, run_dir: str, t0: int,
 
     original_init = DataLoader.__dict__["__init__"]
 
-    built: dict = {}  # (file, line) -> loaders built there so far
-    chosen: list = []  # datasets of the loaders restricted so far
+    restriction = Restriction(restrict, writer)
 
     def init(self, *args, **kwargs):
         site = call_site()
-        key = site[:2]
-        index = built.get(key, 0)
-        built[key] = index + 1
-        if restrict is not None and key == (restrict["file"], restrict["line"]):
-            # the loader the probe trained from (its index among those built on that
-            # line), and the same dataset's loaders built there later (once per epoch)
-            ds = args[0] if args else kwargs.get("dataset")
-            want = restrict.get("index")
-            if want is None or index == want or any(ds is d for d in chosen):
-                chosen.append(ds)
-                args, kwargs, how = restricted_args(original_init, self, args, kwargs,
-                                                    int(restrict["examples"]))
-                writer.loader_event({"event": "restricted", "file": site[0], "line": site[1],
-                                     "index": index, "examples": int(restrict["examples"]),
-                                     **how})
+        args, kwargs, index = restriction(original_init, self, args, kwargs, site)
         original_init(self, *args, **kwargs)
         sites[self] = site + (index,)
 

@@ -163,3 +163,41 @@ def restricted_args(init, loader, args, kwargs, n: int):
     a["shuffle"] = False
     bound.arguments.pop("self", None)
     return (), dict(bound.arguments), how
+
+
+class Restriction:
+    """Counts the DataLoaders built on each line and, in an overfit rung, cuts
+    down the one the rung names.
+
+    ``restrict`` ({"file", "line", "index", "examples"}, or None outside a
+    rung): the loader built at that site as the ``index``-th there (every one
+    there without ``index``), and those built there later over the same
+    dataset object (a training loader rebuilt each epoch), serve ``examples``
+    items; each such cut is written as a "restricted" loader event.
+    """
+
+    def __init__(self, restrict: Optional[dict], writer) -> None:
+        self.restrict = restrict
+        self.writer = writer
+        self.built: dict = {}   # (file, line) -> loaders built there so far
+        self.chosen: list = []  # datasets of the loaders cut so far
+
+    def __call__(self, init, loader, args, kwargs, site: tuple):
+        """(args, kwargs, index): the DataLoader's arguments, cut when it is the
+        rung's loader, and its rank among the loaders built at ``site``."""
+        key = tuple(site[:2])
+        index = self.built.get(key, 0)
+        self.built[key] = index + 1
+        r = self.restrict
+        if r is None or key != (r.get("file"), r.get("line")):
+            return args, kwargs, index
+        ds = args[0] if args else kwargs.get("dataset")
+        want = r.get("index")
+        if want is not None and index != want and not any(ds is d for d in self.chosen):
+            return args, kwargs, index
+        self.chosen.append(ds)
+        n = int(r.get("examples") or 1)
+        args, kwargs, how = restricted_args(init, loader, args, kwargs, n)
+        self.writer.loader_event({"event": "restricted", "file": site[0], "line": site[1],
+                                  "index": index, "examples": n, **how})
+        return args, kwargs, index

@@ -81,7 +81,7 @@ def test_call_site_skips_installed_packages(tmp_path):
     site-packages) builds for the script is named by the script's calling line."""
     import sys
 
-    from nnprof.instrument.loader import call_site
+    from nnprof.instrument.sites import call_site
     fake = f"{tmp_path}/lib/site-packages/framework/data.py"
     ns = {"call_site": call_site}
     exec(compile("def build():\n    return call_site()\n\n\n"
@@ -97,3 +97,26 @@ def test_call_site_skips_installed_packages(tmp_path):
     worker.start()
     worker.join()
     assert got == [(fake, 2, "build")]
+
+
+def test_restriction_cuts_the_named_loader_and_its_dataset_only():
+    """Three loaders on one line: validation (index 0), training (index 1), then
+    validation and training again (a helper called each epoch): the training
+    loader of each epoch is cut, by rank first, then by its dataset."""
+    from nnprof.instrument.restrict import RepeatFirst, Restriction
+    events = []
+    writer = type("W", (), {"loader_event": lambda self, e: events.append(e)})()
+    site = ("/x/train.py", 7, "loader")
+    r = Restriction({"file": "/x/train.py", "line": 7, "index": 1, "examples": 2}, writer)
+    train, val = SortedFolder(2, 3), SortedFolder(2, 1)
+    got = []
+    for ds in (val, train, val, train):
+        args, kwargs, index = r(DataLoader.__init__, object(), (ds,), {"batch_size": 2}, site)
+        got.append((index, isinstance(kwargs.get("dataset"), RepeatFirst)))
+    assert got == [(0, False), (1, True), (2, False), (3, True)]
+    assert [(e["index"], e["classes"]) for e in events] == [(1, 2), (3, 2)]
+    # another line, and no rung at all: counted, never cut
+    assert r(DataLoader.__init__, object(), (train,), {}, ("/x/train.py", 8, "f"))[2] == 0
+    plain = Restriction(None, writer)
+    assert plain(DataLoader.__init__, object(), (train,), {}, site) == ((train,), {}, 0)
+    assert len(events) == 2
