@@ -30,15 +30,31 @@ def train_losses(run_dir):
 
 
 # -- in process --------------------------------------------------------------------
-def _loop(tmp_path, backward_of, steps=4):
-    """A tiny loop; ``backward_of(loss, out, y)`` returns the tensor to backward.
-    Returns (recorded train losses, the loss function's outputs, the backward values)."""
+SCALE = torch.tensor(1024.0)  # a GradScaler-like constant factor
+W = nn.Parameter(torch.tensor(2.0))  # a factor that needs a gradient: not a constant
+SCALED = {  # backward on the loss scaled by a constant: the loss itself is recorded
+    "divided": lambda loss, out, y: loss / 2,
+    "multiplied": lambda loss, out, y: loss * 0.25,
+    "scaler-like": lambda loss, out, y: (loss / 4) * SCALE,
+    "twice-divided": lambda loss, out, y: loss / 2 / 3,
+}
+KEPT = {  # anything else: the backward tensor is recorded
+    "sum": lambda loss, out, y: loss + 0.5 * F.mse_loss(out, F.one_hot(y, 3).float()),
+    "weighted": lambda loss, out, y: loss * W,
+    "by-hand": lambda loss, out, y: -out.log_softmax(1).gather(1, y[:, None]).mean() / 2,
+}
+
+
+def _loop(tmp_path, variants):
+    """One train step per ``backward_of(loss, out, y)`` of ``variants`` (the tensor
+    to backward). Returns (recorded train losses, the loss function's outputs, the
+    backward values), one per variant, in order."""
     torch.manual_seed(0)
     model = nn.Linear(8, 3)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     computed, backed = [], []
     with nnprof.profile(out=str(tmp_path / "run"), monitors=[]):
-        for _ in range(steps):
+        for backward_of in variants:
             x, y = torch.randn(4, 8), torch.randint(0, 3, (4,))
             out = model(x)
             loss = F.cross_entropy(out, y)
@@ -51,45 +67,24 @@ def _loop(tmp_path, backward_of, steps=4):
     return train_losses(tmp_path / "run"), computed, backed
 
 
-SCALE = torch.tensor(1024.0)  # a GradScaler-like constant factor
-W = nn.Parameter(torch.tensor(2.0))  # a factor that needs a gradient: not a constant
+def test_scaled_loss_records_the_loss_function_output(tmp_path):
+    names = list(SCALED) + list(KEPT)
+    recorded, computed, backed = _loop(tmp_path, list(SCALED.values()) + list(KEPT.values()))
+    assert len(recorded) == len(names)
+    for name, rec, comp, back in zip(names, recorded, computed, backed):
+        assert back != pytest.approx(comp, rel=1e-3), name
+        expected = comp if name in SCALED else back
+        assert rec == pytest.approx(expected, rel=1e-6), name
 
 
-@pytest.mark.parametrize("name,backward_of", [
-    ("divided", lambda loss, out, y: loss / 2),
-    ("multiplied", lambda loss, out, y: loss * 0.25),
-    ("scaler", lambda loss, out, y: (loss / 4) * SCALE),
-])
-def test_scaled_loss_records_the_loss_function_output(tmp_path, name, backward_of):
-    recorded, computed, backed = _loop(tmp_path, backward_of)
-    assert recorded == pytest.approx(computed, rel=1e-6)
-    assert backed != pytest.approx(computed, rel=1e-3)
-
-
-@pytest.mark.parametrize("name,backward_of", [
-    ("sum", lambda loss, out, y: loss + 0.5 * F.mse_loss(out, F.one_hot(y, 3).float())),
-    ("weighted", lambda loss, out, y: loss * W),
-    ("by-hand", lambda loss, out, y: -out.log_softmax(1).gather(1, y[:, None]).mean() / 2),
-])
-def test_other_backward_tensors_are_kept(tmp_path, name, backward_of):
-    recorded, computed, backed = _loop(tmp_path, backward_of)
-    assert recorded == pytest.approx(backed, rel=1e-6)
-    assert recorded != pytest.approx(computed, rel=1e-3)
-
-
-def test_grad_scaler(tmp_path):
-    """``GradScaler.scale(loss).backward()``: the loss, not the loss x 65536."""
+def test_grad_scaler_and_accumulation(tmp_path):
+    """``GradScaler.scale(loss).backward()`` (the loss, not the loss x 65536), then a
+    hand-written accumulation over 2 micro-batches; the loss at init is unscaled."""
     scaler = torch.amp.GradScaler("cpu")
-    recorded, computed, backed = _loop(tmp_path, lambda loss, out, y: scaler.scale(loss))
+    variants = [lambda loss, out, y: loss / 2] * 2 + [lambda loss, out, y: scaler.scale(loss)]
+    recorded, computed, backed = _loop(tmp_path, variants)
     assert recorded == pytest.approx(computed, rel=1e-6)
-    assert backed[0] > 1000 * computed[0]
-
-
-def test_loss_at_init_and_curve_under_accumulation(tmp_path):
-    """Gradient accumulation by hand over 2 micro-batches: every micro-step's loss
-    is the unscaled one, and so is the loss at init (ln 3 for 3 classes)."""
-    recorded, computed, _ = _loop(tmp_path, lambda loss, out, y: loss / 2, steps=6)
-    assert recorded == pytest.approx(computed, rel=1e-6)
+    assert backed[2] > 1000 * computed[2]
     import json
     probe = json.loads((tmp_path / "run" / "probe.json").read_text())
     assert probe["loss_at_init"]["first_loss"] == pytest.approx(computed[0], rel=1e-6)
