@@ -218,7 +218,7 @@ def find_training_loader(sub: SubRun):
     same = [lid for lid, m in sub.run.loaders.items() if lid != tl["id"]
             and (m.get("site") or {}).get("file") == site["file"]
             and (m.get("site") or {}).get("line") == site["line"]]
-    # several loaders built on one line (a helper, a framework's call): the rung
+    # several loaders built on one line (one function for all, a framework's call): the rung
     # finds this one again by its rank among them
     return {"id": tl["id"], "file": site["file"], "line": site["line"],
             "index": int(site.get("index") or 0),

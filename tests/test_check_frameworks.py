@@ -1,7 +1,7 @@
 """``nnprof check`` on loaders that frameworks build, and on data sorted by class.
 
 tests/scripts/fw_loaders.py builds its training and validation loaders from one
-helper line, directly, through Lightning's DataModule or through
+line of loader(), directly, through Lightning's DataModule or through
 ``accelerator.prepare``; its dataset can be sorted by class like an ImageFolder.
 """
 import json
@@ -59,7 +59,7 @@ def test_loaders_built_by_accelerate_are_named_by_the_scripts_line(tmp_path):
 @slow
 def test_lightning_check_restricts_the_training_loader_only(tmp_path):
     """Lightning builds the validation loader (sanity check) and then the training
-    loader, both on the helper's line: the rung restricts the training loader
+    loader, both on the line in loader(): the rung restricts the training loader
     alone. The script stops itself after its one epoch (6 steps): the overfit
     FAIL says so instead of blaming the learning rate."""
     pytest.importorskip("lightning")

@@ -101,7 +101,7 @@ def test_call_site_skips_installed_packages(tmp_path):
 
 def test_restriction_cuts_the_named_loader_and_its_dataset_only():
     """Three loaders on one line: validation (index 0), training (index 1), then
-    validation and training again (a helper called each epoch): the training
+    validation and training again (one function called each epoch): the training
     loader of each epoch is cut, by rank first, then by its dataset."""
     from nnprof.instrument.restrict import RepeatFirst, Restriction
     events = []

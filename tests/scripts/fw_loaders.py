@@ -1,4 +1,4 @@
-"""A tiny 3-class classifier whose loaders a framework builds, from one helper line.
+"""A tiny 3-class classifier whose loaders a framework builds, from one line of loader().
 
 --framework plain:      a plain loop over the training loader, a validation pass per epoch
 --framework lightning:  a LightningDataModule whose train and val loaders both come
@@ -9,7 +9,7 @@
 --data hidden:          the same items, sorted, without any label attribute
 --data shuffled:        the same, in random order, without any label attribute
 Options: --epochs E (default 1) --lr LR (default 0.05, SGD)
-Prints "train loader at <line>" with the line of the helper's DataLoader call.
+Prints "train loader at <line>" with the line of the DataLoader call in loader().
 """
 import argparse
 import inspect
