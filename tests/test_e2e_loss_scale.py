@@ -112,13 +112,38 @@ def test_scaled_loss_end_to_end(tmp_path, scripts, mode):
     assert read_summary(out)["steps"]["train"] == 6
 
 
+def test_summed_loss_divided_by_a_count(tmp_path):
+    """``cross_entropy(reduction="sum") / tokens_of_the_window`` (Hugging Face's
+    ``num_items_in_batch``): the mean over the micro-batch's own counted targets."""
+    torch.manual_seed(0)
+    model = nn.Linear(8, 5)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    means = []
+    with nnprof.profile(out=str(tmp_path / "run"), monitors=[]):
+        for i in range(4):
+            x, y = torch.randn(6, 8), torch.randint(0, 5, (6,))
+            y[: i % 3] = -100  # ignored targets
+            total = F.cross_entropy(model(x), y, reduction="sum")
+            (total / torch.tensor(20)).backward()  # the tokens of a 2-batch window
+            opt.step()
+            opt.zero_grad()
+            means.append((total / (y != -100).sum()).item())
+    assert train_losses(tmp_path / "run") == pytest.approx(means, rel=1e-6)
+    import json
+    init = json.loads((tmp_path / "run" / "probe.json").read_text())["loss_at_init"]
+    assert init["first_loss"] == pytest.approx(means[0], rel=1e-6) and init["classes"] == 5
+
+
 @pytest.mark.slow
-def test_hf_trainer_gradient_accumulation_end_to_end(tmp_path, scripts):
-    """The Trainer divides the loss by 2 before ``accelerator.backward``: each train
-    step's loss is one the model computed (a step holds the last backward's loss)."""
+@pytest.mark.parametrize("mode", ["hf", "hf-lm"])
+def test_hf_trainer_gradient_accumulation_end_to_end(tmp_path, scripts, mode):
+    """hf: the Trainer divides the model's loss by 2 before ``accelerator.backward``;
+    hf-lm: a language model sums the token losses and divides by the tokens of the
+    whole accumulation window. Each train step's loss is the micro-batch's own mean
+    (a step holds the last backward's loss), and so is the loss at init."""
     pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
-    r, out = profile(tmp_path, scripts, "hf")
+    r, out = profile(tmp_path, scripts, mode)
     losses = printed(r.stdout)
     assert len(losses) == 6
     recorded = [v for v in train_losses(out) if v == v]
@@ -131,5 +156,6 @@ def test_hf_trainer_gradient_accumulation_end_to_end(tmp_path, scripts):
     probe = (out / "probe.json").read_text()
     import json
     init = json.loads(probe)["loss_at_init"]
-    assert init["function"] == "cross_entropy" and init["classes"] == 3
+    assert init["function"] == "cross_entropy"
+    assert init["classes"] == (3 if mode == "hf" else 50)
     assert init["first_loss"] == pytest.approx(losses[0], rel=1e-5)

@@ -30,6 +30,33 @@ RECENT_LOSSES = 3
 WATCH_TARGETS = 32  # classification train losses whose targets an overfit rung keeps
 
 
+INDEX_TARGETS = {"cross_entropy", "nll_loss", "CrossEntropyLoss", "NLLLoss"}
+
+
+def _count_of(name: str, args, kwargs):
+    """What a ``reduction='sum'`` loss summed over: (target, ignore_index), or None."""
+    y = args[1] if len(args) > 1 else kwargs.get("target")
+    if not isinstance(y, torch.Tensor):
+        return None
+    return y, kwargs.get("ignore_index", -100) if name in INDEX_TARGETS else None
+
+
+def _per_element(out, count, t):
+    """``out`` (a summed loss) divided by the number of targets that count, or ``t``."""
+    if count is None:
+        return t
+    y, ignore = count
+    try:
+        with torch.no_grad():
+            if ignore is not None and not y.is_floating_point():
+                n = (y != ignore).sum().clamp(min=1)  # a device tensor: no sync
+                return out / n.to(out.dtype)
+            n = y.numel() // y.shape[1] if ignore is not None and y.dim() > 1 else y.numel()
+            return out / max(1, n)
+    except (RuntimeError, IndexError, TypeError):
+        return t
+
+
 class LossObserver:
     """Looks at loss calls: the first classification loss, eval losses and metrics,
     and the train losses that a backward tensor may scale (:meth:`unscaled`)."""
@@ -61,9 +88,15 @@ class LossObserver:
         input needing a gradient (the other factor is a constant: a Python
         number, the accumulation count, a GradScaler's scale); when the walk
         reaches the ``grad_fn`` of a recent loss output, that output is the
-        loss. A sum of several losses, or any other operation, keeps ``t``; so
-        does a ``reduction='sum'`` loss, whose scaled value (a mean over a
-        count) is the one worth plotting.
+        loss. A sum of several losses, or any other operation, keeps ``t``.
+
+        A ``reduction='sum'`` output that is scaled (divided by a count, as
+        Hugging Face models do with ``num_items_in_batch``, the tokens of all
+        the micro-batches of an accumulation window) stands for its mean over
+        its own elements: the sum divided by the targets that count (class
+        indices other than ``ignore_index``; else the target's elements, one per
+        row for class probabilities). That division is queued on the device;
+        nothing is read.
         """
         recent = self.recent
         if not recent:
@@ -73,9 +106,11 @@ class LossObserver:
         for hops in range(MAX_SCALE_HOPS + 1):
             if node is None:
                 return t
-            for fn, out, reduction in recent:
+            for fn, out, reduction, count in recent:
                 if fn is node:
-                    return t if hops == 0 or reduction == "sum" else out
+                    if hops == 0:
+                        return t
+                    return out if reduction != "sum" else _per_element(out, count, t)
             if type(node).__name__ not in SCALE_NODES:
                 return t
             nxt = None
@@ -95,7 +130,8 @@ class LossObserver:
                 recent = self.recent
                 if len(recent) >= RECENT_LOSSES:
                     del recent[0]
-                recent.append((fn, result.detach(), reduction))
+                recent.append((fn, result.detach(), reduction,
+                               _count_of(name, args, kwargs) if reduction == "sum" else None))
             if self.targets is not None and len(self.targets) < WATCH_TARGETS:
                 self._keep_targets(name, args, kwargs)
             if self.init_info is not None:
@@ -103,7 +139,7 @@ class LossObserver:
         task = CLASSIFICATION.get(name)
         if grad:
             if task is not None and self.clock.train_steps == 0:
-                self._init(name, task, args, kwargs, result)
+                self._init(name, task, args, kwargs, result, reduction)
             return
         o = self.clock.open
         if o is not None and isinstance(result, torch.Tensor) and result.numel() == 1:
@@ -144,7 +180,7 @@ class LossObserver:
             return None
         return {"losses": len(self.targets), "classes": classes}
 
-    def _init(self, name, task, args, kwargs, result) -> None:
+    def _init(self, name, task, args, kwargs, result, reduction=None) -> None:
         x, _ = self._io(args, kwargs)
         if not isinstance(x, torch.Tensor):
             return
@@ -152,6 +188,9 @@ class LossObserver:
         self.init_info = {"function": FUNCTION_NAMES.get(name, name), "classes": classes}
         if isinstance(result, torch.Tensor) and result.numel() == 1:
             self.init_ref = result.detach()
+            if reduction == "sum":  # a summed loss: its mean, comparable with ln C
+                self.init_ref = _per_element(self.init_ref, _count_of(name, args, kwargs),
+                                             self.init_ref)
 
     def _count(self, task, args, kwargs) -> None:
         x, y = self._io(args, kwargs)
