@@ -177,6 +177,12 @@ class Restriction:
     """
 
     def __init__(self, restrict: Optional[dict], writer) -> None:
+        try:  # an internal setting, but a malformed one must not break the script
+            self.examples = max(1, int((restrict or {}).get("examples") or 1))
+            index = (restrict or {}).get("index")
+            self.index = None if index is None else int(index)
+        except (TypeError, ValueError, AttributeError):
+            restrict = None
         self.restrict = restrict
         self.writer = writer
         self.built: dict = {}   # (file, line) -> loaders built there so far
@@ -192,11 +198,11 @@ class Restriction:
         if r is None or key != (r.get("file"), r.get("line")):
             return args, kwargs, index
         ds = args[0] if args else kwargs.get("dataset")
-        want = r.get("index")
+        want = self.index
         if want is not None and index != want and not any(ds is d for d in self.chosen):
             return args, kwargs, index
         self.chosen.append(ds)
-        n = int(r.get("examples") or 1)
+        n = self.examples
         args, kwargs, how = restricted_args(init, loader, args, kwargs, n)
         self.writer.loader_event({"event": "restricted", "file": site[0], "line": site[1],
                                   "index": index, "examples": n, **how})

@@ -120,3 +120,12 @@ def test_restriction_cuts_the_named_loader_and_its_dataset_only():
     plain = Restriction(None, writer)
     assert plain(DataLoader.__init__, object(), (train,), {}, site) == ((train,), {}, 0)
     assert len(events) == 2
+
+
+def test_malformed_rung_settings_cut_nothing():
+    from nnprof.instrument.restrict import Restriction
+    site = ("/x/train.py", 7, "f")
+    for bad in ({"file": "/x/train.py", "line": 7, "examples": "many"},
+                {"file": "/x/train.py", "line": 7, "examples": 2, "index": []}, ["x"]):
+        r = Restriction(bad, None)
+        assert r(DataLoader.__init__, object(), (SortedFolder(),), {}, site)[2] == 0
