@@ -28,8 +28,6 @@ SCALE_NODES = frozenset(("MulBackward0", "MulBackward1", "DivBackward0", "DivBac
 MAX_SCALE_HOPS = 4
 RECENT_LOSSES = 3
 WATCH_TARGETS = 32  # classification train losses whose targets an overfit rung keeps
-
-
 INDEX_TARGETS = {"cross_entropy", "nll_loss", "CrossEntropyLoss", "NLLLoss"}
 
 
@@ -71,9 +69,10 @@ class LossObserver:
         self.pass_info: Optional[dict] = None
         self.pass_counts = None
         self.n_passes = 0
-        # (grad_fn, detached output, reduction) of the loss calls since the last
-        # backward; holding the node keeps its graph until that backward (or until
-        # RECENT_LOSSES newer losses replace it), as the script's own variable does
+        # (grad_fn, detached output, reduction, what a summed loss counted) of the
+        # loss calls since the last backward; holding the node keeps its graph until
+        # that backward (or until RECENT_LOSSES newer losses replace it), as the
+        # script's own variable does
         self.recent: list = []
         # in overfit rungs: the targets of the first train losses (whether the few
         # examples span several classes), else None
