@@ -38,11 +38,12 @@ def call_site(skip_dirs=(_TORCH_DIR, _OWN_DIR)) -> tuple:
     accelerate do, names the script's line that called it). Without such a
     frame (a script that is itself an installed package): the first frame
     outside torch and nnprof."""
+    skip = tuple(os.path.join(d, "") for d in skip_dirs)  # "nnprof/", not "nnprof_x/"
     frame = sys._getframe(1)
     fallback = None
     while frame is not None:
         fn = frame.f_code.co_filename
-        if not any(fn.startswith(d) for d in skip_dirs) and not fn.startswith("<frozen"):
+        if not fn.startswith(skip) and not fn.startswith("<frozen"):
             if fallback is None:
                 fallback = (fn, frame.f_lineno, frame.f_code.co_name)
             if not fn.startswith(_INSTALLED) and not any(m in fn for m in _PACKAGE_MARKS):
