@@ -202,19 +202,33 @@ def probe_rungs(probe: Optional[dict], loaders: list) -> list:
             rung_dict(loss_at_init((probe or {}).get("loss_at_init")))]
 
 
+def _site_of(sub: SubRun, lid: str) -> dict:
+    return (sub.run.loaders.get(lid) or {}).get("site") or {}
+
+
 def find_training_loader(sub: SubRun):
-    """(loader dict, None) for the DataLoader that fed the most train steps of
-    the probe, or (None, the reason there is none)."""
-    tl = training_loader((sub.summary or {}).get("loader") or [])
+    """(loader dict, None) for the DataLoader the probe trained from, or (None,
+    the reason there is none).
+
+    That is the loader that fed the most train steps, or, when others built on
+    its line fed train steps too (a loader built anew each epoch), the first
+    of those: the rung restricts it, and the later ones over its dataset."""
+    stats = (sub.summary or {}).get("loader") or []
+    tl = training_loader(stats)
     if tl is None:
         if not (sub.summary or {}).get("steps", {}).get("train"):
             return None, "the probe run saw no train step (no backward pass)"
         return None, ("no DataLoader fed the train steps (manual batching): the overfit "
                       "rungs restrict a DataLoader to its first examples")
-    meta = sub.run.loaders.get(tl["id"]) or {}
-    site = meta.get("site") or {}
+    site = _site_of(sub, tl["id"])
     if not site.get("file") or site.get("file") == "?" or not site.get("line"):
         return None, f"the training DataLoader {tl['id']} has no known construction site"
+    trained = [d for d in stats if d["steps"]["train"] > 0
+               and (_site_of(sub, d["id"]).get("file"), _site_of(sub, d["id"]).get("line"))
+               == (site["file"], site["line"])]
+    tl = min(trained, key=lambda d: int(_site_of(sub, d["id"]).get("index") or 0))
+    meta = sub.run.loaders.get(tl["id"]) or {}
+    site = meta.get("site") or {}
     same = [lid for lid, m in sub.run.loaders.items() if lid != tl["id"]
             and (m.get("site") or {}).get("file") == site["file"]
             and (m.get("site") or {}).get("line") == site["line"]]

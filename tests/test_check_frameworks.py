@@ -109,3 +109,18 @@ def test_overfit_on_sorted_data_without_labels_warns(tmp_path):
     assert ov["evidence"]["classes"] == 1
     assert "all of one class" in ov["advice"][-1]
     assert "WARN  overfit-6" in r.stdout
+
+
+@slow
+def test_loader_rebuilt_each_epoch_is_restricted_each_epoch(tmp_path):
+    """Training and validation loaders built anew at each epoch on one line: indices
+    0, 2, 4 train, 1, 3, 5 validate. The probe (14 steps: 3 epochs of 6) names the
+    first training loader; the rung restricts each epoch's training loader only."""
+    r, out, data = check(tmp_path, "--probe-steps", "14", "--examples", "3", FW,
+                         "--rebuild", "--epochs", "3", "--lr", "0.001")
+    assert data["status"] in ("passed", "failed"), r.stdout + r.stderr
+    assert data["training_loader"]["index"] == 0
+    restricted = events(out / "overfit-3", "restricted")
+    assert [e["index"] for e in restricted] == [0, 2, 4], restricted
+    ov = rung(data, "overfit-3")
+    assert ov["evidence"]["steps"] == 18 and ov["evidence"]["ended_by_script"] is True

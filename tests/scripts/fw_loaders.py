@@ -8,7 +8,8 @@
                         as (path, class) pairs (the labels can be read)
 --data hidden:          the same items, sorted, without any label attribute
 --data shuffled:        the same, in random order, without any label attribute
-Options: --epochs E (default 1) --lr LR (default 0.05, SGD)
+Options: --epochs E (default 1) --lr LR (default 0.05, SGD) --rebuild (plain: both
+loaders built anew at each epoch)
 Prints "train loader at <line>" with the line of the DataLoader call in loader().
 """
 import argparse
@@ -24,6 +25,7 @@ ap.add_argument("--framework", choices=("plain", "lightning", "accelerate"), def
 ap.add_argument("--data", choices=("sorted", "hidden", "shuffled"), default="sorted")
 ap.add_argument("--epochs", type=int, default=1)
 ap.add_argument("--lr", type=float, default=0.05)
+ap.add_argument("--rebuild", action="store_true")
 args = ap.parse_args()
 
 torch.manual_seed(0)
@@ -67,7 +69,9 @@ def plain():
     model = nn.Linear(FEATURES, CLASSES)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr)
     train, val = loader(train_ds, True), loader(val_ds, False)
-    for _ in range(args.epochs):
+    for epoch in range(args.epochs):
+        if args.rebuild and epoch:
+            train, val = loader(train_ds, True), loader(val_ds, False)
         for x, y in train:
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad()
