@@ -124,3 +124,28 @@ def test_loader_rebuilt_each_epoch_is_restricted_each_epoch(tmp_path):
     assert [e["index"] for e in restricted] == [0, 2, 4], restricted
     ov = rung(data, "overfit-3")
     assert ov["evidence"]["steps"] == 18 and ov["evidence"]["ended_by_script"] is True
+
+
+@slow
+def test_hf_trainer_check(tmp_path):
+    """The Trainer builds a DataLoader and accelerate rebuilds it, both inside
+    ``trainer.train()``: the site is that line of the script, the rung restricts the
+    rebuilt one (index 1) alone, and the run that ends at the script's own
+    ``max_steps`` fails the rung for that reason."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    script = str(SCRIPTS / "scaled_loss.py")
+    r, out, data = check(tmp_path, "--probe-steps", "2", "--examples", "4", "--max-steps",
+                         "50", script, "--mode", "hf", "--steps", "12",
+                         "--out", tmp_path / "hf")
+    assert data["exit_code"] == 3, r.stdout + r.stderr
+    tl = data["training_loader"]
+    src = (SCRIPTS / "scaled_loss.py").read_text().splitlines()
+    assert tl["file"] == script and ".train()" in src[tl["line"] - 1], tl
+    assert tl["index"] == 1 and tl["dataset"] == "Tokens"
+    restricted = events(out / "overfit-4", "restricted")
+    assert [(e["index"], e["selection"], e["classes"]) for e in restricted] == \
+        [(1, "classes", 3)], restricted
+    ov = rung(data, "overfit-4")
+    assert ov["status"] == "fail" and ov["evidence"]["ended_by_script"] is True
+    assert ov["advice"][0].startswith("The script ended the run itself")
