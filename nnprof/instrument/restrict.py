@@ -3,7 +3,8 @@
 The examples span the classes when the dataset's labels can be read without
 loading an item (``targets``, ``labels``, ``samples`` / ``imgs`` as an
 ``ImageFolder`` holds them, the last tensor of a ``TensorDataset``, a ``label``
-column of a Hugging Face dataset, through ``Subset``): the first example of each class in turn, then the second, and so
+column of a Hugging Face dataset, through ``Subset`` and through a wrapper of the
+same length that holds its ``dataset``): the first example of each class in turn, then the second, and so
 on. Otherwise, and for iterable datasets, the first ``n`` items.
 """
 from __future__ import annotations
@@ -111,6 +112,10 @@ def read_labels(ds, depth: int = 0) -> Optional[list]:
                 got = _as_labels([s[1] for s in samples], n)
                 if got is not None:
                     return got
+        inner = getattr(ds, "dataset", None)  # a wrapper (transforms) of the same length
+        if inner is not None and inner is not ds and hasattr(inner, "__getitem__") \
+                and not isinstance(ds, RepeatFirst) and len(inner) == n:
+            return read_labels(inner, depth + 1)
     except Exception:  # a dataset attribute that misbehaves: fall back to the first items
         return None
     return None

@@ -53,6 +53,21 @@ def test_labels_are_read_where_they_are_cheap():
 
     assert read_labels(Columns()) == [1, 0, 1]
 
+    class Wrapped(Dataset):  # transforms applied around a dataset, same indices
+        def __init__(self, dataset):
+            self.dataset = dataset
+
+        def __len__(self):
+            return len(self.dataset)
+
+        def __getitem__(self, i):
+            return self.dataset[i]
+
+    assert read_labels(Wrapped(SortedFolder(2, 2))) == [0, 0, 1, 1]
+    assert read_labels(Wrapped(SortedFolder(2, 2, attr=None))) is None
+    from nnprof.instrument.restrict import RepeatFirst
+    assert read_labels(RepeatFirst(SortedFolder(2, 2), 2, [0, 2])) is None  # reordered
+
 
 def test_sorted_dataset_is_restricted_to_examples_of_every_class():
     ds = SortedFolder(3, 5)
