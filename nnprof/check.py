@@ -4,22 +4,20 @@ A probe run (the script under ``nnprof profile`` for ``--probe-steps`` train
 steps) records what the script builds (``probe.json``); three rungs are judged
 from it: ``simplicity``, ``wiring`` and ``loss-at-init``. Then, for each N of
 ``--examples``, an ``overfit-N`` run in which the training DataLoader serves
-only its first N examples, in order, with dropout, weight decay and LR
-schedules switched off (``NNPROF_RUNG``, see docs/check-contract.md); it passes
+only N examples (spread over the classes when its labels can be read), with
+dropout, weight decay and LR schedules switched off (``NNPROF_RUNG``, see docs/check-contract.md); it passes
 when the loss falls to ``ratio`` x its first value (:func:`analyses.overfit.overfit`).
 
-Each sub-run is its own ``python -m nnprof profile`` process, so that a crash
-or state left behind by one cannot touch the next; each is an ordinary run
-directory inside the check directory, with the script's output in
-``output.log``. ``check.json`` and ``curves.csv`` sit next to them.
+Each sub-run is its own ``python -m nnprof profile`` process (``subrun.py``),
+so that a crash or state left behind by one cannot touch the next; each is an
+ordinary run directory inside the check directory, with the script's output
+in ``output.log``. ``check.json`` and ``curves.csv`` sit next to them.
 """
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,13 +28,11 @@ from .analyses.metrics import classification_metrics, validation_passes
 from .analyses.overfit import loss_at_init, overfit
 from .analyses.simplicity import simplicity
 from .analyses.wiring import wiring
-from .run import Run, RunDirError, write_json
+from .run import write_json
+from .subrun import OUTPUT_LOG, SubRun, profile_command, sub_run, train_losses  # noqa: F401
 
 SCHEMA_VERSION = 1
-OUTPUT_LOG = "output.log"
-TAIL_LINES = 15
 WIRING_KEYS = ("no_grad", "zero_grad", "not_in_optimizer", "unchanged", "frozen")
-_OWN_LINES = ("nnprof: run written to", "nnprof: report ")  # the sub-run's own lines
 
 
 @dataclass(frozen=True)
@@ -67,122 +63,6 @@ def parse_examples(text: str) -> tuple:
     return tuple(sorted(out))
 
 
-# -- sub-runs ---------------------------------------------------------------
-
-@dataclass
-class SubRun:
-    """One ``nnprof profile`` child process and the run directory it left."""
-
-    name: str
-    path: str
-    returncode: int
-    interrupted: bool = False
-    run: Optional[Run] = None
-    summary: Optional[dict] = None
-
-    @property
-    def exit_code(self) -> int:
-        # killed by signal N: report it as a shell would (128 + N)
-        return 128 - self.returncode if self.returncode < 0 else self.returncode
-
-    @property
-    def status(self) -> str:
-        return (self.summary or {}).get("status") or "no run"
-
-    @property
-    def failed(self) -> bool:
-        return self.returncode != 0 or self.summary is None
-
-    @property
-    def stop_reason(self) -> Optional[str]:
-        for note in (self.summary or {}).get("notices") or []:
-            if str(note).startswith("stopped at "):
-                return str(note)[len("stopped at "):]
-        return None
-
-    def tail(self, n: int = TAIL_LINES) -> list:
-        """The last lines the script wrote (stdout and stderr together)."""
-        try:
-            with open(os.path.join(self.path, OUTPUT_LOG), errors="replace") as fh:
-                lines = [ln.rstrip() for ln in fh if not ln.startswith(_OWN_LINES)]
-        except OSError:
-            return []
-        while lines and not lines[-1]:
-            lines.pop()
-        return lines[-n:]
-
-    def error_line(self) -> str:
-        lines = [ln for ln in self.tail() if ln.strip()]
-        return lines[-1].strip() if lines else f"exit code {self.exit_code}"
-
-
-def profile_command(target, path: str, max_steps: int) -> list:
-    """``python -m nnprof profile`` for the target, quiet, into ``path``."""
-    cmd = [sys.executable, "-m", "nnprof", "profile", "--quiet", "--no-progress",
-           "--no-monitors", "--max-steps", str(max_steps), "--out", path]
-    cmd += ["-m", target.module] if target.module else ["--", target.path]
-    return cmd + list(target.args)
-
-
-def sub_run(name: str, target, path: str, max_steps: int,
-            rung: Optional[dict] = None) -> SubRun:
-    """Run the target under ``nnprof profile`` into ``path``; the script's
-    output goes to ``output.log`` there, its stdin is empty."""
-    os.makedirs(path, exist_ok=True)
-    cmd = profile_command(target, path, max_steps)
-    env = dict(os.environ)
-    env.pop("NNPROF_RUNG", None)
-    if rung is not None:
-        env["NNPROF_RUNG"] = json.dumps(rung)
-    interrupted = False
-    with open(os.path.join(path, OUTPUT_LOG), "wb") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, env=env)
-        while True:
-            # Ctrl-C reaches the child as well: let it finish its run directory,
-            # then stop the ladder
-            try:
-                rc = proc.wait()
-                break
-            except KeyboardInterrupt:
-                interrupted = True
-    sub = SubRun(name, path, rc, interrupted=interrupted)
-    try:
-        sub.run = Run.load(path)
-        sub.summary = sub.run.summary()
-    except RunDirError:
-        pass
-    sub.interrupted = sub.interrupted or sub.status == "interrupted"
-    return sub
-
-
-def train_losses(run_dir: str) -> list:
-    """``[(train_index, loss)]`` of the train steps with a loss, in order.
-
-    Read from ``steps.csv`` directly so that a NaN loss (``nan``) stays apart
-    from a missing one (an empty cell): the first counts against the rung.
-    """
-    out = []
-    try:
-        with open(os.path.join(run_dir, "steps.csv"), newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None) or []
-            try:
-                ki, li, ti = header.index("kind"), header.index("loss"), header.index("train_index")
-            except ValueError:
-                return []
-            for row in reader:
-                if len(row) != len(header) or row[ki] != "train" or not row[li].strip():
-                    continue
-                try:
-                    out.append((int(row[ti]), float(row[li])))
-                except ValueError:
-                    continue
-    except OSError:
-        return []
-    return out
-
-
 # -- rungs ------------------------------------------------------------------
 
 def rung_dict(finding, **extra) -> dict:
@@ -202,34 +82,63 @@ def probe_rungs(probe: Optional[dict], loaders: list) -> list:
             rung_dict(loss_at_init((probe or {}).get("loss_at_init")))]
 
 
+def _site_of(sub: SubRun, lid: str) -> dict:
+    return (sub.run.loaders.get(lid) or {}).get("site") or {}
+
+
 def find_training_loader(sub: SubRun):
-    """(loader dict, None) for the DataLoader that fed the most train steps of
-    the probe, or (None, the reason there is none)."""
-    tl = training_loader((sub.summary or {}).get("loader") or [])
+    """(loader dict, None) for the DataLoader the probe trained from, or (None,
+    the reason there is none).
+
+    That is the loader that fed the most train steps, or, when others built on
+    its line fed train steps too (a loader built anew each epoch), the first
+    of those: the rung restricts it, and the later ones over its dataset."""
+    stats = (sub.summary or {}).get("loader") or []
+    tl = training_loader(stats)
     if tl is None:
         if not (sub.summary or {}).get("steps", {}).get("train"):
             return None, "the probe run saw no train step (no backward pass)"
         return None, ("no DataLoader fed the train steps (manual batching): the overfit "
                       "rungs restrict a DataLoader to its first examples")
-    meta = sub.run.loaders.get(tl["id"]) or {}
-    site = meta.get("site") or {}
+    site = _site_of(sub, tl["id"])
     if not site.get("file") or site.get("file") == "?" or not site.get("line"):
         return None, f"the training DataLoader {tl['id']} has no known construction site"
+    trained = [d for d in stats if d["steps"]["train"] > 0
+               and (_site_of(sub, d["id"]).get("file"), _site_of(sub, d["id"]).get("line"))
+               == (site["file"], site["line"])]
+    tl = min(trained, key=lambda d: int(_site_of(sub, d["id"]).get("index") or 0))
+    meta = sub.run.loaders.get(tl["id"]) or {}
+    site = meta.get("site") or {}
     same = [lid for lid, m in sub.run.loaders.items() if lid != tl["id"]
             and (m.get("site") or {}).get("file") == site["file"]
             and (m.get("site") or {}).get("line") == site["line"]]
+    # several loaders built on one line (one function for all, a framework's call): the rung
+    # finds this one again by its rank among them
     return {"id": tl["id"], "file": site["file"], "line": site["line"],
+            "index": int(site.get("index") or 0),
             "dataset": meta.get("dataset"), "dataset_len": meta.get("dataset_len"),
             "train_steps": tl["steps"]["train"], "also_built_there": same}, None
 
 
-def _restricted(sub: SubRun) -> bool:
-    return any(ev.get("event") == "restricted" for ev in sub.run.loader_events)
+def _restricted(sub: SubRun) -> list:
+    return [ev for ev in sub.run.loader_events if ev.get("event") == "restricted"]
+
+
+def example_classes(sub: SubRun, restricted: list) -> Optional[int]:
+    """How many classes the rung's examples hold: read from the dataset's labels
+    when the loader was restricted, else from the targets the classification
+    loss received in the first train steps; None when neither is known."""
+    known = [ev["classes"] for ev in restricted if isinstance(ev.get("classes"), int)]
+    if known:
+        return max(known)
+    seen = ((sub.run.probe or {}).get("targets") or {}).get("classes")
+    return int(seen) if isinstance(seen, int) else None
 
 
 def judge_overfit(n: int, sub: SubRun, probe_wiring: Optional[dict],
-                  settings: Settings, loader: dict) -> tuple:
-    """(rung dict, [(train_index, loss)]) for one overfit run."""
+                  settings: Settings, loader: dict, classification: bool = False) -> tuple:
+    """(rung dict, [(train_index, loss)]) for one overfit run; ``classification``:
+    the probe saw a classification loss."""
     name = f"overfit-{n}"
     losses = train_losses(sub.path)
     base = {"examples": n, "run": os.path.basename(sub.path), "status": sub.status}
@@ -244,7 +153,8 @@ def judge_overfit(n: int, sub: SubRun, probe_wiring: Optional[dict],
                             "A script that runs on its full data but fails on a few "
                             "examples often assumes a batch size, a dataset length or "
                             "several classes per batch."]}, losses)
-    if losses and not _restricted(sub):
+    restricted = _restricted(sub)
+    if losses and not restricted:
         where = f"{os.path.basename(loader['file'])}:{loader['line']}"
         rung = skipped(name, f"the training DataLoader ({where}) was not built in this "
                              "run, so it could not be restricted")
@@ -253,9 +163,15 @@ def judge_overfit(n: int, sub: SubRun, probe_wiring: Optional[dict],
     passes = validation_passes(sub.run.steps)
     val = [[p["after_train_steps"], p["loss"]] for p in passes if p["loss"] is not None] \
         if passes else None
+    # the script ran to its end before the rung's limit (its own epochs or max_steps)
+    ended = settings.max_steps if (sub.status == "completed" and sub.stop_reason is None
+                                   and len(losses) < settings.max_steps) else None
+    classes = example_classes(sub, restricted)
     finding = overfit(name, [v for _, v in losses], settings.ratio, settings.patience,
-                      wiring=probe_wiring, val_losses=val)
-    extra = dict(base, stopped=sub.stop_reason)
+                      wiring=probe_wiring, val_losses=val, ended_by_script=ended,
+                      examples=n, classes=classes, classification=classification)
+    extra = dict(base, stopped=sub.stop_reason,
+                 selection=(restricted[0].get("selection") if restricted else None))
     if val:
         extra["val_curve"] = val  # [after_train_steps, loss] per validation pass
     acc = []
@@ -359,7 +275,8 @@ def run_check(target, settings: Settings, out: str) -> Check:
             check.rungs.append(skipped(name, reason))
             continue
         rung = {"examples": n, "loader_site": {"file": check.loader["file"],
-                                               "line": check.loader["line"]},
+                                               "line": check.loader["line"],
+                                               "index": check.loader["index"]},
                 "as_is": settings.as_is, "ratio": settings.ratio,
                 "patience": settings.patience}
         sub = _timed(f"{name} run (up to {settings.max_steps} train steps)", sub_run, name,
@@ -370,8 +287,9 @@ def run_check(target, settings: Settings, out: str) -> Check:
             check.rungs += [skipped(m, "the check was interrupted")
                             for m in overfit_names[i:]]
             break
-        result, check.curves[name] = judge_overfit(n, sub, (check.probe or {}).get("wiring"),
-                                                   settings, check.loader)
+        result, check.curves[name] = judge_overfit(
+            n, sub, (check.probe or {}).get("wiring"), settings, check.loader,
+            classification=bool((check.probe or {}).get("loss_at_init")))
         check.rungs.append(result)
     if check.status == "passed" and any(r["status"] == "fail" for r in check.rungs):
         check.status, check.exit_code = "failed", 3

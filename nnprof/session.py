@@ -138,7 +138,7 @@ class Profiler:
         if self.rung and self.rung.get("loader_site"):
             site = self.rung["loader_site"]
             restrict = {"file": site.get("file"), "line": site.get("line"),
-                        "examples": self.rung.get("examples", 1)}
+                        "index": site.get("index"), "examples": self.rung.get("examples", 1)}
         self._inst = Instrumentation(
             self._emit, self.writer, self.path, self.t0, on_module=self.probe.on_module,
             on_optimizer=self.probe.on_optimizer, on_scheduler=self.probe.on_scheduler,

@@ -91,7 +91,8 @@ def test_healthy_classifier_passes(tmp_path):
     events = [json.loads(ln) for ln in (out / "overfit-5" / "loaders.jsonl").read_text()
               .splitlines()]
     assert {"event": "restricted", "file": LADDER, "line": data["training_loader"]["line"],
-            "examples": 5} in events
+            "index": 0, "examples": 5, "selection": "classes", "classes": 4} in events
+    assert ev["classes"] == 4 and ev["selection"] == "classes"
     curves = (out / "curves.csv").read_text().splitlines()
     assert curves[0] == "rung,train_step,loss"
     by_rung = {}
@@ -346,9 +347,10 @@ def test_train_losses_keeps_nan_and_drops_missing(tmp_path):
     assert train_losses(str(tmp_path / "nowhere")) == []
 
 
-def _fake_subrun(tmp_path, losses, events, passes=()):
+def _fake_subrun(tmp_path, losses, events, passes=(), probe=None, summary=None):
     """A finished overfit sub-run: steps.csv with these train losses (and one
-    eval step per ``passes`` entry, after that many train steps)."""
+    eval step per ``passes`` entry, after that many train steps); ``probe``: its
+    probe.json, ``summary``: its summary (by default: stopped, converged)."""
     import pandas as pd
     from nnprof.run import STEP_COLUMNS
     rows, idx = [], 0
@@ -366,8 +368,8 @@ def _fake_subrun(tmp_path, losses, events, passes=()):
     (tmp_path / "meta.json").write_text("{}")
     run = SimpleNamespace(loader_events=events, steps=Run.load(str(tmp_path)).steps,
                           metrics_passes=[{"after_train_steps": a, "confusion": [[3, 1], [0, 4]]}
-                                          for a, _ in passes])
-    summary = {"status": "stopped", "notices": ["stopped at converged"]}
+                                          for a, _ in passes], probe=probe)
+    summary = summary or {"status": "stopped", "notices": ["stopped at converged"]}
     return SubRun("overfit-4", str(tmp_path), 0, run=run, summary=summary)
 
 
@@ -452,3 +454,49 @@ def test_checklist_text():
 def test_settings_dict():
     assert Settings().to_dict() == {"examples": [1, 10], "max_steps": 300, "ratio": 0.1,
                                     "patience": 5, "probe_steps": 20, "as_is": False}
+
+
+FALLING = [2.0, 1.0, 0.5, 0.1, 0.1, 0.1, 0.1, 0.1]
+
+
+@pytest.mark.parametrize("event_classes,seen,classification,status", [
+    (3, None, True, "pass"),      # labels read: examples of 3 classes
+    (1, None, True, "warn"),      # labels read: all of one class
+    (None, 2, True, "pass"),      # labels unreadable, the loss saw 2 classes
+    (None, 1, True, "warn"),      # ... and saw one class only
+    (None, None, True, "warn"),   # a classifier, classes unknown: may be trivial
+    (None, None, False, "pass"),  # regression: no classes to speak of
+])
+def test_judge_overfit_warns_when_the_examples_may_be_one_class(
+        tmp_path, event_classes, seen, classification, status):
+    events = [dict(RESTRICTED[0], index=0, selection="classes" if event_classes else "first",
+                   classes=event_classes)]
+    probe = {"targets": {"losses": 8, "classes": seen}} if seen else {}
+    sub = _fake_subrun(tmp_path, FALLING, events, probe=probe)
+    rung, _ = judge_overfit(4, sub, None, Settings(), LOADER, classification=classification)
+    assert rung["status"] == status, rung
+    if status == "warn":
+        assert rung["evidence"]["trivial"] == rung["advice"][-1]
+    # one example is one class by nature: never a warning
+    one, _ = judge_overfit(1, sub, None, Settings(), LOADER, classification=classification)
+    assert one["status"] == "pass"
+
+
+def test_judge_overfit_says_when_the_script_stopped_itself(tmp_path):
+    """The script ran its own 8 steps (its epochs or max_steps) and ended: the rung
+    fails, but for that reason, not the learning rate."""
+    losses = [2.0, 1.9, 1.7, 1.5, 1.4, 1.3, 1.2, 1.1]
+    done = {"status": "completed", "notices": []}
+    sub = _fake_subrun(tmp_path, losses, RESTRICTED, summary=done)
+    rung, _ = judge_overfit(4, sub, None, Settings(max_steps=300), LOADER)
+    assert rung["status"] == "fail"
+    assert rung["evidence"]["ended_by_script"] is True
+    assert rung["advice"][0].startswith("The script ended the run itself after 8 train steps")
+    assert "300" in rung["advice"][0]
+    assert not any("learning rate" in a for a in rung["advice"]), rung["advice"]
+    # stopped by the rung's own limit: the learning rate is still the suspect
+    sub = _fake_subrun(tmp_path, losses, RESTRICTED,
+                       summary={"status": "stopped", "notices": ["stopped at max-steps (8)"]})
+    rung, _ = judge_overfit(4, sub, None, Settings(max_steps=8), LOADER)
+    assert "ended_by_script" not in rung["evidence"]
+    assert any("learning rate" in a for a in rung["advice"])

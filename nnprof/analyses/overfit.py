@@ -101,8 +101,28 @@ def _val_values(val_losses: list) -> list:
     return [v for v in vals if math.isfinite(v)]
 
 
+def _trivial(examples: Optional[int], classes: Optional[int],
+             classification: bool) -> Optional[str]:
+    """Why a pass on these examples may prove nothing, or None."""
+    if not examples or examples <= 1 or (classes is not None and classes > 1):
+        return None
+    if classes == 1:
+        return (f"The {examples} examples are all of one class: predicting that class fits "
+                "them, so this pass proves little. The dataset's labels could not be read "
+                "to pick examples of several classes: give it a `targets` list (or "
+                "`samples`, as ImageFolder has).")
+    if not classification:
+        return None
+    return (f"The rung may be trivial: the classes of the {examples} examples could not be "
+            "read (no `targets`, `labels` or `samples` on the dataset, and no "
+            "classification loss saw them); if they are all of one class, as the first "
+            "items of a dataset sorted by class are, a constant prediction fits them.")
+
+
 def overfit(name: str, losses: list, ratio: float = 0.1, patience: int = 5,
-            wiring: Optional[dict] = None, val_losses: Optional[list] = None) -> Finding:
+            wiring: Optional[dict] = None, val_losses: Optional[list] = None,
+            ended_by_script: Optional[int] = None, examples: Optional[int] = None,
+            classes: Optional[int] = None, classification: bool = False) -> Finding:
     """Rule: ``pass`` when the mean of the last ``patience`` train losses <=
     ``ratio`` x the first loss (the first loss itself is left out of that mean
     when there are no more than ``patience`` losses); ``fail`` otherwise.
@@ -117,6 +137,17 @@ def overfit(name: str, losses: list, ratio: float = 0.1, patience: int = 5,
     do not reach the parameters; a loss that fell, but not enough: learning rate
     too small or too few steps. With ``val_losses``, a note is added when the
     validation loss fell by at least VAL_DROP_SHARE (80%) of the training drop.
+
+    ``ended_by_script`` (the rung's step limit) says that the script ended the
+    run on its own before that limit (its own epochs or max_steps): the advice
+    then says so first, and a finite loss curve is reported as it went (too
+    few steps to blame the learning rate or the gradients on it); NaN or inf
+    still point at the learning rate.
+
+    A pass on more than one example becomes ``warn`` (the rung may be trivial:
+    a constant prediction fits examples of one class) when ``classes``, the
+    number of classes among the ``examples``, is 1, or when it is unknown
+    (None) and the loss is a ``classification`` loss.
     """
     losses = [_float(v) for v in losses or []]
     n = len(losses)
@@ -144,6 +175,7 @@ def overfit(name: str, losses: list, ratio: float = 0.1, patience: int = 5,
         "curve": downsample([[i, v if math.isfinite(v) else None]
                              for i, v in enumerate(losses)], MAX_CURVE_POINTS),
         "nonfinite": n - len(finite),
+        "classes": classes,  # among the examples, None if unknown
     }
     advice: list = []
     if val_losses is not None:
@@ -164,9 +196,21 @@ def overfit(name: str, losses: list, ratio: float = 0.1, patience: int = 5,
     if math.isfinite(last) and last <= ratio * first:
         advice.insert(0, f"The loss fell from {first:.4g} to {last:.4g} ({achieved:.3f} x "
                          f"the first) in {n} steps: the model can fit these examples.")
+        trivial = _trivial(examples, classes, classification)
+        if trivial:
+            evidence["trivial"] = trivial
+            advice.append(trivial)
+            return Finding(name, "warn", evidence, tuple(advice), "warn")
         return Finding(name, "pass", evidence, tuple(advice), "info")
 
     causes: list = []
+    if ended_by_script:
+        evidence["ended_by_script"] = True
+        causes.append(f"The script ended the run itself after {n} train steps, before the "
+                      f"rung's limit of {ended_by_script}: its own schedule (epochs, "
+                      "max_steps) stopped the training, so the rung could not tell whether "
+                      "the model can fit these examples. Let it train longer for the check "
+                      "(more epochs or steps, e.g. through its arguments).")
     problems = {k: list((wiring or {}).get(k) or []) for k in CATEGORIES}
     bad = {k: v for k, v in problems.items() if v}
     if bad:
@@ -175,8 +219,14 @@ def overfit(name: str, losses: list, ratio: float = 0.1, patience: int = 5,
                       + " (see the wiring finding).")
     nonfinite = n - len(finite)
     frozen_by_optimizer = bool(bad.get("unchanged"))  # parameters never moved: noise only
-    if nonfinite or not math.isfinite(last) or (last > first * (1 + FLAT_BAND)
-                                                and not frozen_by_optimizer):
+    if ended_by_script and not nonfinite and math.isfinite(last):
+        # too few steps to read a trend into: say what the loss did, blame nothing
+        change = (f"fell by {100 * (1 - achieved):.0f}%" if last < first
+                  else f"rose by {100 * (achieved - 1):.0f}%")
+        causes.append(f"The loss {change} in those {n} steps ({first:.4g} -> {last:.4g}, "
+                      f"{achieved:.3f} x the first; needed {ratio:g} x).")
+    elif nonfinite or not math.isfinite(last) or (last > first * (1 + FLAT_BAND)
+                                                  and not frozen_by_optimizer):
         what = (f"{nonfinite} loss{'es are' if nonfinite != 1 else ' is'} NaN or inf"
                 if nonfinite else f"the loss rose from {first:.4g} to {last:.4g}")
         causes.append(f"{what[0].upper()}{what[1:]}: the learning rate is likely too high; "

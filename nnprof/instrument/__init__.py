@@ -77,7 +77,8 @@ class Instrumentation:
         try:
             self._handles.append(model.install(self.clock, self.on_module, self.observer,
                                                self.on_forward))
-            self._handles.append(autograd.install(self.clock, self._capture_loss))
+            self._handles.append(autograd.install(self.clock, self._capture_loss,
+                                                  self.observer))
             self._handles.append(optim.install(self.clock, self.on_optimizer, self.probe))
             self._handles.append(sched.install(self.on_scheduler, self.freeze_schedulers))
             self.loader = loader.install(self.clock, self.writer, self.run_dir, self.t0,

@@ -1,8 +1,14 @@
 """Backward: ``Tensor.backward``, ``torch.autograd.backward`` and ``torch.autograd.grad``.
 
-The tensor ``backward()`` is called on is kept (detached, no copy on CPU) as
-the step's loss; its value is read when the step is written, never in the hot
-path on CUDA (see ``cuda.LossCopies``).
+The step's loss is the loss the script computed: the output of its loss
+function or module (seen by the loss observer, ``losses.LossObserver``) when
+the tensor ``backward()`` is called on is that output scaled by a constant
+(``accelerator.backward``, gradient accumulation's ``loss / k``, a
+``GradScaler``); otherwise the backward tensor itself (a sum of several
+losses, a loss computed by hand). Which one is decided from the autograd
+graph alone (see ``LossObserver.unscaled``), without reading a value. It is
+kept (detached, no copy on CPU) and read when the step is written, never in
+the hot path on CUDA (see ``cuda.LossCopies``).
 """
 from __future__ import annotations
 
@@ -14,12 +20,17 @@ from .patching import Patches
 from .steps import BACKWARD, StepClock
 
 
-def install(clock: StepClock, capture_loss=None) -> Patches:
-    """``capture_loss(tensor)`` turns a scalar tensor into a loss reference."""
+def install(clock: StepClock, capture_loss=None, observer=None) -> Patches:
+    """``capture_loss(tensor)`` turns a scalar tensor into a loss reference;
+    ``observer.unscaled(tensor)`` (optional) maps a backward tensor to the loss
+    output it scales."""
     patches = Patches()
     get_ident = threading.get_ident
+    unscaled = getattr(observer, "unscaled", None)
 
     def loss_ref(t):
+        if unscaled is not None:
+            t = unscaled(t)  # also lets go of the losses it was matched against
         if capture_loss is None or not isinstance(t, torch.Tensor) or t.numel() != 1:
             return None
         return capture_loss(t)

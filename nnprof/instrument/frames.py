@@ -28,8 +28,9 @@ _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 def is_library_file(filename: str) -> bool:
     """True for the standard library, installed packages (torch, Lightning,
-    transformers, accelerate, ...), nnprof itself and frozen or generated code."""
-    if not filename or filename.startswith("<"):
+    transformers, accelerate, ...), nnprof itself and frozen modules; code typed
+    in (``<stdin>``, a notebook cell) is the user's."""
+    if not filename or filename.startswith("<frozen"):
         return True
     if "site-packages" + os.sep in filename or "dist-packages" + os.sep in filename:
         return True

@@ -1,7 +1,8 @@
 """DataLoader iteration and loader-side phases, in the main process and in workers.
 
 * ``DataLoader.__init__``: remembers where each loader is constructed (the
-  first frame outside torch), which names it across runs.
+  user's own frame: see ``call_site``) and how many were built there before
+  it, which names it across runs.
 * ``DataLoader.__iter__``: times iterator creation (worker start-up) and, for
   multi-process loading, hands the workers a picklable ``WorkerInit`` that
   wraps the user's ``worker_init_fn`` (swapped in only while the iterator is
@@ -37,12 +38,11 @@ from torch.utils.data._utils import fetch as fetch_module
 from ..appendfile import AppendFile
 from .patching import Patches
 from .frames import CodeOwners
-from .restrict import restricted_args
+from .restrict import Restriction
+from .sites import call_site
 from .steps import COLLATE, FETCH, TRANSFORM, StepClock
 from .transforms import TIMING, _Swap, transform_names
 
-_TORCH_DIR = os.path.dirname(torch.__file__)
-_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH_HEADER = "loader,worker,pid,start_ns,end_ns,fetch_ns,transform_ns,collate_ns,items\n"
 
 
@@ -243,17 +243,6 @@ class WorkerInit:
 
 
 # -- the loader itself -----------------------------------------------------
-def call_site(skip_dirs=(_TORCH_DIR, _OWN_DIR)) -> tuple:
-    """(file, line, function) of the first caller frame outside torch and nnprof."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        fn = frame.f_code.co_filename
-        if not any(fn.startswith(d) for d in skip_dirs) and not fn.startswith("<frozen"):
-            return fn, frame.f_lineno, frame.f_code.co_name
-        frame = frame.f_back
-    return "?", 0, "?"
-
-
 def describe_dataset(ds, depth: int = 0) -> str:
     name = type(ds).__name__
     if depth > 3:
@@ -287,7 +276,8 @@ def loader_meta(loader: DataLoader, lid: str, site: tuple) -> dict:
         n_items = None
     return {
         "id": lid,
-        "site": {"file": site[0], "line": site[1], "function": site[2]},
+        "site": {"file": site[0], "line": site[1], "function": site[2],
+                 "index": site[3] if len(site) > 3 else 0},
         "dataset": describe_dataset(loader.dataset),
         "dataset_len": n_items,
         "iterable": isinstance(loader.dataset, torch.utils.data.IterableDataset),
@@ -309,8 +299,10 @@ def install(clock: StepClock, writer, run_dir: str, t0: int,
             restrict: Optional[dict] = None) -> Patches:
     """``writer.loader_event(dict)`` receives loader metadata and iterator timings.
 
-    ``restrict`` ({"file", "line", "examples"}): the DataLoader built at that
-    site serves only the dataset's first ``examples`` items (an overfit rung).
+    ``restrict`` ({"file", "line", "index", "examples"}): the DataLoader built at
+    that site (the ``index``-th built there, and later ones over the same
+    dataset; every one without ``index``) serves only ``examples`` items of its
+    dataset (an overfit rung, see ``restrict.Restriction``).
     """
     patches = Patches()
     get_ident = threading.get_ident
@@ -327,15 +319,13 @@ def install(clock: StepClock, writer, run_dir: str, t0: int,
 
     original_init = DataLoader.__dict__["__init__"]
 
+    restriction = Restriction(restrict, writer)
+
     def init(self, *args, **kwargs):
         site = call_site()
-        if restrict is not None and (site[0], site[1]) == (restrict["file"], restrict["line"]):
-            args, kwargs = restricted_args(original_init, self, args, kwargs,
-                                           int(restrict["examples"]))
-            writer.loader_event({"event": "restricted", "file": site[0], "line": site[1],
-                                 "examples": int(restrict["examples"])})
+        args, kwargs, index = restriction(original_init, self, args, kwargs, site)
         original_init(self, *args, **kwargs)
-        sites[self] = site
+        sites[self] = site + (index,)
 
     patches.set(DataLoader, "__init__", init)
 

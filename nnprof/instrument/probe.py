@@ -8,23 +8,16 @@ the pass ends). It never changes what the script computes.
 from __future__ import annotations
 
 import contextlib
-import math
 import warnings
 from typing import Optional
 
 import torch
 from torch import nn
 
+from .losses import CLASSIFICATION, FUNCTION_NAMES, LossObserver  # noqa: F401
+
 DROPOUT_TYPES = (nn.modules.dropout._DropoutNd,)
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
-CLASSIFICATION = {
-    "cross_entropy": "multiclass", "CrossEntropyLoss": "multiclass",
-    "nll_loss": "multiclass", "NLLLoss": "multiclass",
-    "binary_cross_entropy_with_logits": "binary", "BCEWithLogitsLoss": "binary",
-}
-FUNCTION_NAMES = {"CrossEntropyLoss": "cross_entropy", "NLLLoss": "nll_loss",
-                  "BCEWithLogitsLoss": "binary_cross_entropy_with_logits"}
-MAX_CLASSES = 1000          # no confusion matrix beyond this many classes
 SNAPSHOT_LIMIT = 50_000_000  # parameter elements cloned for the 'unchanged' check
 
 
@@ -194,115 +187,6 @@ class WiringProbe:
                     complete=bool(self.optimizers) and steps >= self.window)
 
 
-class LossObserver:
-    """Looks at loss calls: the first classification loss, eval losses and metrics."""
-
-    def __init__(self, clock, write_pass, capture) -> None:
-        self.clock = clock
-        self.write_pass = write_pass
-        self.capture = capture
-        self.init_info: Optional[dict] = None
-        self.init_ref = None
-        self.pass_key: Optional[int] = None
-        self.pass_info: Optional[dict] = None
-        self.pass_counts = None
-        self.n_passes = 0
-
-    def __call__(self, name: str, args, kwargs, result, reduction=None) -> None:
-        grad = torch.is_grad_enabled()
-        if grad and self.init_info is not None:
-            return
-        task = CLASSIFICATION.get(name)
-        if grad:
-            if task is not None and self.clock.train_steps == 0:
-                self._init(name, task, args, kwargs, result)
-            return
-        o = self.clock.open
-        if o is not None and isinstance(result, torch.Tensor) and result.numel() == 1:
-            if reduction == "sum":  # per sample, comparable with the train loss
-                x, _ = self._io(args, kwargs)
-                n = x.shape[0] if isinstance(x, torch.Tensor) and x.dim() > 0 else 1
-                result = result / max(1, n)
-            o.eval_loss_ref = self.capture(result)
-        if task is not None:
-            self._count(task, args, kwargs)
-
-    def _io(self, args, kwargs):
-        x = args[0] if args else kwargs.get("input")
-        y = args[1] if len(args) > 1 else kwargs.get("target")
-        return x, y
-
-    def _init(self, name, task, args, kwargs, result) -> None:
-        x, _ = self._io(args, kwargs)
-        if not isinstance(x, torch.Tensor):
-            return
-        classes = 2 if task == "binary" else (int(x.shape[1]) if x.dim() > 1 else int(x.shape[0]))
-        self.init_info = {"function": FUNCTION_NAMES.get(name, name), "classes": classes}
-        if isinstance(result, torch.Tensor) and result.numel() == 1:
-            self.init_ref = result.detach()
-
-    def _count(self, task, args, kwargs) -> None:
-        x, y = self._io(args, kwargs)
-        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-            return
-        try:
-            with torch.no_grad():
-                if task == "binary":
-                    c = 2
-                    pred = (x > 0).long().flatten()
-                    true = (y > 0.5).long().flatten()
-                else:
-                    if x.dim() < 2:
-                        return
-                    c = int(x.shape[1])
-                    if c > MAX_CLASSES:
-                        return
-                    pred = x.argmax(1).flatten()
-                    true = (y.argmax(1) if y.dtype.is_floating_point and y.shape == x.shape
-                            else y).long().flatten()
-                    keep = (true >= 0) & (true < c)
-                    pred, true = pred[keep], true[keep]
-                if pred.numel() != true.numel():
-                    return
-                counts = torch.bincount(true * c + pred, minlength=c * c)
-        except (RuntimeError, IndexError, ValueError):
-            return
-        key = self.clock.train_steps
-        if self.pass_key != key or self.pass_counts is None or \
-                self.pass_counts.numel() != c * c:
-            self.flush()
-            self.pass_key = key
-            self.pass_info = {"task": "binary" if task == "binary" else "multiclass",
-                              "classes": c}
-            self.pass_counts = counts
-        else:
-            self.pass_counts += counts
-
-    def flush(self) -> None:
-        if self.pass_counts is None:
-            return
-        c = self.pass_info["classes"]
-        flat = self.pass_counts.cpu().tolist()
-        self.write_pass(dict(self.pass_info, **{
-            "pass": self.n_passes, "after_train_steps": self.pass_key,
-            "confusion": [flat[i * c:(i + 1) * c] for i in range(c)]}))
-        self.n_passes += 1
-        self.pass_counts = None
-
-    def loss_at_init(self) -> Optional[dict]:
-        if self.init_info is None:
-            return None
-        first = None
-        if self.init_ref is not None:
-            try:
-                first = float(self.init_ref)
-            except (RuntimeError, ValueError):
-                first = None
-        if first is not None and not math.isfinite(first):
-            first = None
-        return dict(self.init_info, first_loss=first)
-
-
 def autocast_enabled(device: str = "cuda") -> bool:
     """Whether autocast is on for ``device`` ("cuda" or "cpu"), on torch 2.1 and later."""
     try:
@@ -467,6 +351,8 @@ class TrainingProbe:
 
     def make_observer(self, clock, capture) -> LossObserver:
         self.observer = LossObserver(clock, self.write_pass, capture)
+        if self.rung is not None:
+            self.observer.targets = []
         return self.observer
 
     def result(self) -> dict:
@@ -475,4 +361,5 @@ class TrainingProbe:
         return {"models": self.models, "losses": self.losses, "optimizers": self.optimizers,
                 "schedulers": self.schedulers, "wiring": self.wiring.result(),
                 "loss_at_init": self.observer.loss_at_init() if self.observer else None,
-                "rung": self.rung, "precision": self.precision}
+                "rung": self.rung, "precision": self.precision,
+                "targets": self.observer.targets_seen() if self.observer else None}

@@ -119,11 +119,13 @@ def test_training_probe_simplifies_a_rung_unless_as_is():
 def test_restricted_loader_repeats_first_examples_in_order():
     ds = TensorDataset(torch.arange(10.0))
     init = DataLoader.__init__
-    args, kwargs = restricted_args(init, object(), (ds,), {"batch_size": 4, "shuffle": True}, 2)
+    args, kwargs, how = restricted_args(init, object(), (ds,),
+                                        {"batch_size": 4, "shuffle": True}, 2)
     loader = DataLoader(*args, **kwargs)
     batches = [b[0].tolist() for b in loader]
     assert batches == [[0.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0], [0.0, 1.0]]
     assert isinstance(loader.dataset, RepeatFirst) and len(loader) == 3
+    assert how == {"selection": "first", "classes": None}  # no labels in the dataset
 
 
 def test_eval_loss_with_sum_reduction_is_per_sample():

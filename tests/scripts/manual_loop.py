@@ -7,7 +7,8 @@ after each epoch, no loader)
 --slow-every K --slow S --slow-phase P (in every K-th optimizer step, that is
 steps K-1, 2K-1, ..., the first micro-batch's forward, backward or optimizer
 step sleeps S more) --loader (feed the micro-batches from a
-DataLoader instead) --print-loss (one "loss <i> <repr>" line per backward).
+DataLoader instead) --print-loss (one "loss <i> <repr>" line per backward: the
+loss function's output, before the division by --accum).
 """
 import argparse
 import time
@@ -86,8 +87,8 @@ def main():
             time.sleep(args.prep)
             x = x.contiguous()
             out = model(x)
-            loss = F.mse_loss(SleepyBackward.apply(out), y) / args.accum
-            loss.backward()
+            loss = F.mse_loss(SleepyBackward.apply(out), y)
+            (loss / args.accum).backward()
             if args.slow_phase != "optimizer":
                 extra[args.slow_phase] = 0.0
             if args.print_loss:
