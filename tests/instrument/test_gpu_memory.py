@@ -129,11 +129,11 @@ def _row(gpu_phases=None, peak=None):
     return p.writer.lines[0].rstrip("\n").split(",")
 
 
-def test_row_has_the_peak_column_last_and_empty_on_cpu():
-    assert STEP_COLUMNS[-1] == "gpu_mem_peak_bytes"
+def test_row_has_the_peak_column_after_the_device_phases_and_empty_on_cpu():
+    assert STEP_COLUMNS[-2:] == ["gpu_mem_peak_bytes", "pass_start"]
     cpu = _row()
     assert len(cpu) == len(STEP_COLUMNS)
-    assert cpu[-1] == "" and cpu[-8:-1] == [""] * 7
+    assert cpu[-2] == "" and cpu[-9:-2] == [""] * 7 and cpu[-1] == "0"
     gpu = _row([0.001] * 7, 123456789)
     assert len(gpu) == len(STEP_COLUMNS)
-    assert gpu[-1] == "123456789" and gpu[-2] == "0.001000"
+    assert gpu[-2] == "123456789" and gpu[-3] == "0.001000"
