@@ -10,7 +10,10 @@ from ..instrument.steps import LOADER_PHASES
 def _site(meta: dict) -> str:
     site = meta.get("site") or {}
     f = site.get("file") or "?"
-    return f"{os.path.basename(f)}:{site.get('line', 0)}"
+    # loaders built on one line (a function building the training and validation
+    # loaders, a framework's call) are told apart by their rank there
+    rank = site.get("index") or 0
+    return f"{os.path.basename(f)}:{site.get('line', 0)}" + (f"#{rank}" if rank else "")
 
 
 def loader_stats(loader_meta: dict, steps, batches, transform_ns_by_pid: dict,
