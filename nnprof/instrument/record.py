@@ -1,0 +1,90 @@
+"""One step's record: its phases and counts, open while measured, then written."""
+from __future__ import annotations
+
+from typing import Optional
+
+PHASES = ("data", "prep", "forward", "loss", "backward", "optimizer", "other")
+LOADER_PHASES = ("fetch", "transform", "collate")
+DATA, PREP, FORWARD, LOSS, BACKWARD, OPTIMIZER, OTHER = range(7)
+FETCH, TRANSFORM, COLLATE = range(3)
+
+
+class StepRecord:
+    """One step, open while it is measured, then handed to the sink.
+
+    Times are nanoseconds of ``time.perf_counter_ns``. ``phases`` holds the
+    seven main-process phases (they sum to ``end - start``); ``loader_phases``
+    the main-process fetch/transform/collate time (zero when loader workers did
+    the loading); ``gpu_phases`` the device-side seconds per phase when CUDA
+    events were recorded (None otherwise); ``loss_ref`` the last scalar that
+    ``backward()`` was called on, read when the step is written;
+    ``gpu_mem_peak`` the CUDA caching allocator's peak allocated bytes
+    (``torch.cuda.max_memory_allocated()``) read when the step closed, on
+    steps with a device timeline only (None otherwise). nnprof never resets
+    that statistic, so it is the high-water mark since the process started or
+    the script last called ``torch.cuda.reset_peak_memory_stats()``.
+    """
+
+    __slots__ = ("start", "end", "phases", "loader_phases", "kind", "loader", "n_forward",
+                 "n_backward", "n_optimizer", "optimizers", "loss_ref", "eval_loss_ref", "gpu",
+                 "gpu_phases", "gpu_mem_peak", "train_activity", "base", "n_batches", "ahead",
+                 "pass_start", "other_mark")
+
+    def __init__(self, start: int, loader: Optional[str] = None, gpu=None) -> None:
+        self.start = start
+        self.end = start
+        self.phases = [0, 0, 0, 0, 0, 0, 0]
+        self.loader_phases = [0, 0, 0]
+        self.kind = "eval"
+        self.loader = loader
+        self.n_forward = 0
+        self.n_backward = 0
+        self.n_optimizer = 0
+        self.optimizers: tuple = ()
+        self.loss_ref = None
+        self.eval_loss_ref = None
+        self.gpu = gpu
+        self.gpu_phases: Optional[list] = None
+        self.gpu_mem_peak: Optional[int] = None
+        self.train_activity = False
+        self.base = PREP
+        self.n_batches = 1       # loader requests (wrapped loaders: several per step)
+        self.ahead = 0           # of them, the batch a wrapper holds ahead of the loop
+        self.pass_start = False  # the first step of a pass that started loader workers
+        self.other_mark = 0      # 'other' time when the last top-level backward ended
+
+    @property
+    def spare(self) -> int:
+        """Batches this step holds beyond its own (and the one held ahead)."""
+        return self.n_batches - 1 - self.ahead
+
+    @property
+    def wall(self) -> int:
+        return self.end - self.start
+
+    @property
+    def active(self) -> bool:
+        return bool(self.n_forward or self.n_backward or self.n_optimizer)
+
+    def absorb(self, later: "StepRecord") -> None:
+        """Merge the directly following ``later`` step into this one."""
+        self.end = later.end
+        for i, v in enumerate(later.phases):
+            self.phases[i] += v
+        for i, v in enumerate(later.loader_phases):
+            self.loader_phases[i] += v
+        self.n_forward += later.n_forward
+        self.n_backward += later.n_backward
+        self.n_optimizer += later.n_optimizer
+        self.optimizers = self.optimizers + later.optimizers
+        if later.n_backward:
+            self.kind = "train"
+        if later.loss_ref is not None:
+            self.loss_ref = later.loss_ref
+        if later.eval_loss_ref is not None:
+            self.eval_loss_ref = later.eval_loss_ref
+        if self.gpu is not None and later.gpu is not None:
+            self.gpu.absorb(later.gpu)
+        if later.gpu_mem_peak is not None:
+            self.gpu_mem_peak = later.gpu_mem_peak if self.gpu_mem_peak is None \
+                else max(self.gpu_mem_peak, later.gpu_mem_peak)
