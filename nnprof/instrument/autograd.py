@@ -10,7 +10,7 @@ import threading
 
 import torch
 
-from .patching import Patches
+from .patching import Patches, compiling_check, keep_eager
 from .steps import BACKWARD, StepClock
 
 
@@ -18,6 +18,7 @@ def install(clock: StepClock, capture_loss=None) -> Patches:
     """``capture_loss(tensor)`` turns a scalar tensor into a loss reference."""
     patches = Patches()
     get_ident = threading.get_ident
+    compiling = compiling_check()  # traced by torch.compile: a plain call
 
     def loss_ref(t):
         if capture_loss is None or not isinstance(t, torch.Tensor) or t.numel() != 1:
@@ -25,6 +26,8 @@ def install(clock: StepClock, capture_loss=None) -> Patches:
         return capture_loss(t)
 
     def tensor_backward(self, *args, **kwargs):
+        if compiling():
+            return original_tensor_backward(self, *args, **kwargs)
         if get_ident() != clock.thread_id or clock.stack and clock.stack[-1] == BACKWARD:
             return original_tensor_backward(self, *args, **kwargs)
         clock.backward_enter(loss_ref(self))
@@ -36,6 +39,8 @@ def install(clock: StepClock, capture_loss=None) -> Patches:
     original_tensor_backward = patches.set(torch.Tensor, "backward", tensor_backward)
 
     def autograd_backward(tensors, *args, **kwargs):
+        if compiling():
+            return original_autograd_backward(tensors, *args, **kwargs)
         if get_ident() != clock.thread_id or clock.stack and clock.stack[-1] == BACKWARD:
             return original_autograd_backward(tensors, *args, **kwargs)
         first = tensors[0] if isinstance(tensors, (list, tuple)) and len(tensors) == 1 else tensors
@@ -48,6 +53,8 @@ def install(clock: StepClock, capture_loss=None) -> Patches:
     original_autograd_backward = patches.set(torch.autograd, "backward", autograd_backward)
 
     def autograd_grad(*args, **kwargs):
+        if compiling():
+            return original_grad(*args, **kwargs)
         if get_ident() != clock.thread_id or clock.stack and clock.stack[-1] == BACKWARD:
             return original_grad(*args, **kwargs)
         clock.backward_enter(None, counts=False)
@@ -57,4 +64,5 @@ def install(clock: StepClock, capture_loss=None) -> Patches:
             clock.pop()
 
     original_grad = patches.set(torch.autograd, "grad", autograd_grad)
+    keep_eager(tensor_backward, autograd_backward, autograd_grad)
     return patches

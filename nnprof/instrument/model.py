@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
-from .patching import Patches
+from .patching import Patches, compiling_check, eager_only, keep_eager
 from .steps import LOSS, OPTIMIZER, StepClock, in_phase
 
 FUNCTIONAL_LOSSES = tuple(sorted(
@@ -88,6 +88,7 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None) ->
     """
     patches = Patches()
     get_ident = threading.get_ident
+    compiling = compiling_check()
     is_grad_enabled = torch.is_grad_enabled
     seen: set = set()
 
@@ -129,10 +130,15 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None) ->
         return result
 
     def module_call(self, *args, **kwargs):
-        if clock.in_forward or get_ident() != clock.thread_id:
-            if (clock.in_forward and nested_kinds.get(type(self)) is not False
-                    and get_ident() == clock.thread_id and nested_loss(self)):
-                return call_loss(self, args, kwargs)
+        # first: under torch.compile the hook is traced as a plain call (see patching)
+        if compiling():
+            return original_call(self, *args, **kwargs)
+        if clock.in_forward:
+            if (nested_kinds.get(type(self)) is False or get_ident() != clock.thread_id
+                    or not nested_loss(self)):
+                return original_call(self, *args, **kwargs)
+            return call_loss(self, args, kwargs)
+        if get_ident() != clock.thread_id:
             return original_call(self, *args, **kwargs)
         kind = kinds.get(id(self), _UNSEEN)
         if kind is _UNSEEN:
@@ -167,6 +173,8 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None) ->
         name = fn.__name__
 
         def functional_loss(*args, **kwargs):
+            if compiling():
+                return fn(*args, **kwargs)
             stack = clock.stack
             if stack and stack[-1] == LOSS or get_ident() != clock.thread_id:
                 return fn(*args, **kwargs)  # inside a loss module already
@@ -178,6 +186,7 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None) ->
             if observer is not None:
                 observer(name, args, kwargs, result, kwargs.get("reduction"))
             return result
+        keep_eager(functional_loss)
         functional_loss.__wrapped__ = fn
         functional_loss.__name__ = fn.__name__
         functional_loss.__doc__ = fn.__doc__
@@ -186,6 +195,7 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None) ->
     for name in FUNCTIONAL_LOSSES:
         patches.set(F, name, make_loss(getattr(F, name)))
 
+    zero_grad = torch.nn.Module.zero_grad
     patches.set(torch.nn.Module, "zero_grad",
-                in_phase(clock, OPTIMIZER, torch.nn.Module.zero_grad))
+                eager_only(in_phase(clock, OPTIMIZER, zero_grad), zero_grad))
     return patches
