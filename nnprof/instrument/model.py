@@ -5,9 +5,12 @@ the main thread is the ``forward`` phase; any module that is a loss (a
 subclass of ``nn.modules.loss._Loss``, or a parameter-free module whose class
 is named like a loss) is the ``loss`` phase, also when a model computes its
 loss inside its own forward. Functional losses in ``torch.nn.functional`` are
-patched too. A nested module call costs one Python frame, two attribute reads
-and a dict lookup on its class: no global module hook is registered, since
-such a hook forces every submodule onto torch's slow call path.
+patched too. A nested module call takes no more Python frames than without
+nnprof (the hook does the two lines of torch's own dispatcher itself) plus the
+``torch.compile`` guard, an attribute read and a dict lookup on its class: no
+global module hook is registered, since such a hook forces every submodule onto
+torch's slow call path. Under ``torch.compile`` every hook is a plain call of
+what it wraps (see ``patching.compiling_check``).
 """
 from __future__ import annotations
 
@@ -134,8 +137,11 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None) ->
         if compiling():
             return original_call(self, *args, **kwargs)
         if clock.in_forward:
-            if (nested_kinds.get(type(self)) is False or get_ident() != clock.thread_id
-                    or not nested_loss(self)):
+            if nested_kinds.get(type(self)) is False:  # the common case: a model's part
+                if direct and self._compiled_call_impl is None:
+                    return self._call_impl(*args, **kwargs)
+                return original_call(self, *args, **kwargs)
+            if get_ident() != clock.thread_id or not nested_loss(self):
                 return original_call(self, *args, **kwargs)
             return call_loss(self, args, kwargs)
         if get_ident() != clock.thread_id:
@@ -168,6 +174,10 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None) ->
                 clock.forward_exit()
 
     original_call = patches.set(torch.nn.Module, "__call__", module_call)
+    # a submodule call then skips torch's own dispatcher (``_wrapped_call_impl``: its
+    # compiled call if any, else ``_call_impl``), doing its two lines itself: one
+    # Python frame less per submodule call
+    direct = original_call is getattr(torch.nn.Module, "_wrapped_call_impl", None)
 
     def make_loss(fn):
         name = fn.__name__
