@@ -70,6 +70,16 @@ def loss_name(cls) -> str:
     return cls.__name__
 
 
+def eager_submodules(module) -> int:
+    """Submodule calls that one forward of ``module`` makes through ``Module.__call__``:
+    none for a compiled module (``torch.compile(model)``, ``model.compile()``), whose
+    submodules run inside its graph."""
+    if getattr(module, "_compiled_call_impl", None) is not None or (
+            type(module).__name__ == "OptimizedModule" and hasattr(module, "_orig_mod")):
+        return 0
+    return sum(1 for _ in module.modules()) - 1
+
+
 FORWARD_WATCH = 3  # top-level model calls passed to ``on_forward``
 
 

@@ -7,6 +7,7 @@ steps called from the eager remainder of a compiled train step are seen.
 Dynamo is imported before the hooks are installed (as a framework that imports it
 does): it then traces the patched ``Module.__call__`` of every submodule.
 """
+import json
 import warnings
 
 import pytest
@@ -114,6 +115,15 @@ def fresh_dynamo():
     dynamo.reset()
 
 
+def test_compiled_modules_make_no_submodule_calls():
+    from nnprof.instrument.model import eager_submodules
+    model = Net()
+    assert eager_submodules(model) == 5  # body, its three layers, criterion
+    assert eager_submodules(torch.compile(model, backend="eager")) == 0
+    model.compile(backend="eager")
+    assert eager_submodules(model) == 0
+
+
 @pytest.mark.parametrize("name", list(WORKLOADS))
 def test_no_graph_break_or_recompile_of_ours(tmp_path, name):
     bare, bare_warnings, _ = run(WORKLOADS[name])
@@ -135,6 +145,11 @@ def test_no_graph_break_or_recompile_of_ours(tmp_path, name):
     if name == "module":
         assert train["loss_s"].gt(0).all()  # computed outside the compiled region
         assert len(steps[steps["kind"] == "eval"]) == STEPS
+    if name in ("module", "method"):
+        # the submodules run inside the graph: the overhead estimate counts no call of them
+        summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+        assert summary["overhead"]["calls_per_step"]["submodule"] == 0
+        assert [m["class"] for m in summary["models"]] == ["Net"]  # not torch's wrapper
     if name == "train_step":
         # backward() and opt.step() run eagerly after Dynamo's own graph break
         assert train["backward_s"].gt(0).all()
