@@ -20,23 +20,17 @@ interpreter, then on PATH; without it, or without the right to attach (ptrace),
 its ratios are null.
 
 Workloads: a tiny MLP (about 0.5 ms per step on a laptop-class CPU core), a
-small CNN (tens of ms), an input-bound loop (a DataLoader whose samples
-sleep), and many-module models: a 2-layer BERT built from a ``transformers``
-config (about 50 module calls per step) in a plain loop (``bert``), under
-``torch.compile`` (``bert_compiled``: compiled once, in the warm-up), and in
-HF ``Trainer`` (``bert_trainer``: its time per step from a callback, so that
-the Trainer's set-up is left out). They are skipped, with the reason, where
-``transformers`` (or a compiler for ``torch.compile``) is missing.
-
-Besides wall time, the main thread's CPU time per step (``time.thread_time``)
-is compared: ``nnprof cpu`` is that ratio, which other processes busy on the
-same cores disturb much less than the wall-time ratio (it leaves out what
-nnprof's sampling threads cost the process).
-
-TraceML (``traceml``), where it is installed, gets its own column, measured in
-a child process per workload (its instrumentation cannot be removed once
-started): its bare rounds first, then ``traceml.init(mode="auto")``, its
-zero-code mode, and as many rounds under it; the ratio of the two medians.
+small CNN (tens of ms), an input-bound loop (a DataLoader whose samples sleep),
+and a 2-layer BERT from a ``transformers`` config (about 50 module calls per
+step) in a plain loop (``bert``), under ``torch.compile`` (``bert_compiled``,
+compiled in the warm-up, before nnprof starts) and in HF ``Trainer``
+(``bert_trainer``, timed per step by a callback: its set-up is left out); each
+skipped, with the reason, where ``transformers`` or a compiler is missing.
+``nnprof cpu``: the ratio of the main thread's CPU time (``time.thread_time``),
+which other processes on the same cores disturb less (it leaves out nnprof's
+sampling threads). TraceML, where installed, is measured in a child process per
+workload (it cannot be removed once started): bare rounds, then as many under
+its zero-code mode (``traceml.init(mode="auto")``); the ratio of the medians.
 """
 from __future__ import annotations
 
@@ -295,6 +289,7 @@ def traceml_ratio(name: str, n: int, rounds: int):
         import traceml  # noqa: F401
     except ImportError:
         return None, "traceml is not installed (pip install traceml-ai)"
+    r = None
     try:
         r = subprocess.run([sys.executable, __file__, "--traceml-child", name, "--steps", str(n),
                             "--rounds", str(rounds)], capture_output=True, text=True,
@@ -303,7 +298,8 @@ def traceml_ratio(name: str, n: int, rounds: int):
         return data["traceml_s"] / data["bare_s"], None
     except (OSError, ValueError, IndexError, KeyError, ZeroDivisionError,
             subprocess.TimeoutExpired) as exc:
-        return None, f"traceml run failed ({exc.__class__.__name__})"
+        why = (r.stderr.strip().splitlines() or [""])[-1][-200:] if r is not None else ""
+        return None, f"traceml run failed ({why or exc.__class__.__name__})"
 
 
 def measure(fn, n: int, rounds: int, modes: dict, tmp: str, state: dict) -> dict:
@@ -319,6 +315,8 @@ def measure(fn, n: int, rounds: int, modes: dict, tmp: str, state: dict) -> dict
         for m in names[r % len(names):] + names[:r % len(names)]:
             # the previous mode's cyclic garbage (torch.profiler's results: ~80 ms to
             # free) is collected now, not by whichever mode next triggers a collection
+            if m not in modes:  # py-spy, left out earlier in this round
+                continue
             gc.collect()
             try:
                 row[m] = modes[m](fn, n, tmp)
