@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
-from .patching import Patches, compiling_check, eager_only, keep_eager
-from .steps import LOSS, OPTIMIZER, StepClock, in_phase
+from .patching import Patches, compiling_check, in_phase_eager, keep_eager
+from .steps import LOSS, OPTIMIZER, StepClock
 
 FUNCTIONAL_LOSSES = tuple(sorted(
     name for name in dir(F)
@@ -215,7 +215,6 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None) ->
     for name in FUNCTIONAL_LOSSES:
         patches.set(F, name, make_loss(getattr(F, name)))
 
-    zero_grad = torch.nn.Module.zero_grad
     patches.set(torch.nn.Module, "zero_grad",
-                eager_only(in_phase(clock, OPTIMIZER, zero_grad), zero_grad))
+                in_phase_eager(clock, OPTIMIZER, torch.nn.Module.zero_grad))
     return patches

@@ -14,8 +14,8 @@ import torch
 from torch.optim.optimizer import (register_optimizer_step_post_hook,
                                    register_optimizer_step_pre_hook)
 
-from .patching import Patches, compiling_check, eager_only, keep_eager
-from .steps import OPTIMIZER, StepClock, in_phase
+from .patching import Patches, compiling_check, in_phase_eager, keep_eager
+from .steps import OPTIMIZER, StepClock
 
 
 def install(clock: StepClock, on_optimizer=None, probe=None) -> Patches:
@@ -79,7 +79,6 @@ def install(clock: StepClock, on_optimizer=None, probe=None) -> Patches:
     patches.add_undo(h1.remove)
     patches.add_undo(h2.remove)
 
-    original = torch.optim.Optimizer.zero_grad
     patches.set(torch.optim.Optimizer, "zero_grad",
-                eager_only(in_phase(clock, OPTIMIZER, original), original))
+                in_phase_eager(clock, OPTIMIZER, torch.optim.Optimizer.zero_grad))
     return patches

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import threading
 
 import torch
 
@@ -41,20 +42,26 @@ def keep_eager(*fns) -> None:
         pass
 
 
-def eager_only(hook, original):
-    """``hook`` in eager code, ``original`` where ``torch.compile`` traces the call (one
-    more frame: for hooks called a few times per step)."""
+def in_phase_eager(clock, phase: int, method):
+    """``method`` charged to ``phase`` when called from the clock's thread (as
+    ``steps.in_phase``), and a plain call of it where ``torch.compile`` traces the
+    call: one frame, for hooks such as ``zero_grad`` that compiled code may call."""
     compiling = compiling_check()
+    get_ident = threading.get_ident
 
-    def call(*args, **kwargs):
-        if compiling():
-            return original(*args, **kwargs)
-        return hook(*args, **kwargs)
-    keep_eager(call)
-    call.__wrapped__ = original
-    call.__name__ = getattr(original, "__name__", "call")
-    call.__doc__ = getattr(original, "__doc__", None)
-    return call
+    def wrapper(self, *args, **kwargs):
+        if compiling() or get_ident() != clock.thread_id:
+            return method(self, *args, **kwargs)
+        clock.push(phase)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            clock.pop()
+    keep_eager(wrapper)
+    wrapper.__wrapped__ = method
+    wrapper.__name__ = getattr(method, "__name__", "wrapper")
+    wrapper.__doc__ = getattr(method, "__doc__", None)
+    return wrapper
 
 
 class Patches:
