@@ -1,8 +1,10 @@
 """Per-step overhead of nnprof against the bare loop, torch.profiler and py-spy.
 
 Runs the same training loops in one process, alternating the modes round after
-round after a warm-up, and prints the median time per step (measured inside the
-loop, as for every mode) and its ratio to the bare loop:
+round after a warm-up (their order rotated at each round), and prints the median
+bare time per step (measured inside the loop, as for every mode) and each mode's
+ratio to the bare loop: the median over rounds of its time over that round's bare
+time (a full garbage collection before each, so that no mode pays for another's):
 
     python benchmarks/overhead.py            # full run (a few minutes)
     python benchmarks/overhead.py --quick    # one to two minutes
@@ -18,12 +20,25 @@ interpreter, then on PATH; without it, or without the right to attach (ptrace),
 its ratios are null.
 
 Workloads: a tiny MLP (about 0.5 ms per step on a laptop-class CPU core), a
-small CNN (tens of ms) and an input-bound loop (a DataLoader whose samples
-sleep).
+small CNN (tens of ms), an input-bound loop (a DataLoader whose samples sleep),
+and a 2-layer BERT from a ``transformers`` config (about 50 module calls per
+step) in a plain loop (``bert``), under ``torch.compile`` (``bert_compiled``,
+compiled in the warm-up, before nnprof starts) and in HF ``Trainer``
+(``bert_trainer``, timed per step by a callback: its set-up is left out); each
+skipped, with the reason, where ``transformers`` or a compiler is missing.
+``nnprof cpu``: the ratio of the main thread's CPU time (``time.thread_time``),
+which other processes on the same cores disturb less (it leaves out nnprof's
+sampling threads). TraceML, where installed, is measured in a child process per
+workload (it cannot be removed once started): bare rounds, then as many under
+its zero-code mode (``traceml.init(mode="auto")``); the ratio of the medians.
 """
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
+import gc
+import io
 import json
 import os
 import shutil
@@ -95,21 +110,111 @@ def input_workload():
     return run
 
 
-WORKLOADS = {"mlp": (mlp_workload, 400), "cnn": (cnn_workload, 20), "input": (input_workload, 60)}
+class Unavailable(RuntimeError):
+    """A package or a compiler that a workload needs is missing."""
 
 
-def timed(fn, n) -> float:
-    t0 = time.perf_counter()
-    fn(n)
-    return (time.perf_counter() - t0) / n
+def _bert():
+    try:
+        from transformers import BertConfig, BertForSequenceClassification
+        from transformers.utils import logging as hf_logging
+    except ImportError as exc:
+        raise Unavailable(f"transformers is not installed ({exc.name})") from None
+    hf_logging.set_verbosity_error()
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=128,
+                        max_position_embeddings=64, num_labels=2)
+    return BertForSequenceClassification(config)
 
 
-def with_nnprof(fn, n, tmp) -> float:
+class _TokenData(Dataset):
+    def __init__(self, n):
+        g = torch.Generator().manual_seed(0)
+        self.ids = torch.randint(0, 1000, (n, 32), generator=g)
+        self.labels = torch.randint(0, 2, (n,), generator=g)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.ids[i], "labels": self.labels[i]}
+
+
+def bert_workload(compiled=False):
+    model = _bert()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    call = model
+    if compiled:
+        call = torch.compile(model)
+    data = _TokenData(8)
+    ids, labels = data.ids, data.labels
+
+    def run(n):
+        for _ in range(n):
+            opt.zero_grad()
+            call(input_ids=ids, labels=labels).loss.backward()
+            opt.step()
+    if compiled:
+        try:
+            run(2)  # compiles here, once
+        except Exception as exc:  # e.g. no C++ compiler for inductor
+            raise Unavailable(f"torch.compile failed: {exc.__class__.__name__}") from None
+    return run
+
+
+def bert_trainer_workload():
+    model = _bert()
+    try:
+        from transformers import Trainer, TrainerCallback, TrainingArguments
+    except ImportError as exc:
+        raise Unavailable(f"transformers' Trainer is unavailable ({exc})") from None
+    out = tempfile.mkdtemp(prefix="nnprof-bench-")
+    atexit.register(shutil.rmtree, out, True)
+
+    class StepClock(TrainerCallback):
+        def __init__(self):
+            self.wall, self.cpu = [], []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.wall.append(time.perf_counter())
+            self.cpu.append(time.thread_time())
+
+    def run(n):
+        """n + 1 steps of the Trainer's own loop; per step from the first step's end on."""
+        args = TrainingArguments(output_dir=out, max_steps=n + 1, per_device_train_batch_size=8,
+                                 logging_strategy="no", save_strategy="no", report_to=[],
+                                 disable_tqdm=True, use_cpu=True, dataloader_num_workers=0)
+        clock = StepClock()
+        trainer = Trainer(model=model, args=args, train_dataset=_TokenData(8 * (n + 1)),
+                          callbacks=[clock])
+        with contextlib.redirect_stdout(io.StringIO()):  # its end-of-training metrics line
+            trainer.train()
+        k = len(clock.wall) - 1
+        return ((clock.wall[-1] - clock.wall[0]) / k, (clock.cpu[-1] - clock.cpu[0]) / k)
+    return run
+
+
+WORKLOADS = {"mlp": (mlp_workload, 400), "cnn": (cnn_workload, 20), "input": (input_workload, 60),
+             "bert": (bert_workload, 150), "bert_compiled": (lambda: bert_workload(True), 150),
+             "bert_trainer": (bert_trainer_workload, 150)}
+
+
+def timed(fn, n) -> tuple:
+    """(wall s, main-thread CPU s) per step: measured by the workload where it returns
+    them (a framework's own loop), else around the whole call."""
+    t0, c0 = time.perf_counter(), time.thread_time()
+    inner = fn(n)
+    wall, cpu = (time.perf_counter() - t0) / n, (time.thread_time() - c0) / n
+    return inner if inner is not None else (wall, cpu)
+
+
+def with_nnprof(fn, n, tmp) -> tuple:
     with nnprof.profile(out=tempfile.mkdtemp(dir=tmp), progress=False):
         return timed(fn, n)
 
 
-def with_torch_profiler(fn, n, tmp) -> float:
+def with_torch_profiler(fn, n, tmp) -> tuple:
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU]):
         return timed(fn, n)
@@ -126,7 +231,7 @@ class PySpyFailed(RuntimeError):
 
 
 def _pyspy_mode(extra: list):
-    def with_pyspy(fn, n, tmp) -> float:
+    def with_pyspy(fn, n, tmp) -> tuple:
         out = os.path.join(tmp, f"pyspy-{time.monotonic_ns()}.svg")
         proc = subprocess.Popen([pyspy_exe(), "record", "-r", "100", "-o", out,
                                  "--pid", str(os.getpid()), *extra],
@@ -166,63 +271,136 @@ def pyspy_usable():
     return None
 
 
+def traceml_child(name: str, n: int, rounds: int) -> dict:
+    """In a child process: the workload's bare rounds, then as many under TraceML's
+    zero-code mode (``traceml.init(mode="auto")``)."""
+    import traceml
+    fn = WORKLOADS[name][0]()
+    timed(fn, n)  # warm-up
+    bare = [timed(fn, n)[0] for _ in range(rounds)]
+    traceml.init(mode="auto")
+    traced = [timed(fn, n)[0] for _ in range(rounds)]
+    return {"bare_s": statistics.median(bare), "traceml_s": statistics.median(traced)}
+
+
+def traceml_ratio(name: str, n: int, rounds: int):
+    """(ratio or None, why not): TraceML's ratio to bare on workload ``name``."""
+    try:
+        import traceml  # noqa: F401
+    except ImportError:
+        return None, "traceml is not installed (pip install traceml-ai)"
+    r = None
+    try:
+        r = subprocess.run([sys.executable, __file__, "--traceml-child", name, "--steps", str(n),
+                            "--rounds", str(rounds)], capture_output=True, text=True,
+                           timeout=1800)
+        data = json.loads(r.stdout.strip().splitlines()[-1])
+        return data["traceml_s"] / data["bare_s"], None
+    except (OSError, ValueError, IndexError, KeyError, ZeroDivisionError,
+            subprocess.TimeoutExpired) as exc:
+        why = (r.stderr.strip().splitlines() or [""])[-1][-200:] if r is not None else ""
+        return None, f"traceml run failed ({why or exc.__class__.__name__})"
+
+
+def measure(fn, n: int, rounds: int, modes: dict, tmp: str, state: dict) -> dict:
+    """Alternate ``modes`` round after round, the order rotated at each round; a
+    mode's ratio is the median over rounds of its time over the same round's bare
+    time (a burst of load from other processes then weighs on one round's pair,
+    not on one mode)."""
+    timed(fn, n)  # warm-up
+    rows = []
+    for r in range(rounds):
+        names = list(modes)
+        row = {}
+        for m in names[r % len(names):] + names[:r % len(names)]:
+            # the previous mode's cyclic garbage (torch.profiler's results: ~80 ms to
+            # free) is collected now, not by whichever mode next triggers a collection
+            if m not in modes:  # py-spy, left out earlier in this round
+                continue
+            gc.collect()
+            try:
+                row[m] = modes[m](fn, n, tmp)
+            except PySpyFailed as exc:  # attach refused mid-run: leave py-spy out
+                state["pyspy_problem"] = f"py-spy stopped: {exc}"
+                for k in ("pyspy", "pyspy_nonblocking"):
+                    modes.pop(k, None)
+        rows.append(row)
+
+    def ratio(m, i):
+        pairs = [row[m][i] / row["bare"][i] for row in rows if m in row]
+        return statistics.median(pairs) if pairs else None
+    bare = statistics.median(row["bare"][0] for row in rows)
+    entry = {"bare_s": bare, "steps_per_round": n, "rounds": rounds}
+    for m in ("nnprof", "torch_profiler", "pyspy", "pyspy_nonblocking"):
+        entry[f"{m}_ratio"] = ratio(m, 0)
+    entry["nnprof_overhead_us_per_step"] = (entry["nnprof_ratio"] - 1) * bare * 1e6
+    entry["nnprof_cpu_ratio"] = ratio("nnprof", 1)
+    return entry
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds and steps")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--only", default=None,
+                    help="comma-separated workloads (default: all): " + ",".join(WORKLOADS))
+    ap.add_argument("--traceml-child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     rounds = args.rounds or (5 if args.quick else 11)
     scale = 0.5 if args.quick else 1.0
+    if args.traceml_child:
+        print(json.dumps(traceml_child(args.traceml_child, args.steps, rounds)))
+        return 0
+    names = args.only.split(",") if args.only else list(WORKLOADS)
+    unknown = [w for w in names if w not in WORKLOADS]
+    if unknown:
+        ap.error(f"unknown workload(s): {', '.join(unknown)}")
     modes = {"bare": lambda fn, n, tmp: timed(fn, n), "nnprof": with_nnprof,
              "torch_profiler": with_torch_profiler}
-    pyspy_problem = pyspy_usable()
-    if pyspy_problem is None:
+    state = {"pyspy_problem": pyspy_usable()}
+    if state["pyspy_problem"] is None:
         modes["pyspy"] = with_pyspy
         modes["pyspy_nonblocking"] = with_pyspy_nonblocking
-    results = {}
+    results, skipped, traceml_problem = {}, {}, None
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (make, steps) in WORKLOADS.items():
-            fn = make()
+        for name in names:
+            make, steps = WORKLOADS[name]
             n = max(5, int(steps * scale))
-            timed(fn, n)  # warm-up
-            times = {m: [] for m in modes}
-            for _ in range(rounds):
-                for m, run in list(modes.items()):
-                    try:
-                        times[m].append(run(fn, n, tmp))
-                    except PySpyFailed as exc:  # attach refused mid-run: leave py-spy out
-                        pyspy_problem = f"py-spy stopped: {exc}"
-                        for k in ("pyspy", "pyspy_nonblocking"):
-                            modes.pop(k, None)
-                            times.pop(k, None)
-            bare = statistics.median(times["bare"])
-            entry = {"bare_s": bare, "steps_per_round": n, "rounds": rounds}
-            for m in ("nnprof", "torch_profiler", "pyspy", "pyspy_nonblocking"):
-                entry[f"{m}_ratio"] = statistics.median(times[m]) / bare if times.get(m) \
-                    else None
-            entry["nnprof_overhead_us_per_step"] = (
-                statistics.median(times["nnprof"]) - bare) * 1e6
-            results[name] = entry
+            try:
+                fn = make()
+            except Unavailable as exc:
+                skipped[name] = str(exc)
+                continue
+            results[name] = measure(fn, n, rounds, modes, tmp, state)
+            results[name]["traceml_ratio"], traceml_problem = traceml_ratio(name, n, rounds)
     if args.json:
-        print(json.dumps({"workloads": results, "torch": torch.__version__,
+        print(json.dumps({"workloads": results, "skipped": skipped, "torch": torch.__version__,
                           "threads": torch.get_num_threads(), "pyspy": pyspy_exe(),
-                          "pyspy_problem": pyspy_problem}, indent=2))
+                          "pyspy_problem": state["pyspy_problem"],
+                          "traceml_problem": traceml_problem}, indent=2))
         return 0
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {rounds} rounds, "
           "medians of the time per step; ratios to bare")
-    print(f"{'workload':10} {'bare/step':>12} {'nnprof':>8} {'+us/step':>9} "
-          f"{'torch.prof':>10} {'py-spy':>8} {'py-spy nb':>10}")
+    print(f"{'workload':13} {'bare/step':>12} {'nnprof':>8} {'+us/step':>9} {'nnprof cpu':>10} "
+          f"{'torch.prof':>10} {'py-spy':>8} {'py-spy nb':>10} {'TraceML':>8}")
 
     def ratio(v, width):
         return f"{'n/a':>{width}}" if v is None else f"{v:{width - 1}.3f}x"
     for name, e in results.items():
-        print(f"{name:10} {e['bare_s'] * 1e3:10.3f}ms {ratio(e['nnprof_ratio'], 8)} "
-              f"{e['nnprof_overhead_us_per_step']:9.1f} {ratio(e['torch_profiler_ratio'], 10)} "
-              f"{ratio(e['pyspy_ratio'], 8)} {ratio(e['pyspy_nonblocking_ratio'], 10)}")
-    print("py-spy: py-spy record -r 100 --pid (default, blocking); nb: --nonblocking")
-    if pyspy_problem:
-        print(f"py-spy: n/a, {pyspy_problem}")
+        print(f"{name:13} {e['bare_s'] * 1e3:10.3f}ms {ratio(e['nnprof_ratio'], 8)} "
+              f"{e['nnprof_overhead_us_per_step']:9.1f} {ratio(e['nnprof_cpu_ratio'], 10)} "
+              f"{ratio(e['torch_profiler_ratio'], 10)} {ratio(e['pyspy_ratio'], 8)} "
+              f"{ratio(e['pyspy_nonblocking_ratio'], 10)} {ratio(e['traceml_ratio'], 8)}")
+    for name, why in skipped.items():
+        print(f"{name:13} skipped: {why}")
+    print("py-spy: py-spy record -r 100 --pid (default, blocking); nb: --nonblocking; "
+          "nnprof cpu: main-thread CPU time ratio")
+    if state["pyspy_problem"]:
+        print(f"py-spy: n/a, {state['pyspy_problem']}")
+    if traceml_problem:
+        print(f"TraceML: n/a, {traceml_problem}")
     return 0
 
 

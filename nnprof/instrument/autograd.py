@@ -16,7 +16,7 @@ import threading
 
 import torch
 
-from .patching import Patches
+from .patching import Patches, compiling_check, keep_eager
 from .steps import BACKWARD, StepClock
 
 
@@ -27,6 +27,7 @@ def install(clock: StepClock, capture_loss=None, observer=None) -> Patches:
     patches = Patches()
     get_ident = threading.get_ident
     unscaled = getattr(observer, "unscaled", None)
+    compiling = compiling_check()  # traced by torch.compile: a plain call
 
     def loss_ref(t):
         if unscaled is not None:
@@ -36,6 +37,8 @@ def install(clock: StepClock, capture_loss=None, observer=None) -> Patches:
         return capture_loss(t)
 
     def tensor_backward(self, *args, **kwargs):
+        if compiling():
+            return original_tensor_backward(self, *args, **kwargs)
         if get_ident() != clock.thread_id or clock.stack and clock.stack[-1] == BACKWARD:
             return original_tensor_backward(self, *args, **kwargs)
         clock.backward_enter(loss_ref(self))
@@ -47,6 +50,8 @@ def install(clock: StepClock, capture_loss=None, observer=None) -> Patches:
     original_tensor_backward = patches.set(torch.Tensor, "backward", tensor_backward)
 
     def autograd_backward(tensors, *args, **kwargs):
+        if compiling():
+            return original_autograd_backward(tensors, *args, **kwargs)
         if get_ident() != clock.thread_id or clock.stack and clock.stack[-1] == BACKWARD:
             return original_autograd_backward(tensors, *args, **kwargs)
         first = tensors[0] if isinstance(tensors, (list, tuple)) and len(tensors) == 1 else tensors
@@ -59,6 +64,8 @@ def install(clock: StepClock, capture_loss=None, observer=None) -> Patches:
     original_autograd_backward = patches.set(torch.autograd, "backward", autograd_backward)
 
     def autograd_grad(*args, **kwargs):
+        if compiling():
+            return original_grad(*args, **kwargs)
         if get_ident() != clock.thread_id or clock.stack and clock.stack[-1] == BACKWARD:
             return original_grad(*args, **kwargs)
         clock.backward_enter(None, counts=False)
@@ -68,4 +75,5 @@ def install(clock: StepClock, capture_loss=None, observer=None) -> Patches:
             clock.pop()
 
     original_grad = patches.set(torch.autograd, "grad", autograd_grad)
+    keep_eager(tensor_backward, autograd_backward, autograd_grad)
     return patches

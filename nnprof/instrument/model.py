@@ -5,9 +5,12 @@ the main thread is the ``forward`` phase; any module that is a loss (a
 subclass of ``nn.modules.loss._Loss``, or a parameter-free module whose class
 is named like a loss) is the ``loss`` phase, also when a model computes its
 loss inside its own forward. Functional losses in ``torch.nn.functional`` are
-patched too. A nested module call costs one Python frame, two attribute reads
-and a dict lookup on its class: no global module hook is registered, since
-such a hook forces every submodule onto torch's slow call path.
+patched too. A nested module call takes no more Python frames than without
+nnprof (the hook does the two lines of torch's own dispatcher itself) plus the
+``torch.compile`` guard, an attribute read and a dict lookup on its class: no
+global module hook is registered, since such a hook forces every submodule onto
+torch's slow call path. Under ``torch.compile`` every hook is a plain call of
+what it wraps (see ``patching.compiling_check``).
 """
 from __future__ import annotations
 
@@ -17,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
-from .patching import Patches
-from .steps import LOSS, OPTIMIZER, StepClock, in_phase
+from .patching import Patches, compiling_check, in_phase_eager, keep_eager
+from .steps import LOSS, OPTIMIZER, StepClock
 
 FUNCTIONAL_LOSSES = tuple(sorted(
     name for name in dir(F)
@@ -67,6 +70,16 @@ def loss_name(cls) -> str:
     return cls.__name__
 
 
+def eager_submodules(module) -> int:
+    """Submodule calls that one forward of ``module`` makes through ``Module.__call__``:
+    none for a compiled module (``torch.compile(model)``, ``model.compile()``), whose
+    submodules run inside its graph."""
+    if getattr(module, "_compiled_call_impl", None) is not None or (
+            type(module).__name__ == "OptimizedModule" and hasattr(module, "_orig_mod")):
+        return 0
+    return sum(1 for _ in module.modules()) - 1
+
+
 FORWARD_WATCH = 3  # top-level model calls passed to ``on_forward``
 
 
@@ -88,6 +101,7 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None) ->
     """
     patches = Patches()
     get_ident = threading.get_ident
+    compiling = compiling_check()
     is_grad_enabled = torch.is_grad_enabled
     seen: set = set()
 
@@ -129,10 +143,18 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None) ->
         return result
 
     def module_call(self, *args, **kwargs):
-        if clock.in_forward or get_ident() != clock.thread_id:
-            if (clock.in_forward and nested_kinds.get(type(self)) is not False
-                    and get_ident() == clock.thread_id and nested_loss(self)):
-                return call_loss(self, args, kwargs)
+        # first: under torch.compile the hook is traced as a plain call (see patching)
+        if compiling():
+            return original_call(self, *args, **kwargs)
+        if clock.in_forward:
+            if nested_kinds.get(type(self)) is False:  # the common case: a model's part
+                if direct and self._compiled_call_impl is None:
+                    return self._call_impl(*args, **kwargs)
+                return original_call(self, *args, **kwargs)
+            if get_ident() != clock.thread_id or not nested_loss(self):
+                return original_call(self, *args, **kwargs)
+            return call_loss(self, args, kwargs)
+        if get_ident() != clock.thread_id:
             return original_call(self, *args, **kwargs)
         kind = kinds.get(id(self), _UNSEEN)
         if kind is _UNSEEN:
@@ -162,11 +184,17 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None) ->
                 clock.forward_exit()
 
     original_call = patches.set(torch.nn.Module, "__call__", module_call)
+    # a submodule call then skips torch's own dispatcher (``_wrapped_call_impl``: its
+    # compiled call if any, else ``_call_impl``), doing its two lines itself: one
+    # Python frame less per submodule call
+    direct = original_call is getattr(torch.nn.Module, "_wrapped_call_impl", None)
 
     def make_loss(fn):
         name = fn.__name__
 
         def functional_loss(*args, **kwargs):
+            if compiling():
+                return fn(*args, **kwargs)
             stack = clock.stack
             if stack and stack[-1] == LOSS or get_ident() != clock.thread_id:
                 return fn(*args, **kwargs)  # inside a loss module already
@@ -178,6 +206,7 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None) ->
             if observer is not None:
                 observer(name, args, kwargs, result, kwargs.get("reduction"))
             return result
+        keep_eager(functional_loss)
         functional_loss.__wrapped__ = fn
         functional_loss.__name__ = fn.__name__
         functional_loss.__doc__ = fn.__doc__
@@ -187,5 +216,5 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None) ->
         patches.set(F, name, make_loss(getattr(F, name)))
 
     patches.set(torch.nn.Module, "zero_grad",
-                in_phase(clock, OPTIMIZER, torch.nn.Module.zero_grad))
+                in_phase_eager(clock, OPTIMIZER, torch.nn.Module.zero_grad))
     return patches

@@ -14,8 +14,8 @@ import torch
 from torch.optim.optimizer import (register_optimizer_step_post_hook,
                                    register_optimizer_step_pre_hook)
 
-from .patching import Patches
-from .steps import OPTIMIZER, StepClock, in_phase
+from .patching import Patches, compiling_check, in_phase_eager, keep_eager
+from .steps import OPTIMIZER, StepClock
 
 
 def install(clock: StepClock, on_optimizer=None, probe=None) -> Patches:
@@ -24,6 +24,7 @@ def install(clock: StepClock, on_optimizer=None, probe=None) -> Patches:
     ``probe.active`` (the wiring probe of the first steps)."""
     patches = Patches()
     get_ident = threading.get_ident
+    compiling = compiling_check()  # a compiled optimizer step is not seen
     active: list = []
     alive: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
     pairs: dict = {}
@@ -49,7 +50,7 @@ def install(clock: StepClock, on_optimizer=None, probe=None) -> Patches:
     clock.partners = partners
 
     def pre(opt, args, kwargs):
-        if get_ident() != clock.thread_id:
+        if compiling() or get_ident() != clock.thread_id:
             return None
         if alive.get(id(opt)) is not opt:  # first step of this optimizer
             alive[id(opt)] = opt  # Optimizer has a __dict__: always weakly referable
@@ -64,7 +65,7 @@ def install(clock: StepClock, on_optimizer=None, probe=None) -> Patches:
         return None
 
     def post(opt, args, kwargs):
-        if get_ident() != clock.thread_id or not active:
+        if compiling() or get_ident() != clock.thread_id or not active:
             return None
         active.pop()
         clock.optimizer_step_exit(id(opt))
@@ -72,11 +73,12 @@ def install(clock: StepClock, on_optimizer=None, probe=None) -> Patches:
             probe.after_step(opt)
         return None
 
+    keep_eager(pre, post)
     h1 = register_optimizer_step_pre_hook(pre)
     h2 = register_optimizer_step_post_hook(post)
     patches.add_undo(h1.remove)
     patches.add_undo(h2.remove)
 
     patches.set(torch.optim.Optimizer, "zero_grad",
-                in_phase(clock, OPTIMIZER, torch.optim.Optimizer.zero_grad))
+                in_phase_eager(clock, OPTIMIZER, torch.optim.Optimizer.zero_grad))
     return patches

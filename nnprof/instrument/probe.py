@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .losses import CLASSIFICATION, FUNCTION_NAMES, LossObserver  # noqa: F401
+from .model import eager_submodules
 
 DROPOUT_TYPES = (nn.modules.dropout._DropoutNd,)
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
@@ -30,8 +31,9 @@ def describe_model(module: nn.Module) -> dict:
                             "p": float(getattr(m, "p", 0.0))})
         elif isinstance(m, NORM_TYPES):
             norms.append({"module": name or type(m).__name__, "class": type(m).__name__})
-    return {"name": type(module).__name__, "class": type(module).__name__,
-            "modules": sum(1 for _ in module.modules()) - 1,  # submodules: calls per forward
+    cls = type(getattr(module, "_orig_mod", module)).__name__  # torch.compile's wrapper: the model
+    return {"name": cls, "class": cls,
+            "modules": eager_submodules(module),  # submodule calls per forward
             "parameters": int(sum(p.numel() for p in params)),
             "trainable": int(sum(p.numel() for p in params if p.requires_grad)),
             "dropout": dropout[:50], "norms": norms[:50]}
