@@ -18,7 +18,7 @@ Rules (shares are of *sampled* time: py-spy leaves idle threads out):
 * **phase** (main thread only): the phase of the innermost nnprof wrapper in
   the stack: ``module_call`` -> forward, ``call_loss``/``functional_loss`` ->
   loss, ``tensor_backward``/``autograd_backward``/``autograd_grad`` ->
-  backward, the optimizer hooks, the ``in_phase`` wrappers (``zero_grad``)
+  backward, the optimizer hooks, the ``in_phase_eager`` wrappers (``zero_grad``)
   and torch's ``profile_hook_step`` wrapper (``optimizer.step()``) ->
   optimizer, ``iter_next``/``loader_iter`` -> data; no wrapper -> other.
 * **self** time of a function: samples where it is the innermost frame;
@@ -64,7 +64,7 @@ _WRAPPERS = {
     ("nnprof/instrument/autograd.py", "autograd_grad"): "backward",
     ("nnprof/instrument/optim.py", "pre"): "optimizer",
     ("nnprof/instrument/optim.py", "post"): "optimizer",
-    ("nnprof/instrument/steps.py", "wrapper"): "optimizer",
+    ("nnprof/instrument/steps.py", "wrapper"): "optimizer",  # zero_grad, in older runs
     ("nnprof/instrument/patching.py", "wrapper"): "optimizer",  # zero_grad
     ("torch/optim/optimizer.py", "wrapper"): "optimizer",
     ("nnprof/instrument/loader.py", "iter_next"): "data",

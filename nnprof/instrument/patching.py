@@ -43,9 +43,9 @@ def keep_eager(*fns) -> None:
 
 
 def in_phase_eager(clock, phase: int, method):
-    """``method`` charged to ``phase`` when called from the clock's thread (as
-    ``steps.in_phase``), and a plain call of it where ``torch.compile`` traces the
-    call: one frame, for hooks such as ``zero_grad`` that compiled code may call."""
+    """``method`` charged to ``phase`` when called from the clock's thread, and a
+    plain call of it where ``torch.compile`` traces the call: one frame, for hooks
+    such as ``zero_grad`` that compiled code may call."""
     compiling = compiling_check()
     get_ident = threading.get_ident
 

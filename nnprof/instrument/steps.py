@@ -56,23 +56,6 @@ IDLE, LOADER_STEP, FREE_STEP = 0, 1, 2
 MICRO_LIMIT = 32  # free train steps held back before an optimizer step shows up
 
 
-def in_phase(clock: "StepClock", phase: int, method):
-    """``method`` wrapped so that its calls from the clock's thread are charged to ``phase``."""
-    get_ident = threading.get_ident
-
-    def wrapper(self, *args, **kwargs):
-        if get_ident() != clock.thread_id:
-            return method(self, *args, **kwargs)
-        clock.push(phase)
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            clock.pop()
-    wrapper.__wrapped__ = method
-    wrapper.__name__ = getattr(method, "__name__", "wrapper")
-    return wrapper
-
-
 class StopRun(BaseException):
     """Raised inside the script to stop it at ``--max-steps`` / ``--max-time``.
 
