@@ -257,19 +257,25 @@ def cmd_check(argv: list) -> int:
     return check.exit_code
 
 
-COMMANDS = {"profile": cmd_profile, "check": cmd_check, "report": cmd_report,
-            "compare": cmd_compare}
+def cmd_sweep(argv: list) -> int:
+    from .sweepcli import cmd_sweep as run
+    return run(argv)
+
+
+COMMANDS = {"profile": cmd_profile, "check": cmd_check, "sweep": cmd_sweep,
+            "report": cmd_report, "compare": cmd_compare}
 
 
 def main(argv: Optional[list] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: nnprof {profile,check,report,compare} ...\n\n"
+        print("usage: nnprof {profile,check,sweep,report,compare} ...\n\n"
               "  profile   run a training script and profile its steps\n"
               "  check     the overfit ladder: wiring, loss at init, fitting a few examples\n"
-              "  report    render a run or check directory again (terminal, html, json)\n"
+              "  sweep     many trials of the script in parallel, the weak ones pruned early\n"
+              "  report    render a run, check or sweep directory again (terminal, html, json)\n"
               "  compare   two runs side by side: what got faster or slower\n\n"
-              "nnprof profile --help (or check --help) for the options.")
+              "nnprof profile --help (or check --help, sweep --help) for the options.")
         return 0 if argv else EXIT_BAD_INPUT
     if argv[0] == "--version":
         print(f"nnprof {__version__}")

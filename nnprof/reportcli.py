@@ -38,8 +38,9 @@ def _emit(text: str, output: Optional[str], default: Optional[str] = None) -> No
 
 def cmd_report(argv: list) -> int:
     p = _Parser(prog="nnprof report",
-                description="Render a run directory (finished, crashed or killed) or a check "
-                            "directory again, without re-running anything.")
+                description="Render a run directory (finished, crashed or killed), a check "
+                            "directory or a sweep directory again, without re-running "
+                            "anything.")
     p.add_argument("run_dir")
     p.add_argument("--format", choices=("terminal", "html", "json"), default="terminal")
     p.add_argument("-o", "--output", metavar="FILE",
@@ -49,6 +50,8 @@ def cmd_report(argv: list) -> int:
     tty = sys.stdout.isatty() and opts.output in (None, "-")
     if os.path.isfile(os.path.join(opts.run_dir, "check.json")):
         return _report_check(opts, tty)
+    if os.path.isfile(os.path.join(opts.run_dir, "sweep.json")):
+        return _report_sweep(opts, tty)
     run, summary = _load(opts.run_dir)
     text = get(opts.format, color=tty, width=_width(tty)).render(summary, run)
     _emit(text, opts.output, os.path.join(opts.run_dir, "report.html")
@@ -74,6 +77,28 @@ def _report_check(opts, tty: bool) -> int:
     else:
         from .renderers.checklist import render_checklist
         text = render_checklist(check, color=tty, width=_width(tty))
+    _emit(text, opts.output, os.path.join(opts.run_dir, "report.html")
+          if opts.format == "html" else None)
+    return 0
+
+
+def _report_sweep(opts, tty: bool) -> int:
+    """The leaderboard of a sweep directory, from its ``sweep.json`` (the study is
+    not contacted)."""
+    from .sweep.record import load_record
+    try:
+        rec = load_record(opts.run_dir)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if opts.format == "json":
+        import json
+        text = json.dumps(rec, indent=2) + "\n"
+    elif opts.format == "html":
+        from .renderers.sweeppage import render_sweep_html
+        text = render_sweep_html(rec)
+    else:
+        from .renderers.leaderboard import render_leaderboard
+        text = render_leaderboard(rec, color=tty, width=_width(tty))
     _emit(text, opts.output, os.path.join(opts.run_dir, "report.html")
           if opts.format == "html" else None)
     return 0

@@ -35,7 +35,7 @@ class HtmlRenderer(Renderer):
         steps = s.get("steps") or {}
         status = s.get("status")
         cls = {"completed": "ok", "stopped": "ok", "incomplete": "warn",
-               "interrupted": "warn"}.get(status, "bad")
+               "interrupted": "warn", "pruned": "warn"}.get(status, "bad")
         argv = " ".join(str(a) for a in s.get("argv") or [])
         code = s.get("exit_code")
         facts = [f"{steps.get('train', 0)} train + {steps.get('eval', 0)} eval steps",

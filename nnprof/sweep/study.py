@@ -1,0 +1,174 @@
+"""The Optuna side of a sweep: where the study lives, the pruner a ``--prune``
+spec names (with the rule it follows, in words), and the trials a sweep that is
+gone left ``running``.
+
+Only the sweep process talks to the storage; trials never do, so a stopped trial
+can never leave it locked.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass
+from typing import Optional
+
+JOURNAL = "study.log"
+PRUNE_KINDS = "median|percentile:P|asha|hyperband|patience:N|none"
+
+
+class StudyError(Exception):
+    """A storage that cannot be opened or used (one line for the user)."""
+
+
+def redact(url: str) -> str:
+    """A storage URL fit to print: the password hidden."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+def open_storage(url: Optional[str], sweep_dir: str):
+    """The study's storage: the journal file in the sweep directory by default, an
+    RDB URL (``postgresql://``, ``mysql://``, ``sqlite:///``) or a Redis journal
+    (``redis://``). Returns (storage, description)."""
+    import optuna
+    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if not url:
+        path = os.path.join(sweep_dir, JOURNAL)
+        try:
+            backend = JournalFileBackend(path, lock_obj=JournalFileOpenLock(path))
+            return JournalStorage(backend), f"journal file {JOURNAL} in the sweep directory"
+        except Exception as exc:
+            raise StudyError(f"cannot open the study journal {path}: {_why(exc)}") from None
+    shown = redact(url)
+    try:
+        if url.startswith(("redis://", "rediss://", "unix://")):
+            from optuna.storages.journal import JournalRedisBackend
+            backend = JournalRedisBackend(url)
+            backend._redis.ping()  # fail now, in one line, rather than at the first trial
+            return JournalStorage(backend), shown
+        if "://" not in url:
+            raise StudyError(f"--storage {shown!r}: not a database URL (postgresql://..., "
+                             "sqlite:///..., redis://...)")
+        storage = RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        return storage, shown
+    except StudyError:
+        raise
+    except Exception as exc:
+        raise StudyError(f"cannot reach the storage {shown}: {_why(exc)}") from None
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    # SQLAlchemy wraps the driver's message: "(psycopg2.OperationalError) connection ..."
+    first = re.sub(r"^\([\w.]+\)\s*", "", first)
+    return f"{exc.__class__.__name__}: {first}"[:300]
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    kind: str  # median | percentile | asha | hyperband | patience | none
+    arg: Optional[float] = None
+
+
+def parse_prune(text: str) -> PruneSpec:
+    kind, _, arg = text.partition(":")
+    if kind in ("median", "asha", "hyperband", "none") and not arg:
+        return PruneSpec(kind)
+    if kind == "percentile":
+        try:
+            p = float(arg)
+        except ValueError:
+            p = -1.0
+        if not 0 < p < 100:
+            raise ValueError(f"percentile:P needs 0 < P < 100, got {text!r}")
+        return PruneSpec(kind, p)
+    if kind == "patience":
+        try:
+            n = int(arg)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"patience:N needs a positive integer N, got {text!r}")
+        return PruneSpec(kind, n)
+    raise ValueError(f"unknown pruner {text!r} (choose from {PRUNE_KINDS})")
+
+
+def make_pruner(spec: PruneSpec, min_trials: int, every: float, unit: str):
+    """(pruner, rule in words). No pruner acts before ``min_trials`` trials have
+    reported at the point in question, so that the first trials are not pruned by
+    chance; ``every`` is the report interval (the first rung of asha/hyperband)."""
+    from optuna import pruners
+    at = f"the same {unit}"
+    step = max(1, int(round(every)))
+    if spec.kind == "median":
+        return (pruners.MedianPruner(n_startup_trials=min_trials, n_min_trials=min_trials),
+                f"median: stop a trial whose best value so far is worse than the median of "
+                f"the other trials at {at}, once {min_trials} trials have finished and "
+                f"{min_trials} have reported at that {unit}")
+    if spec.kind == "percentile":
+        p = spec.arg
+        return (pruners.PercentilePruner(p, n_startup_trials=min_trials,
+                                         n_min_trials=min_trials),
+                f"percentile {p:g}: stop a trial whose best value so far is outside the "
+                f"best {p:g}% of the trials at {at}, once {min_trials} trials have finished "
+                f"and {min_trials} have reported at that {unit}")
+    if spec.kind == "asha":
+        return (pruners.SuccessiveHalvingPruner(min_resource=step, reduction_factor=3,
+                                                bootstrap_count=min_trials),
+                f"asha: successive halving with rungs at {step}, {3 * step}, {9 * step}, ... "
+                f"{unit}s; at each rung only the best third go on, once {min_trials} trials "
+                "have reached it")
+    if spec.kind == "hyperband":
+        return (pruners.HyperbandPruner(min_resource=step, reduction_factor=3,
+                                        bootstrap_count=min_trials),
+                f"hyperband: brackets of successive halving from {step} {unit}s up to the "
+                f"length of the first finished trial, best third go on, once {min_trials} "
+                "trials have reached a rung")
+    if spec.kind == "patience":
+        n = int(spec.arg)
+        return (pruners.PatientPruner(None, patience=n),
+                f"patience {n}: stop a trial whose value has not improved in {n} reports "
+                "in a row (on its own, whatever the other trials do)")
+    return pruners.NopPruner(), "none: every trial runs to its end"
+
+
+def make_sampler(seed: Optional[int]):
+    from optuna.samplers import TPESampler
+    return TPESampler(seed=seed)
+
+
+def host_id() -> str:
+    return socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_running(study, only_local: bool) -> list:
+    """Trials left ``running`` by a sweep process that is gone. With the embedded
+    journal (``only_local`` False) no other sweep can be using the study, so every
+    running trial is stale; with a shared storage only this machine's trials whose
+    sweep process is dead are."""
+    from optuna.trial import TrialState
+    out = []
+    me = host_id()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        attrs = t.user_attrs
+        if only_local:
+            if attrs.get("host") != me:
+                continue
+            pid = attrs.get("sweep_pid")
+            if isinstance(pid, int) and pid != os.getpid() and pid_alive(pid):
+                continue
+        out.append(t)
+    return out

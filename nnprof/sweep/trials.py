@@ -1,0 +1,183 @@
+"""Trial processes: each an ordinary ``python -m nnprof profile`` child run in its
+own run directory, in its own process group, so that stopping a trial stops its
+loader workers too; and a trial dies with the sweep that started it (Linux:
+the parent-death signal), however the sweep ends.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Optional
+
+from ..subrun import OUTPUT_LOG
+
+GRACE_S = 10.0  # SIGTERM, then SIGKILL after this long
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent is already gone
+            os._exit(143)
+    except Exception:
+        pass
+
+
+def profile_command(target, run_dir: str, args: list, budget: Optional[float] = None,
+                    max_steps: Optional[int] = None, max_time: Optional[float] = None) -> list:
+    cmd = [sys.executable, "-m", "nnprof", "profile", "--quiet", "--no-progress",
+           "--out", run_dir]
+    if budget is not None:
+        cmd += ["--budget", repr(float(budget))]
+    if max_steps is not None:
+        cmd += ["--max-steps", str(max_steps)]
+    if max_time is not None:
+        cmd += ["--max-time", repr(float(max_time))]
+    cmd += ["-m", target.module] if target.module else ["--", target.path]
+    return cmd + list(args)
+
+
+def visible_gpus() -> list:
+    """The GPUs trials may use: CUDA_VISIBLE_DEVICES as set, else what NVML counts."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+        try:
+            return [str(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return []
+
+
+def slot_env(slot: int, parallel: int, cores: int, gpus: list) -> dict:
+    """The environment of a trial in ``slot``: its share of the cores, its GPU."""
+    env = dict(os.environ)
+    for name in ("NNPROF_RUNG",):
+        env.pop(name, None)
+    threads = max(1, cores // max(1, parallel))
+    env["OMP_NUM_THREADS"] = str(threads)
+    env["MKL_NUM_THREADS"] = str(threads)
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    return env
+
+
+class TrialProcess:
+    """One running trial. ``poll()`` tells its exit without reaping it first, so that
+    what is left of its process group (loader workers) can still be stopped."""
+
+    def __init__(self, cmd: list, run_dir: str, env: dict) -> None:
+        self.run_dir = run_dir
+        self.log = open(os.path.join(run_dir, OUTPUT_LOG), "wb")
+        try:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+                env=env, start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        except BaseException:
+            self.log.close()
+            raise
+        self.pid = self.proc.pid
+        self.started = time.monotonic()
+        self.ended: Optional[float] = None
+        self.returncode: Optional[int] = None
+
+    def poll(self) -> Optional[int]:
+        if self.returncode is not None:
+            return self.returncode
+        if self.proc.poll() is None:
+            return None
+        self._finish()
+        return self.returncode
+
+    def _finish(self) -> None:
+        self._kill_group(signal.SIGKILL)  # workers the trial left behind
+        self.returncode = self.proc.returncode
+        self.ended = time.monotonic()
+        try:
+            self.log.close()
+        except OSError:
+            pass
+
+    def _kill_group(self, sig) -> None:
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop(self, grace_s: float = GRACE_S) -> int:
+        """SIGTERM to the whole group (the trial writes its run directory), SIGKILL
+        after ``grace_s``; returns the exit code."""
+        if self.returncode is not None:
+            return self.returncode
+        self._kill_group(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            self._kill_group(signal.SIGKILL)
+            self.proc.wait()
+        self._finish()
+        return self.returncode
+
+    @property
+    def exit_code(self) -> Optional[int]:
+        rc = self.returncode
+        return None if rc is None else (128 - rc if rc < 0 else rc)
+
+    @property
+    def duration_s(self) -> float:
+        return (self.ended or time.monotonic()) - self.started
+
+
+def tail_lines(run_dir: str, n: int = 15) -> list:
+    from ..subrun import _OWN_LINES
+    try:
+        with open(os.path.join(run_dir, OUTPUT_LOG), errors="replace") as fh:
+            lines = [ln.rstrip() for ln in fh if not ln.startswith(_OWN_LINES)]
+    except OSError:
+        return []
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines[-n:]
+
+
+def trial_summary(run_dir: str) -> Optional[dict]:
+    """The trial's summary: ``summary.json``, or rebuilt from what it streamed."""
+    from ..run import Run
+    try:
+        return Run.load(run_dir).summary()
+    except Exception:
+        return None
+
+
+def mark_pruned(run_dir: str, at: int, resource: str, value) -> Optional[dict]:
+    """Status ``pruned`` in the trial's ``summary.json`` (written from what it streamed
+    when the trial did not get to write it), and its report made again."""
+    from ..run import Run, write_json
+    from ..summary import _clean
+    try:
+        run = Run.load(run_dir)
+        summary = run.summary()
+    except Exception:
+        return None
+    summary["status"] = "pruned"
+    summary["pruned"] = {"at": at, "resource": resource, "value": value}
+    notices = summary.setdefault("notices", [])
+    notices.append(f"pruned by nnprof sweep at {resource} {at}")
+    summary = _clean(summary)
+    try:
+        write_json(os.path.join(run_dir, "summary.json"), summary)
+        from ..renderers import write_run_reports
+        write_run_reports(Run.load(run_dir), summary)
+    except Exception:
+        pass
+    return summary
