@@ -44,8 +44,11 @@ def open_storage(url: Optional[str], sweep_dir: str):
     shown = redact(url)
     try:
         if url.startswith(("redis://", "rediss://", "unix://")):
+            import warnings
             from optuna.storages.journal import JournalRedisBackend
-            backend = JournalRedisBackend(url)
+            with warnings.catch_warnings():  # "experimental": nothing the user can act on
+                warnings.simplefilter("ignore")
+                backend = JournalRedisBackend(url)
             backend._redis.ping()  # fail now, in one line, rather than at the first trial
             return JournalStorage(backend), shown
         if "://" not in url:
@@ -129,7 +132,11 @@ def make_pruner(spec: PruneSpec, min_trials: int, every: float, unit: str):
                 "trials have reached a rung")
     if spec.kind == "patience":
         n = int(spec.arg)
-        return (pruners.PatientPruner(None, patience=n),
+        import warnings
+        with warnings.catch_warnings():  # "experimental": nothing the user can act on
+            warnings.simplefilter("ignore")
+            patient = pruners.PatientPruner(None, patience=n)
+        return (patient,
                 f"patience {n}: stop a trial whose value has not improved in {n} reports "
                 "in a row (on its own, whatever the other trials do)")
     return pruners.NopPruner(), "none: every trial runs to its end"

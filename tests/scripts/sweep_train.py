@@ -22,6 +22,7 @@ ap.add_argument("--no-val", action="store_true")
 ap.add_argument("--sleep", type=float, default=0.0)
 args = ap.parse_args()
 
+print(f"threads {torch.get_num_threads()}", flush=True)
 torch.manual_seed(0)
 n = 32 * args.batches
 x = torch.randn(n + 128, 8)
