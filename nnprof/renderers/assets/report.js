@@ -200,7 +200,81 @@
                  plugins: { title: title('Per-phase time per train step') } } });
   }
 
-  var pages = { run: runPage, check: checkPage, compare: comparePage };
+  function sweepPage() {
+    var T = D.trials || [], word = D.resource || 'pass', metric = D.metric || 'value';
+    var palette = ['#4e79a7', '#f28e2b', '#59a14f', '#76b7b2', '#edc948', '#b07aa1', '#9c755f'];
+    var isBest = function (t) { return D.best != null && t.number === D.best; };
+    var curves = T.filter(function (t) { return t.curve && t.curve.length; });
+    if (curves.length) {
+      var sets = curves.map(function (t, k) {
+        var best = isBest(t), pruned = t.state === 'pruned', last = t.curve.length - 1;
+        var color = best ? RED : (pruned ? GREY : palette[k % palette.length]);
+        var at = function (end, other) {
+          return t.curve.map(function (_, i) { return pruned && i === last ? end : other; });
+        };
+        return { label: 'trial ' + t.number + (best ? ' (best)' : (t.state === 'complete' ? ''
+                                               : ' (' + t.state + ')')),
+                 data: t.curve.map(function (p) { return { x: p[0], y: p[1] }; }),
+                 borderColor: color, backgroundColor: color, borderWidth: best ? 3 : 1.2,
+                 borderDash: pruned ? [4, 3] : [], order: best ? 0 : 1, fill: false,
+                 pointStyle: at('crossRot', 'circle'), pointRadius: at(7, best ? 3 : 1.5),
+                 pointBorderWidth: at(2.5, 1) };
+      });
+      make('chart-curves', { type: 'line', data: { datasets: sets }, options: {
+        scales: { x: { type: 'linear', title: { display: true, text: word } },
+                  y: { title: { display: true, text: metric + ' (' + D.direction + ')' } } },
+        plugins: { title: title('Every trial\'s ' + metric + ' per ' + word),
+                   legend: { display: sets.length <= 12 } } } });
+      note('curves-note', 'Red, thick: the best trial. Grey, dashed: pruned trials, a cross ' +
+           'where each stopped.' + (sets.length > 12 ? ' Hover a line for its trial.' : ''));
+    } else { drop('chart-curves', 'No trial reported an intermediate value yet.'); }
+
+    (D.params || []).forEach(function (p, i) {
+      var id = 'chart-param-' + i, cat = p.kind === 'choice', log = p.log && !cat;
+      var labels = cat ? (p.choices || []).map(String) : [];
+      var xOf = function (t) {
+        var v = t.params ? t.params[p.name] : null;
+        if (v == null) { return null; }
+        if (cat) {
+          v = String(v);
+          if (labels.indexOf(v) < 0) { labels.push(v); }
+          return v;
+        }
+        return typeof v === 'number' && isFinite(v) && (!log || v > 0) ? v : null;
+      };
+      var pts = function (keep, key) {
+        return T.filter(keep).map(function (t) {
+          return { x: xOf(t), y: t[key], n: t.number };
+        }).filter(function (q) { return q.x != null && q.y != null; });
+      };
+      var sets = [
+        { label: 'complete', data: pts(function (t) {
+            return t.state === 'complete' && !isBest(t); }, 'value'),
+          borderColor: '#4e79a7', backgroundColor: '#4e79a7', pointRadius: 4 },
+        { label: 'pruned (last value)', data: pts(function (t) {
+            return t.state === 'pruned'; }, 'last'),
+          borderColor: GREY, backgroundColor: GREY, pointStyle: 'crossRot', pointRadius: 6,
+          pointBorderWidth: 2 },
+        { label: 'best', data: pts(function (t) { return isBest(t) && t.state === 'complete'; },
+                                   'value'),
+          borderColor: RED, backgroundColor: RED, pointStyle: 'star', pointRadius: 8,
+          pointBorderWidth: 2 }].filter(function (d) { return d.data.length; });
+      if (!sets.length) { drop(id, 'No trial has a value for ' + p.name + ' yet.'); return; }
+      var x = cat ? { type: 'category', labels: labels, offset: true }
+                  : { type: log ? 'logarithmic' : 'linear',
+                      ticks: { maxRotation: 0, autoSkipPadding: 12 } };
+      x.title = { display: true, text: p.name + (log ? ' (log scale)' : '') };
+      make(id, { type: 'scatter', data: { datasets: sets }, options: {
+        scales: { x: x, y: { title: { display: true, text: metric } } },
+        plugins: { title: title(metric + ' against ' + p.name),
+                   tooltip: { callbacks: { label: function (c) {
+                     return 'trial ' + c.raw.n + ': ' + p.name + ' ' + c.raw.x + ', ' + metric +
+                            ' ' + c.raw.y;
+                   } } } } } });
+    });
+  }
+
+  var pages = { run: runPage, check: checkPage, compare: comparePage, sweep: sweepPage };
   try {
     (pages[D.kind] || function () {})();
     document.body.setAttribute('data-charts', 'drawn');
