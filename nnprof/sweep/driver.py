@@ -17,7 +17,7 @@ from . import study as st
 from .record import build_record
 from .space import Space
 from .tail import TrialTail, due_reports
-from .trials import (TrialProcess, mark_pruned, profile_command, slot_env, tail_lines,
+from .trials import (TrialProcess, mark_pruned, mark_run, profile_command, slot_env, tail_lines,
                      trial_summary, visible_gpus)
 
 POLL_S = 0.5
@@ -260,9 +260,10 @@ class Sweep:
                 for other in list(self.running.values()):
                     other.last_step = 0
                 self._report(r, final=True)
-        if not r.reported:
+        pts = r.tail.points(self.metric_used, self.s.resource)
+        if not pts:
             return self._fail(r, f"no {self.metric_used} was measured", [])
-        value = r.reported[-1][1]
+        value = pts[-1][1]  # where the trial ended, which need not fall on a tick
         if value != value or value in (float("inf"), float("-inf")):
             return self._fail(r, f"{self.metric_used} is {value} (the run diverged)", [])
         self.study.tell(r.trial, value)
@@ -376,7 +377,9 @@ class Sweep:
         for r in list(self.running.values()):
             try:
                 self._report(r, final=True)
-                self._common_attrs(r, trial_summary(r.run_dir))
+                summary = mark_run(r.run_dir, None, {}, f"stopped: the sweep was {why}",
+                                   r.proc.exit_code)
+                self._common_attrs(r, summary)
                 r.trial.set_user_attr("error", f"stopped: the sweep was {why}")
                 self.study.tell(r.trial, state=_state("FAIL"))
             except Exception:

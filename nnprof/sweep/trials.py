@@ -160,19 +160,32 @@ def trial_summary(run_dir: str) -> Optional[dict]:
 
 
 def mark_pruned(run_dir: str, at: int, resource: str, value) -> Optional[dict]:
-    """Status ``pruned`` in the trial's ``summary.json`` (written from what it streamed
-    when the trial did not get to write it), and its report made again."""
+    """Status ``pruned`` in the trial's ``summary.json``, and its report made again."""
+    return mark_run(run_dir, "pruned", {"pruned": {"at": at, "resource": resource,
+                                                   "value": value}},
+                    f"pruned by nnprof sweep at {resource} {at}")
+
+
+def mark_run(run_dir: str, status: Optional[str], extra: dict, notice: str,
+             exit_code: Optional[int] = None) -> Optional[dict]:
+    """Put ``status`` (None: keep the trial's own) in the trial's ``summary.json``,
+    written from what it streamed when the trial was stopped before it could write
+    it, and make its report again."""
     from ..run import Run, write_json
     from ..summary import _clean
     try:
         run = Run.load(run_dir)
-        summary = run.summary()
+        stored = run.summary_file
+        summary = stored if stored is not None else run.summary()
     except Exception:
         return None
-    summary["status"] = "pruned"
-    summary["pruned"] = {"at": at, "resource": resource, "value": value}
-    notices = summary.setdefault("notices", [])
-    notices.append(f"pruned by nnprof sweep at {resource} {at}")
+    if status is None and stored is not None:
+        return stored
+    summary["status"] = status or "interrupted"
+    if stored is None and exit_code is not None:
+        summary["exit_code"] = exit_code
+    summary.update(extra)
+    summary.setdefault("notices", []).append(notice)
     summary = _clean(summary)
     try:
         write_json(os.path.join(run_dir, "summary.json"), summary)
