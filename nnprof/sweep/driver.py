@@ -17,8 +17,8 @@ from . import study as st
 from .record import build_record
 from .space import Space
 from .tail import TrialTail, due_reports
-from .trials import (TrialProcess, mark_pruned, mark_run, profile_command, slot_env, tail_lines,
-                     trial_summary, visible_gpus)
+from .trials import (TrialProcess, mark_pruned, mark_run, profile_command, slot_env,
+                     tail_lines, trial_summary)
 
 POLL_S = 0.5
 

@@ -1,0 +1,177 @@
+"""What pruning and --parallel buy in ``nnprof sweep``, measured side by side.
+
+1. Pruning: the same sweep (same trials, same seed) with ``--prune none`` and with
+   ``--prune median`` (and any other --prunes given) on a script with a known best
+   region of its learning rate (a small classifier, SGD: validation loss lowest for lr
+   in [0.1, 2]; below 0.01 it hardly learns; each epoch also waits --epoch-s seconds,
+   the stand-in for real work). Printed: trial-seconds spent (the sum of the trials'
+   durations), wall time, trials pruned, the best value and its lr, and whether that lr
+   lies in the known region. Goal: pruning saves >= 40% of trial-seconds for the same
+   best value.
+2. --parallel: the same trials with --parallel 1 and 2, once for trials that sleep
+   (input-bound: waiting, as for data) and once for CPU-bound trials (matrix products
+   on every core torch is given). Goal: >= 1.6x less wall time for sleeping trials on
+   2 cores; for CPU-bound trials, what it does is printed as measured.
+
+    python benchmarks/sweep.py                   # both parts (a few minutes on 2 cores)
+    python benchmarks/sweep.py --only pruning --trials 16
+    python benchmarks/sweep.py --json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SCRIPT = r'''
+import argparse, time
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--lr", type=float, default=0.1)
+ap.add_argument("--epochs", type=int, default=10)
+ap.add_argument("--epoch-s", type=float, default=0.5)
+ap.add_argument("--mode", choices=("train", "sleep", "cpu"), default="train")
+ap.add_argument("--work-s", type=float, default=3.0)
+args = ap.parse_args()
+torch.manual_seed(0)
+if args.mode != "train":      # 20 steps: each waits (sleep) or computes (cpu), then learns
+    w = torch.zeros(8, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=args.lr)
+    a = torch.randn(768, 768)
+    for step in range(20):
+        if args.mode == "sleep":  # input-bound: waiting, as for data
+            time.sleep(args.work_s / 20)
+        else:                     # CPU-bound: a fixed amount of arithmetic per step
+            for _ in range(int(args.work_s * 2)):
+                a = torch.tanh(a @ a / 768)
+        loss = ((w - 1) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    raise SystemExit(0)
+x = torch.randn(1152, 16)
+y = (x @ torch.randn(16, 4)).argmax(1)
+train = DataLoader(TensorDataset(x[:1024], y[:1024]), batch_size=64, shuffle=True)
+val = DataLoader(TensorDataset(x[1024:], y[1024:]), batch_size=128)
+model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+opt = torch.optim.SGD(model.parameters(), lr=args.lr)
+loss_fn = nn.CrossEntropyLoss()
+for epoch in range(args.epochs):
+    for xb, yb in train:
+        loss = loss_fn(model(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    time.sleep(args.epoch_s)
+    with torch.no_grad():
+        v = sum(loss_fn(model(xb), yb).item() for xb, yb in val)
+    print(f"epoch {epoch} val {v:.4f}", flush=True)
+'''
+REGION = (0.1, 2.0)
+
+
+def nnprof(args: list, cwd: str) -> tuple:
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "nnprof", *map(str, args)], cwd=cwd,
+                       capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        sys.exit(f"sweep failed ({r.returncode}):\n{r.stderr[-3000:]}")
+    return wall, r
+
+
+def run_sweep(tmp: str, name: str, options: list, script_args: list) -> dict:
+    out = os.path.join(tmp, name)
+    wall, _ = nnprof(["sweep", "--out", out, "--no-live", *options, os.path.join(tmp, "t.py"),
+                      *script_args], tmp)
+    rec = json.loads(Path(out, "sweep.json").read_text())
+    trials = rec["trials"]
+    best = rec.get("best") or {}
+    return {"name": name, "wall_s": wall,
+            "trial_s": sum(t.get("duration_s") or 0 for t in trials),
+            "trials": len(trials), "pruned": sum(t["state"] == "pruned" for t in trials),
+            "best": best.get("value"), "best_lr": (best.get("params") or {}).get("lr"),
+            "saved_s_estimate": rec["pruning"].get("saved_s")}
+
+
+def pruning(tmp: str, args) -> list:
+    common = ["--trials", args.trials, "--parallel", args.parallel, "--seed", args.seed,
+              "-p", "lr=loguniform:1e-4:3"]
+    script = ["--epochs", args.epochs, "--epoch-s", args.epoch_s]
+    rows = [run_sweep(tmp, "none", [*common, "--prune", "none"], script)]
+    for rule in args.prune:
+        rows.append(run_sweep(tmp, rule.replace(":", "-"), [*common, "--prune", rule], script))
+    return rows
+
+
+def parallel(tmp: str, args) -> list:
+    rows = []
+    for mode in ("sleep", "cpu"):
+        for p in (1, 2):
+            r = run_sweep(tmp, f"{mode}-p{p}", ["--trials", 4, "--parallel", p, "--prune",
+                                               "none", "--metric", "train_loss",
+                                               "-p", "lr=uniform:0.1:1"],
+                          ["--mode", mode, "--work-s", args.work_s])
+            r["mode"], r["parallel"] = mode, p
+            rows.append(r)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", choices=("pruning", "parallel"))
+    ap.add_argument("--trials", type=int, default=12)
+    ap.add_argument("--parallel", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epoch-s", type=float, default=0.5)
+    ap.add_argument("--work-s", type=float, default=4.0)
+    ap.add_argument("--prune", action="append", default=None,
+                    help="pruners to compare with none (default: median)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    args.prune = args.prune or ["median"]
+    result = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "t.py").write_text(SCRIPT)
+        if args.only in (None, "pruning"):
+            result["pruning"] = pruning(tmp, args)
+        if args.only in (None, "parallel"):
+            result["parallel"] = parallel(tmp, args)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    if "pruning" in result:
+        rows = result["pruning"]
+        base = rows[0]
+        print(f"pruning: {args.trials} trials, --parallel {args.parallel}, seed {args.seed}, "
+              f"{args.epochs} epochs of >= {args.epoch_s} s; known best lr region "
+              f"{REGION[0]}..{REGION[1]}")
+        print(f"{'prune':<14}{'trial-s':>9}{'saved':>8}{'wall s':>8}{'pruned':>8}"
+              f"{'best val':>10}{'best lr':>10}  in region")
+        for r in rows:
+            saved = 1 - r["trial_s"] / base["trial_s"] if base["trial_s"] else 0
+            lr = r["best_lr"]
+            inside = lr is not None and REGION[0] <= lr <= REGION[1]
+            print(f"{r['name']:<14}{r['trial_s']:>9.1f}{saved:>8.0%}{r['wall_s']:>8.1f}"
+                  f"{r['pruned']:>8}{r['best'] or float('nan'):>10.4f}"
+                  f"{lr or float('nan'):>10.4g}  {'yes' if inside else 'NO'}")
+    if "parallel" in result:
+        rows = {(r["mode"], r["parallel"]): r for r in result["parallel"]}
+        print(f"\n--parallel: 4 trials of {args.work_s} s of work, {os.cpu_count()} cores")
+        print(f"{'trials':<12}{'p=1 wall s':>12}{'p=2 wall s':>12}{'speed-up':>10}")
+        for mode in ("sleep", "cpu"):
+            a, b = rows[(mode, 1)]["wall_s"], rows[(mode, 2)]["wall_s"]
+            print(f"{mode:<12}{a:>12.1f}{b:>12.1f}{a / b:>9.2f}x")
+
+
+if __name__ == "__main__":
+    main()
