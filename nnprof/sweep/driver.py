@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import re
 import signal
 import time
 from dataclasses import dataclass, field
@@ -283,33 +282,13 @@ class Sweep:
         self.display.event(f"trial {r.trial.number} failed (exit {r.proc.exit_code}): {error}")
         self.fails_in_row += 1
         if self.fails_in_row >= self.s.max_failures and not self._any_success():
-            raise SweepStopped(self._rejection(error, r))
+            raise SweepStopped(self.space.rejection(error, self.fails_in_row,
+                                                    os.path.basename(r.run_dir)))
 
     def _any_success(self) -> bool:
         from optuna.trial import TrialState
         return bool(self.study.get_trials(deepcopy=False,
                                           states=(TrialState.COMPLETE, TrialState.PRUNED)))
-
-    def _rejection(self, error: str, r: Running) -> str:
-        name = None
-        m = re.search(r"unrecognized arguments?: (.*)", error)
-        if m:
-            for tok in m.group(1).split():
-                name = self.space.option_of(tok.split("=")[0])
-                if name:
-                    break
-        m = re.search(r"argument (-[\w.-]+(?:/-[\w.-]+)*)", error)
-        if name is None and m:
-            for tok in m.group(1).split("/"):
-                name = self.space.option_of(tok)
-                if name:
-                    break
-        log = os.path.join(os.path.basename(r.run_dir), "output.log")
-        head = (f"the first {self.fails_in_row} trials failed and none succeeded")
-        if name:
-            return (f"{head}: the script rejects --{name} ({error.strip()}); see "
-                    f"{log} in the sweep directory")
-        return f"{head}: {error.strip()} (see {log} in the sweep directory)"
 
     # -- the loop ---------------------------------------------------------------------
     def run(self) -> int:

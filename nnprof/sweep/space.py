@@ -10,6 +10,7 @@ of any parameter, substituted there; then every parameter needs one.
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 from typing import Optional
@@ -164,3 +165,22 @@ class Space:
             if token in (f"--{p.name}", p.name):
                 return p.name
         return None
+
+    def rejection(self, error: str, failures: int, run_dir: str) -> str:
+        """Why trials keep failing, in one line: the argument the script's error names
+        (argparse's "unrecognized arguments" or "argument --x: invalid ..."), if any."""
+        name = None
+        m = re.search(r"unrecognized arguments?: (.*)", error)
+        if m:
+            for tok in m.group(1).split():
+                name = name or self.option_of(tok.split("=")[0])
+        m = re.search(r"argument (-[\w.-]+(?:/-[\w.-]+)*)", error)
+        if name is None and m:
+            for tok in m.group(1).split("/"):
+                name = name or self.option_of(tok)
+        log = os.path.join(run_dir, "output.log")
+        head = f"the first {failures} trials failed and none succeeded"
+        if name:
+            return (f"{head}: the script rejects --{name} ({error.strip()}); see {log} in "
+                    "the sweep directory")
+        return f"{head}: {error.strip()} (see {log} in the sweep directory)"

@@ -72,3 +72,21 @@ def test_distributions_sample_inside_the_bounds():
         v = space.values(t.params)
         assert 1e-4 <= v["lr"] <= 1 and 16 <= v["h"] <= 256 and v["o"] in ("a", "b")
         study.tell(t, 0.0)
+
+
+@pytest.mark.parametrize("error,named", [
+    ("train.py: error: unrecognized arguments: --width 37", "--width"),
+    ("train.py: error: unrecognized arguments: --epochs=3 --width=37", "--width"),
+    ("train.py: error: argument --lr: invalid float value: 'x'", "--lr"),
+    ("train.py: error: argument -l/--lr: invalid choice: 'x'", "--lr"),
+    ("RuntimeError: CUDA out of memory", None),
+])
+def test_the_rejected_argument_is_named(error, named):
+    space = Space([parse_param("lr=uniform:0:1"), parse_param("width=int:1:64")], [])
+    text = space.rejection(error, 3, "trial-2")
+    assert text.startswith("the first 3 trials failed and none succeeded")
+    assert "trial-2/output.log" in text and error in text
+    if named:
+        assert f"the script rejects {named} (" in text
+    else:
+        assert "rejects" not in text
