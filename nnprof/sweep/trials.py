@@ -118,7 +118,7 @@ class TrialProcess:
         """SIGTERM to the whole group (the trial writes its run directory), SIGKILL
         after ``grace_s``; returns the exit code."""
         if self.returncode is not None:
-            return self.returncode
+            return self.exit_code
         self._kill_group(signal.SIGTERM)
         try:
             self.proc.wait(timeout=grace_s)
@@ -126,7 +126,7 @@ class TrialProcess:
             self._kill_group(signal.SIGKILL)
             self.proc.wait()
         self._finish()
-        return self.returncode
+        return self.exit_code
 
     @property
     def exit_code(self) -> Optional[int]:
