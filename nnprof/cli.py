@@ -213,14 +213,22 @@ _CHECK_VALUE_OPTIONS = {"--examples", "--max-steps", "--ratio", "--patience",
                         "--probe-steps", "--out"}
 
 
-def cmd_check(argv: list) -> int:
-    ours, script, module, rest = split_profile_args(argv, _CHECK_VALUE_OPTIONS)
-    parser = _check_parser()
+def parse_command(argv: list, parser, value_options, command: str):
+    """(options, target, script args) of a command that runs a script, or None when
+    only its help was asked for (and printed)."""
+    ours, script, module, rest = split_profile_args(argv, value_options)
     if "-h" in ours or "--help" in ours:
         parser.print_help()
-        return 0
+        return None
     opts = parser.parse_args(ours)
-    target = _target(script, module, rest, "check")
+    return opts, _target(script, module, rest, command), rest
+
+
+def cmd_check(argv: list) -> int:
+    parsed = parse_command(argv, _check_parser(), _CHECK_VALUE_OPTIONS, "check")
+    if parsed is None:
+        return 0
+    opts, target, rest = parsed
     from .check import Settings, run_check
     from .session import check_writable, default_out
     out = opts.out or default_out(f"{target.name}-check")

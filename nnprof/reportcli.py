@@ -68,38 +68,34 @@ def _report_check(opts, tty: bool) -> int:
         raise UsageError(str(exc)) from None
     if not isinstance(check, dict) or not isinstance(check.get("rungs"), list):
         raise UsageError(f"{path}: not a check record")
-    if opts.format == "json":
-        import json
-        text = json.dumps(check, indent=2) + "\n"
-    elif opts.format == "html":
-        from .renderers.htmlpages import render_check
-        text = render_check(check)
-    else:
-        from .renderers.checklist import render_checklist
-        text = render_checklist(check, color=tty, width=_width(tty))
-    _emit(text, opts.output, os.path.join(opts.run_dir, "report.html")
-          if opts.format == "html" else None)
-    return 0
+    from .renderers.checklist import render_checklist
+    from .renderers.htmlpages import render_check
+    return _render_record(opts, tty, check, render_check, render_checklist)
 
 
 def _report_sweep(opts, tty: bool) -> int:
     """The leaderboard of a sweep directory, from its ``sweep.json`` (the study is
     not contacted)."""
+    from .renderers.leaderboard import render_leaderboard
+    from .renderers.sweeppage import render_sweep_html
     from .sweep.record import load_record
     try:
         rec = load_record(opts.run_dir)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    return _render_record(opts, tty, rec, render_sweep_html, render_leaderboard)
+
+
+def _render_record(opts, tty: bool, record: dict, html, text) -> int:
+    """A check or sweep record as JSON, its HTML page or its terminal text."""
     if opts.format == "json":
         import json
-        text = json.dumps(rec, indent=2) + "\n"
+        out = json.dumps(record, indent=2) + "\n"
     elif opts.format == "html":
-        from .renderers.sweeppage import render_sweep_html
-        text = render_sweep_html(rec)
+        out = html(record)
     else:
-        from .renderers.leaderboard import render_leaderboard
-        text = render_leaderboard(rec, color=tty, width=_width(tty))
-    _emit(text, opts.output, os.path.join(opts.run_dir, "report.html")
+        out = text(record, color=tty, width=_width(tty))
+    _emit(out, opts.output, os.path.join(opts.run_dir, "report.html")
           if opts.format == "html" else None)
     return 0
 

@@ -97,14 +97,11 @@ VALUE_OPTIONS = {"-p", "--param", "--trials", "--parallel", "--metric", "--direc
 
 
 def cmd_sweep(argv: list) -> int:
-    from .cli import _target, split_profile_args
-    ours, script, module, rest = split_profile_args(argv, VALUE_OPTIONS)
-    parser = _parser()
-    if "-h" in ours or "--help" in ours:
-        parser.print_help()
+    from .cli import parse_command
+    parsed = parse_command(argv, _parser(), VALUE_OPTIONS, "sweep")
+    if parsed is None:
         return 0
-    opts = parser.parse_args(ours)
-    target = _target(script, module, rest, "sweep")
+    opts, target, rest = parsed
     from .session import check_writable, default_out, usable_cores
     from .sweep import driver, study
     from .sweep.space import Space, SpecError
