@@ -31,7 +31,7 @@ def open_storage(url: Optional[str], sweep_dir: str):
     RDB URL (``postgresql://``, ``mysql://``, ``sqlite:///``) or a Redis journal
     (``redis://``). Returns (storage, description)."""
     import optuna
-    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if not url:
@@ -54,12 +54,44 @@ def open_storage(url: Optional[str], sweep_dir: str):
         if "://" not in url:
             raise StudyError(f"--storage {shown!r}: not a database URL (postgresql://..., "
                              "sqlite:///..., redis://...)")
-        storage = RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
-        return storage, shown
+        return _open_rdb(_rdb_url(url)), shown
     except StudyError:
         raise
     except Exception as exc:
         raise StudyError(f"cannot reach the storage {shown}: {_why(exc)}") from None
+
+
+def _open_rdb(url: str, tries: int = 5):
+    """An RDBStorage, its tables created when the database has none. Sweeps started
+    together on a new database race to create them (PostgreSQL: a duplicate key in
+    pg_type, a relation that already exists, the schema version stamped twice); the
+    loser tries again and finds them made."""
+    import random
+    import time
+    from optuna.storages import RDBStorage
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+    for attempt in range(1, tries + 1):
+        try:
+            return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        except (IntegrityError, ProgrammingError):
+            if attempt == tries:
+                raise
+            time.sleep(0.2 + random.random() * 0.5)
+
+
+def _rdb_url(url: str) -> str:
+    """The URL with its PostgreSQL driver named: SQLAlchemy 2.1 reads a bare
+    ``postgresql://`` as psycopg 3, 2.0 as psycopg2; use whichever is installed
+    (psycopg2 first: the sweep-db extra's)."""
+    scheme, _, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres"):
+        return url
+    from importlib.util import find_spec
+    for module in ("psycopg2", "psycopg"):
+        if find_spec(module) is not None:
+            return f"postgresql+{module}://{rest}"
+    raise StudyError("--storage postgresql://...: no PostgreSQL driver is installed "
+                     "(pip install 'nnprof[sweep-db]', or psycopg2 or psycopg)")
 
 
 def _why(exc: BaseException) -> str:
