@@ -120,7 +120,9 @@ class Sweep:
         self.metric_used = attrs.get("metric_used", self.s.metric)
         for t in st.stale_running(self.study, only_local=bool(self.s.storage)):
             attrs = {"error": "left running by a sweep process that is gone"}
-            run_dir = os.path.join(self.out, str(t.user_attrs.get("run_dir") or "?"))
+            # in a shared study the trial may be another sweep directory's on this host
+            run_dir = os.path.join(t.user_attrs.get("sweep_dir") or self.out,
+                                   str(t.user_attrs.get("run_dir") or "?"))
             summary = trial_summary(run_dir) if os.path.isdir(run_dir) else None
             if summary:  # what the trial wrote before it stopped
                 attrs.update(exit_code=summary.get("exit_code"),
@@ -164,9 +166,12 @@ class Sweep:
         raw = trial.params
         args = self.space.args(raw)
         run_dir = self._new_dir(trial.number)
-        for k, v in {"values": self.space.values(raw), "args": args,
-                     "run_dir": os.path.basename(run_dir), "sweep_dir": os.path.abspath(self.out),
-                     "host": st.host_id(), "sweep_pid": os.getpid()}.items():
+        # sweep_pid before host: a sweep starting on this host takes a trial of this host
+        # without a sweep_pid for one left by a sweep that is gone (st.stale_running)
+        for k, v in {"sweep_pid": os.getpid(), "host": st.host_id(),
+                     "values": self.space.values(raw), "args": args,
+                     "run_dir": os.path.basename(run_dir),
+                     "sweep_dir": os.path.abspath(self.out)}.items():
             trial.set_user_attr(k, v)
         cmd = profile_command(self.target, run_dir, args, self.s.budget, self.s.max_steps,
                               self.s.max_time)
