@@ -80,6 +80,20 @@ def run_python(args, cwd=None, timeout=180, env=None):
                           capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
+def processes_naming(path) -> list:
+    """Processes (other than this one) whose command line names ``path``."""
+    import psutil
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            cmd = " ".join(p.info["cmdline"] or [])
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if str(path) in cmd and p.pid != os.getpid():
+            found.append(p)
+    return found
+
+
 def read_summary(run_dir) -> dict:
     with open(Path(run_dir) / "summary.json") as fh:
         return json.load(fh)

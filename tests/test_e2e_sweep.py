@@ -4,7 +4,6 @@ must follow its stated rule; nothing may outlive the command."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,10 +11,9 @@ import time
 from pathlib import Path
 from statistics import median
 
-import psutil
 import pytest
 
-from conftest import ROOT, SCRIPTS, read_summary, run_cli
+from conftest import ROOT, SCRIPTS, processes_naming, read_summary, run_cli
 
 slow = pytest.mark.slow
 SCRIPT = SCRIPTS / "sweep_train.py"
@@ -29,27 +27,14 @@ def record(out) -> dict:
     return json.loads((Path(out) / "sweep.json").read_text())
 
 
-def trial_procs(out) -> list:
-    """Processes (ours or the script's) that belong to the sweep in ``out``."""
-    found = []
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            cmd = " ".join(p.info["cmdline"] or [])
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        if str(out) in cmd and p.pid != os.getpid():
-            found.append(p)
-    return found
-
-
 def wait_gone(out, timeout=15.0) -> list:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        left = trial_procs(out)
+        left = processes_naming(out)
         if not left:
             return []
         time.sleep(0.2)
-    return trial_procs(out)
+    return processes_naming(out)
 
 
 def last_val_loss(run_dir) -> float:

@@ -20,10 +20,9 @@ import time
 import uuid
 from pathlib import Path
 
-import psutil
 import pytest
 
-from conftest import ROOT, SCRIPTS, read_summary, run_cli
+from conftest import ROOT, SCRIPTS, processes_naming, read_summary, run_cli
 
 slow = pytest.mark.slow
 SCRIPT = SCRIPTS / "sweep_train.py"
@@ -116,19 +115,6 @@ def wait_all(procs: list, timeout: float) -> None:
         raise AssertionError(f"the sweeps did not end in {timeout:.0f} s")
 
 
-def processes_under(path: Path) -> list:
-    """Processes (sweeps, trials, the script's) whose command line names ``path``."""
-    found = []
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            cmd = " ".join(p.info["cmdline"] or [])
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        if str(path) in cmd and p.pid != os.getpid():
-            found.append(p)
-    return found
-
-
 def load_trials(url: str, study: str, tmp: Path) -> list:
     import optuna
     from nnprof.sweep.study import open_storage
@@ -157,9 +143,9 @@ def test_two_sweeps_share_one_study(kind, request, tmp_path):
         assert "Traceback" not in err, err
     # nothing outlives the sweeps: no sweep, no nnprof profile, no script process
     deadline = time.monotonic() + 10
-    while processes_under(tmp_path) and time.monotonic() < deadline:
+    while processes_naming(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert processes_under(tmp_path) == []
+    assert processes_naming(tmp_path) == []
 
     # the study: exactly --trials trials that count, numbered 0..N-1; any other a
     # trial a sweep asked for after the last one was taken (surplus), failed, never run
