@@ -291,6 +291,10 @@ class Profiler:
                 self.n_over += 1
             if self.rung is not None:
                 self._converged(rec)
+            obs = self.probe.observer
+            if obs is not None and obs.pass_counts is not None and \
+                    rec.start >= obs.pass_last_ns:
+                obs.flush()  # the evaluation pass before this step is over: its metrics now
         else:
             self.n_eval += 1
         if len(rows) >= FLUSH_ROWS or rec.end - self._flushed_at >= FLUSH_NS:

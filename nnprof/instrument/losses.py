@@ -9,6 +9,7 @@ passes count on the device until the pass ends.
 from __future__ import annotations
 
 import math
+import time
 from typing import Optional
 
 import torch
@@ -68,6 +69,7 @@ class LossObserver:
         self.pass_key: Optional[int] = None
         self.pass_info: Optional[dict] = None
         self.pass_counts = None
+        self.pass_last_ns = 0  # when the open pass last counted (perf_counter_ns)
         self.n_passes = 0
         # (grad_fn, detached output, reduction, what a summed loss counted) of the
         # loss calls since the last backward; holding the node keeps its graph until
@@ -227,6 +229,7 @@ class LossObserver:
             self.pass_counts = counts
         else:
             self.pass_counts += counts
+        self.pass_last_ns = time.perf_counter_ns()
 
     def flush(self) -> None:
         if self.pass_counts is None:

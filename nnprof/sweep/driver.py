@@ -17,7 +17,7 @@ from .record import build_record
 from .space import Space
 from .tail import TrialTail, due_reports
 from .trials import (TrialProcess, mark_pruned, mark_run, profile_command, slot_env,
-                     tail_lines, trial_summary)
+                     tail_lines, threads_per_trial, trial_summary)
 
 POLL_S = 0.5
 
@@ -99,6 +99,10 @@ class Sweep:
         except Exception as exc:
             raise st.StudyError(f"cannot open study {self.s.study!r} in "
                                 f"{self.storage_text}: {st._why(exc)}") from None
+        n_before = len(self.study.get_trials(deepcopy=False))
+        if self.s.seed is not None and n_before:
+            # resumed: a sampler seeded as before would ask for the same values again
+            self.study.sampler = st.make_sampler(self.s.seed + n_before)
         if self.study.direction.name.lower() != self.s.direction:
             raise st.StudyError(f"study {self.s.study!r} "
                                 f"{self.study.direction.name.lower()}s its value; this sweep "
@@ -206,6 +210,8 @@ class Sweep:
         if rc is not None:
             self.finish(r)
             return
+        if os.path.exists(os.path.join(r.run_dir, "probe.json")):
+            return  # its script has ended (nnprof writes its reports): wait for the exit
         self._report(r)
         if r.reported and r.trial.should_prune():
             if r.proc.poll() is not None:  # it ended meanwhile: judge it on all it measured
@@ -219,7 +225,7 @@ class Sweep:
         verdict = (s.get("bottleneck") or {}).get("verdict")
         for k, v in {"exit_code": r.proc.exit_code, "duration_s": round(r.proc.duration_s, 3),
                      "step_time_s": step if step is not None else r.tail.step_time_s(),
-                     "bottleneck": verdict,
+                     "bottleneck": verdict, "active_s": round(r.tail.active_s, 3),
                      "position": r.tail.position(self.metric_used, self.s.resource)}.items():
             r.trial.set_user_attr(k, v)
 
@@ -381,7 +387,7 @@ class Sweep:
             "params": {p.name: p.to_dict() for p in self.space.params},
             "placeholders": self.space.placeholders, "budget_s": self.s.budget,
             "max_steps": self.s.max_steps, "max_time_s": self.s.max_time,
-            "threads_per_trial": max(1, self.s.cores // self.s.parallel),
+            "threads_per_trial": threads_per_trial(self.s.parallel, self.s.cores),
             "gpus": self.s.gpus, "seed": self.s.seed}
         return build_record(self.study, self.out, settings, status=status, script=self.script,
                             argv=self.space.script_args, storage=self.storage_text,

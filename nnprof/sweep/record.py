@@ -1,9 +1,11 @@
 """``sweep.json``: the leaderboard record of a sweep, built from the study (every
 trial of it, whichever machine ran it) and what this sweep process measured.
 
-Time saved by pruning: a pruned trial stopped at resource r after d seconds would
-have run on, at its own pace, to R, the median resource the complete trials
-reached: d * (R / r - 1) trial-seconds more (0 when r >= R).
+Time saved by pruning: a pruned trial stopped at resource r after training for a
+seconds (its first step's start to its last step's end) would have trained on, at
+its own pace, to R, the median resource the complete trials reached: a * (R / r - 1)
+trial-seconds more (0 when r >= R). Start-up and reports cost a trial the same
+however far it trains, so they are not scaled.
 """
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ from typing import Optional
 SCHEMA_VERSION = 1
 STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
           "WAITING": "running"}
-SAVED_RULE = ("a pruned trial would have run on to the median resource the complete trials "
-              "reached, at its own pace")
+SAVED_RULE = ("a pruned trial would have trained on to the median resource the complete "
+              "trials reached, at its own pace (start-up and reports not scaled)")
 
 
 def _finite(v) -> Optional[float]:
@@ -46,7 +48,8 @@ def trial_entry(t, sweep_dir: str, live: Optional[dict] = None) -> dict:
         "pruned_at": a.get("pruned_at") if state == "pruned" else None,
         "run_dir": run_dir, "step_time_s": a.get("step_time_s"),
         "bottleneck": a.get("bottleneck"), "exit_code": a.get("exit_code"),
-        "duration_s": a.get("duration_s"), "position": a.get("position"),
+        "duration_s": a.get("duration_s"), "active_s": a.get("active_s"),
+        "position": a.get("position"),
         "host": a.get("host"), "error": a.get("error"), "tail": a.get("tail") or [],
     }
 
@@ -59,7 +62,7 @@ def pruning_stats(trials: list) -> dict:
     saved = 0.0
     pruned = [t for t in trials if t["state"] == "pruned"]
     for t in pruned:
-        r, d = _finite(t.get("position")), _finite(t.get("duration_s"))
+        r, d = _finite(t.get("position")), _finite(t.get("active_s"))
         if reach and r and d and reach > r:
             saved += d * (reach / r - 1)
     return {"pruned": len(pruned), "trial_seconds": round(spent, 3),

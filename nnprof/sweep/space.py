@@ -56,6 +56,12 @@ class Param:
             return float(self.text(value))
         if self.kind == "int":
             return int(value)
+        for kind in (int, float):  # choice:16,32,64 is recorded as numbers
+            try:
+                [kind(c) for c in self.choices]
+                return kind(value)
+            except (TypeError, ValueError):
+                continue
         return str(value)
 
     def to_dict(self) -> dict:

@@ -4,7 +4,9 @@ passes, their loss and classification metrics, and its train loss.
 ``steps.csv`` and ``metrics.jsonl`` are appended by the trial (flushed every few
 rows); this reads only what was added since the last look and never a torn line.
 An evaluation pass (consecutive eval steps) is complete once a train step follows
-it, or when the trial has ended.
+it, or when the trial has ended. A pass before the first train step (Lightning's
+sanity check, an evaluation at initialisation) is pass 0: it is kept, never
+reported, since untrained weights say nothing about a trial's promise.
 """
 from __future__ import annotations
 
@@ -62,6 +64,7 @@ class TrialTail:
         self.train_steps = 0
         self.eval_steps = 0
         self.position_s = 0.0  # end of the last step, on the run's clock
+        self.first_s: Optional[float] = None  # start of the first step
         self.walls: deque = deque(maxlen=200)  # recent train step times
         self._recent: deque = deque(maxlen=SMOOTH_STEPS)
         self.train_points: list = []  # (train steps done, t_s, smoothed loss)
@@ -100,11 +103,14 @@ class TrialTail:
         start, wall = _float(cells[c.get("start_s", -1)]), _float(cells[c.get("wall_s", -1)])
         if start is not None and wall is not None:
             self.position_s = max(self.position_s, start + wall)
+            if self.first_s is None:
+                self.first_s = start
         loss = _float(cells[c["loss"]]) if "loss" in c and cells[c["loss"]].strip() else None
         if kind == "eval":
             self.eval_steps += 1
             if self._open is None:
-                self._open = {"pass": len(self.passes) + 1, "after": self.train_steps,
+                self._open = {"pass": self.trained_passes + 1 if self.train_steps else 0,
+                              "after": self.train_steps,
                               "losses": [], "t_s": self.position_s, "metrics": None}
             if loss is not None:
                 self._open["losses"].append(loss)
@@ -129,6 +135,10 @@ class TrialTail:
         p["loss"] = sum(losses) / len(losses) if losses else None
         self.passes.append(p)
 
+    @property
+    def trained_passes(self) -> int:
+        return sum(1 for p in self.passes if p["pass"] > 0)
+
     # -- what the pruner sees --------------------------------------------------------
     def points(self, metric: str, resource: str) -> list:
         """``[(x, value)]`` measured so far: x in the resource's unit, in order."""
@@ -137,6 +147,8 @@ class TrialTail:
             return [(pt[key], pt[2]) for pt in self.train_points]
         out = []
         for p in self.passes:
+            if p["pass"] == 0:
+                continue
             if metric == "val_loss":
                 v = p["loss"]
             else:
@@ -151,12 +163,26 @@ class TrialTail:
         return out
 
     def position(self, metric: str, resource: str) -> float:
-        """How far the trial has got, in the resource's unit."""
+        """How far the trial has got, in the resource's unit: short of the first pass
+        whose metrics are still on their way, so that no tick reports an older value."""
         if resource == "seconds":
-            return self.position_s
-        if resource == "steps" or metric == "train_loss":
-            return self.train_steps
-        return len(self.passes)
+            pos = self.position_s
+        elif resource == "steps" or metric == "train_loss":
+            pos = self.train_steps
+        else:
+            pos = self.trained_passes
+        if metric in ("val_accuracy", "val_f1"):
+            for p in self.passes:
+                if p["pass"] > 0 and p["metrics"] is None:
+                    x = {"passes": p["pass"], "steps": p["after"], "seconds": p["t_s"]}[resource]
+                    return min(pos, x - 1e-6)
+        return pos
+
+    @property
+    def active_s(self) -> float:
+        """Seconds from the first step's start to the last step's end: the part of a
+        trial's time that grows with how far it trains (start-up and reports do not)."""
+        return self.position_s - self.first_s if self.first_s is not None else 0.0
 
     def step_time_s(self) -> Optional[float]:
         if not self.walls:
@@ -166,7 +192,7 @@ class TrialTail:
 
     @property
     def has_validation(self) -> bool:
-        return bool(self.passes)
+        return self.trained_passes > 0
 
 
 def due_reports(points: list, position: float, every: float, last_step: int) -> list:

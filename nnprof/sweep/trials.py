@@ -58,14 +58,23 @@ def visible_gpus() -> list:
         return []
 
 
+def threads_per_trial(parallel: int, cores: int) -> Optional[int]:
+    """The CPU threads each trial is given: its share of the cores when trials run side
+    by side; None (torch's own choice, as under plain python) for one at a time."""
+    if parallel <= 1:
+        return None
+    return max(1, cores // parallel)
+
+
 def slot_env(slot: int, parallel: int, cores: int, gpus: list) -> dict:
     """The environment of a trial in ``slot``: its share of the cores, its GPU."""
     env = dict(os.environ)
     for name in ("NNPROF_RUNG",):
         env.pop(name, None)
-    threads = max(1, cores // max(1, parallel))
-    env["OMP_NUM_THREADS"] = str(threads)
-    env["MKL_NUM_THREADS"] = str(threads)
+    threads = threads_per_trial(parallel, cores)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+        env["MKL_NUM_THREADS"] = str(threads)
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
     return env

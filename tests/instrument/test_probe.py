@@ -179,3 +179,41 @@ def test_precision_capability_read_only_when_cuda_is_initialised(monkeypatch):
     assert precision_state()["device_capability"] == [9, 0]
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
     assert precision_state()["device_capability"] is None
+
+
+def test_an_eval_pass_metrics_are_written_when_the_next_train_step_ends(tmp_path):
+    """A sweep compares trials on each pass's accuracy while they run: the pass's
+    confusion matrix must reach metrics.jsonl once training resumes, not only when the
+    next evaluation pass starts."""
+    import json
+
+    import nnprof
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    metrics = tmp_path / "run" / "metrics.jsonl"
+
+    def train(n):
+        for _ in range(n):
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+
+    def evaluate():
+        with torch.no_grad():
+            for _ in range(2):
+                nn.functional.cross_entropy(model(x), y)
+
+    with nnprof.Profiler(out=str(tmp_path / "run"), progress=False, monitors=[]):
+        train(3)
+        evaluate()
+        assert not metrics.exists() or metrics.read_text() == ""  # the pass may go on
+        train(2)  # the first train step's end closes the pass
+        lines = metrics.read_text().splitlines()
+        assert len(lines) == 1
+        rec = json.loads(lines[0])
+        assert rec["after_train_steps"] == 3 and sum(map(sum, rec["confusion"])) == 16
+        evaluate()
+    lines = metrics.read_text().splitlines()
+    assert [json.loads(ln)["after_train_steps"] for ln in lines] == [3, 5]

@@ -42,6 +42,14 @@ def test_values_are_appended_as_options_as_written():
     assert space.values(raw) == {"lr": 0.00316228, "batch-size": 32, "opt": "adam"}
 
 
+def test_numeric_choices_are_recorded_as_numbers():
+    space = Space([parse_param("width=choice:16,32,64"), parse_param("p=choice:0.1,0.5"),
+                   parse_param("act=choice:relu,1")], [])
+    assert space.values({"width": "32", "p": "0.5", "act": "1"}) == \
+        {"width": 32, "p": 0.5, "act": "1"}
+    assert space.args({"width": "32", "p": "0.5", "act": "1"})[1::2] == ["32", "0.5", "1"]
+
+
 def test_placeholders_are_substituted_everywhere():
     space = Space([parse_param("lr=uniform:0:1"), parse_param("w=int:1:9")],
                   ["--lr", "{lr}", "--name=run-{w}-{lr}", "{literal}"])

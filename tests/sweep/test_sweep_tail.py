@@ -88,3 +88,56 @@ def test_reports_fall_on_shared_ticks_with_the_latest_value():
     assert due_reports([], position=10, every=1, last_step=0) == []
     assert due_reports([(1, 3.0), (2, 2.0)], position=2, every=1, last_step=0) == [
         (1, 3.0), (2, 2.0)]
+
+
+def test_a_pass_before_training_is_pass_0_and_never_reported(tmp_path):
+    # Lightning's sanity check: two eval steps before the first train step
+    rows = [row(0, "eval", "", 0.0, 0.05, 2.3), row(1, "eval", "", 0.05, 0.05, 2.3),
+            row(2, "train", 0, 0.1, 0.1, 2.0), row(3, "train", 1, 0.2, 0.1, 1.0),
+            row(4, "eval", "", 0.3, 0.05, 0.7), row(5, "train", 2, 0.35, 0.1, 0.5)]
+    (tmp_path / "steps.csv").write_text(HEADER + "".join(rows))
+    tail = TrialTail(str(tmp_path))
+    tail.poll()
+    assert [p["pass"] for p in tail.passes] == [0, 1]
+    assert tail.points("val_loss", "passes") == [(1, pytest.approx(0.7))]
+    assert tail.position("val_loss", "passes") == 1
+    assert due_reports(tail.points("val_loss", "passes"), 1, 1, 0) == [(1, pytest.approx(0.7))]
+    assert tail.has_validation
+    only_sanity = tmp_path / "sanity"
+    only_sanity.mkdir()
+    (only_sanity / "steps.csv").write_text(HEADER + "".join(rows[:4]))
+    t2 = TrialTail(str(only_sanity))
+    t2.poll(finished=True)
+    assert not t2.has_validation and t2.points("val_loss", "passes") == []
+
+
+def test_ticks_wait_for_a_pass_whose_metrics_are_on_their_way(tmp_path):
+    rows = [row(0, "train", 0, 0, 0.1, 1.0), row(1, "eval", "", 0.1, 0.1, 0.9),
+            row(2, "train", 1, 0.2, 0.1, 0.8), row(3, "eval", "", 0.3, 0.1, 0.7),
+            row(4, "train", 2, 0.4, 0.1, 0.6)]
+    (tmp_path / "steps.csv").write_text(HEADER + "".join(rows))
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(
+        {"pass": 0, "after_train_steps": 1, "confusion": [[1, 1], [0, 2]]}) + "\n")
+    tail = TrialTail(str(tmp_path))
+    tail.poll()
+    pts = tail.points("val_accuracy", "passes")
+    assert pts == [(1, pytest.approx(0.75))]
+    # pass 2 ended but its matrix is not written yet: no tick may report pass 1's value
+    assert tail.position("val_accuracy", "passes") < 2
+    assert due_reports(pts, tail.position("val_accuracy", "passes"), 1, 1) == []
+    assert tail.position("val_accuracy", "steps") < 2
+    with open(tmp_path / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps({"pass": 1, "after_train_steps": 2,
+                             "confusion": [[2, 0], [0, 2]]}) + "\n")
+    tail.poll()
+    assert tail.position("val_accuracy", "passes") == 2
+    assert due_reports(tail.points("val_accuracy", "passes"), 2, 1, 1) == [(2, 1.0)]
+
+
+def test_active_time_runs_from_the_first_step_to_the_last(tmp_path):
+    rows = [row(0, "train", 0, 3.0, 0.5, 1.0), row(1, "train", 1, 3.5, 0.5, 0.9)]
+    (tmp_path / "steps.csv").write_text(HEADER + "".join(rows))
+    tail = TrialTail(str(tmp_path))
+    assert tail.active_s == 0.0
+    tail.poll()
+    assert tail.active_s == pytest.approx(1.0)  # the 3 s of start-up are not in it

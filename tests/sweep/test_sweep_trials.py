@@ -6,7 +6,7 @@ import time
 import psutil
 import pytest
 
-from nnprof.sweep.trials import TrialProcess, slot_env, visible_gpus
+from nnprof.sweep.trials import TrialProcess, slot_env, threads_per_trial, visible_gpus
 
 
 def test_slots_split_cores_and_gpus(monkeypatch):
@@ -16,6 +16,10 @@ def test_slots_split_cores_and_gpus(monkeypatch):
     assert slot_env(1, 2, 8, ["3", "5"])["CUDA_VISIBLE_DEVICES"] == "5"
     assert slot_env(2, 3, 8, ["3", "5"])["CUDA_VISIBLE_DEVICES"] == "3"
     assert slot_env(0, 4, 2, [])["OMP_NUM_THREADS"] == "1"  # never 0
+    # one trial at a time keeps torch's own thread count, as under plain python
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert "OMP_NUM_THREADS" not in slot_env(0, 1, 8, [])
+    assert threads_per_trial(1, 8) is None and threads_per_trial(3, 8) == 2
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0, 2")
     assert visible_gpus() == ["0", "2"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
