@@ -6,8 +6,11 @@
    in [0.1, 2]; below 0.01 it hardly learns; each epoch also waits --epoch-s seconds,
    the stand-in for real work). Printed: trial-seconds spent (the sum of the trials'
    durations), wall time, trials pruned, the best value and its lr, and whether that lr
-   lies in the known region. Goal: pruning saves >= 40% of trial-seconds for the same
-   best value.
+   lies in the known region, and the fixed part of a trial (start-up: python, torch's
+   import, the script's set-up; then nnprof's reports), which pruning cannot save.
+   Run for each --epoch-s (default 0.5 and 2: trials of about 6 and 21 s of training),
+   since the share saved grows with how long a trial trains next to that fixed part.
+   Goal: pruning saves >= 40% of trial-seconds for the same best value.
 2. --parallel: the same trials with --parallel 1 and 2, once for trials that sleep
    (input-bound: waiting, as for data) and once for CPU-bound trials (matrix products
    on every core torch is given). Goal: >= 1.6x less wall time for sleeping trials on
@@ -99,16 +102,30 @@ def run_sweep(tmp: str, name: str, options: list, script_args: list) -> dict:
             "trial_s": sum(t.get("duration_s") or 0 for t in trials),
             "trials": len(trials), "pruned": sum(t["state"] == "pruned" for t in trials),
             "best": best.get("value"), "best_lr": (best.get("params") or {}).get("lr"),
-            "saved_s_estimate": rec["pruning"].get("saved_s")}
+            "saved_s_estimate": rec["pruning"].get("saved_s"),
+            "fixed_s": _median([t["duration_s"] - t["active_s"] for t in trials
+                                if t["state"] == "complete" and t.get("duration_s")
+                                and t.get("active_s") is not None])}
+
+
+def _median(xs: list):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if xs else None
 
 
 def pruning(tmp: str, args) -> list:
     common = ["--trials", args.trials, "--parallel", args.parallel, "--seed", args.seed,
               "-p", "lr=loguniform:1e-4:3"]
-    script = ["--epochs", args.epochs, "--epoch-s", args.epoch_s]
-    rows = [run_sweep(tmp, "none", [*common, "--prune", "none"], script)]
-    for rule in args.prune:
-        rows.append(run_sweep(tmp, rule.replace(":", "-"), [*common, "--prune", rule], script))
+    rows = []
+    for epoch_s in args.epoch_s:
+        script = ["--epochs", args.epochs, "--epoch-s", epoch_s]
+        group = [run_sweep(tmp, f"none-{epoch_s}", [*common, "--prune", "none"], script)]
+        for rule in args.prune:
+            group.append(run_sweep(tmp, f"{rule.replace(':', '-')}-{epoch_s}",
+                                   [*common, "--prune", rule], script))
+        for r in group:
+            r["epoch_s"], r["rule"] = epoch_s, r["name"].rsplit("-", 1)[0]
+        rows += group
     return rows
 
 
@@ -132,7 +149,9 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--epoch-s", type=float, default=0.5)
+    ap.add_argument("--epoch-s", type=lambda t: [float(v) for v in t.split(",")],
+                    default=[0.5, 2.0], help="seconds each epoch waits, comma-separated "
+                    "(one pruning comparison each; default 0.5,2)")
     ap.add_argument("--work-s", type=float, default=4.0)
     ap.add_argument("--prune", action="append", default=None,
                     help="pruners to compare with none (default: median)")
@@ -150,19 +169,21 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     if "pruning" in result:
-        rows = result["pruning"]
-        base = rows[0]
         print(f"pruning: {args.trials} trials, --parallel {args.parallel}, seed {args.seed}, "
-              f"{args.epochs} epochs of >= {args.epoch_s} s; known best lr region "
-              f"{REGION[0]}..{REGION[1]}")
-        print(f"{'prune':<14}{'trial-s':>9}{'saved':>8}{'wall s':>8}{'pruned':>8}"
-              f"{'best val':>10}{'best lr':>10}  in region")
-        for r in rows:
-            saved = 1 - r["trial_s"] / base["trial_s"] if base["trial_s"] else 0
+              f"{args.epochs} epochs each waiting epoch-s; known best lr region "
+              f"{REGION[0]}..{REGION[1]}; fixed: a complete trial's start-up and reports")
+        print(f"{'epoch-s':>7}  {'prune':<10}{'trial-s':>9}{'saved':>8}{'wall s':>8}"
+              f"{'pruned':>8}{'fixed s':>9}{'best val':>10}{'best lr':>10}  in region")
+        base = {}
+        for r in result["pruning"]:
+            b = base.setdefault(r["epoch_s"], r)
+            saved = 1 - r["trial_s"] / b["trial_s"] if b["trial_s"] else 0
             lr = r["best_lr"]
             inside = lr is not None and REGION[0] <= lr <= REGION[1]
-            print(f"{r['name']:<14}{r['trial_s']:>9.1f}{saved:>8.0%}{r['wall_s']:>8.1f}"
-                  f"{r['pruned']:>8}{r['best'] or float('nan'):>10.4f}"
+            fixed = r["fixed_s"] if r["fixed_s"] is not None else float("nan")
+            print(f"{r['epoch_s']:>7}  {r['rule']:<10}{r['trial_s']:>9.1f}{saved:>8.0%}"
+                  f"{r['wall_s']:>8.1f}{r['pruned']:>8}{fixed:>9.1f}"
+                  f"{r['best'] or float('nan'):>10.4f}"
                   f"{lr or float('nan'):>10.4g}  {'yes' if inside else 'NO'}")
     if "parallel" in result:
         rows = {(r["mode"], r["parallel"]): r for r in result["parallel"]}
