@@ -53,11 +53,60 @@ def _profile_parser() -> _Parser:
                    help="train steps to let pass before the first --trace window (default 5)")
     p.add_argument("--no-progress", action="store_true", help="no live progress line")
     p.add_argument("--quiet", action="store_true", help="no terminal report")
+    d = p.add_argument_group("distributed: nnprof starts torchrun with these, one run per "
+                             "rank in RUN/rank-<R>/, merged at RUN/")
+    d.add_argument("--nproc-per-node", metavar="N", type=_nproc,
+                   help="processes (ranks) per node")
+    d.add_argument("--nnodes", metavar="N", type=_nnodes,
+                   help="number of nodes (MIN:MAX for elastic launches)")
+    d.add_argument("--node-rank", metavar="R", type=_non_negative_int, help="this node's rank")
+    d.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous address")
+    d.add_argument("--rdzv-backend", metavar="NAME", help="rendezvous backend (c10d, ...)")
+    d.add_argument("--rdzv-id", metavar="ID", help="rendezvous (job) id")
+    d.add_argument("--master-addr", metavar="HOST", help="rank 0's address (static rendezvous)")
+    d.add_argument("--master-port", metavar="PORT", type=_port, help="rank 0's port")
+    d.add_argument("--max-restarts", metavar="N", type=_non_negative_int,
+                   help="torchrun's restarts of failed workers (default 0)")
     return p
 
 
+def _nproc(text: str) -> str:
+    if text in ("auto", "cpu", "gpu", "xpu"):
+        return text
+    return str(_positive_int(text))
+
+
+def _nnodes(text: str) -> str:
+    parts = text.split(":")
+    if len(parts) > 2:
+        raise argparse.ArgumentTypeError(f"expected N or MIN:MAX, got {text!r}")
+    nums = [_positive_int(x) for x in parts]
+    if len(nums) == 2 and nums[0] > nums[1]:
+        raise argparse.ArgumentTypeError(f"MIN above MAX in {text!r}")
+    return text
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return v
+
+
+def _port(text: str) -> int:
+    v = _non_negative_int(text)
+    if not 0 < v < 65536:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
+    return v
+
+
 _VALUE_OPTIONS = {"--budget", "--max-steps", "--max-time", "--out", "--fail-on", "--sample-hz",
-                  "--pyspy-rate", "--trace-steps", "--trace-warmup"}
+                  "--pyspy-rate", "--trace-steps", "--trace-warmup", "--nproc-per-node",
+                  "--nnodes", "--node-rank", "--rdzv-endpoint", "--rdzv-backend", "--rdzv-id",
+                  "--master-addr", "--master-port", "--max-restarts"}
 
 
 def split_profile_args(argv: list, value_options=_VALUE_OPTIONS):
@@ -99,9 +148,21 @@ def cmd_profile(argv: list) -> int:
     opts = parser.parse_args(ours)
     target = _target(script, module, rest, "profile")
 
+    from .distributed import rank_env, rank_path
+    from .distributed.launch import wants_launch
     from .session import Profiler, check_writable, default_out
-    out = opts.out or default_out(target.name)
-    if os.path.exists(os.path.join(out, "meta.json")):
+    if wants_launch(opts):
+        from .distcli import launch_profile
+        return launch_profile(opts, ours, target)
+    rank = rank_env()
+    if rank is not None:  # one rank of a torchrun launch: its own run in RUN/rank-<R>/
+        from .distributed import default_launch_out
+        top = opts.out or default_launch_out(target.name, rank)
+        out = rank_path(top, rank.rank)
+    else:
+        out = opts.out or default_out(target.name)
+    if os.path.exists(os.path.join(out, "meta.json")) or (
+            rank is None and os.path.isdir(os.path.join(out, "rank-0"))):
         raise UsageError(f"{out} already holds a run; choose another --out")
     problem = check_writable(out)
     if problem:
@@ -111,11 +172,15 @@ def cmd_profile(argv: list) -> int:
         monitors.append("pyspy")
     profiler = Profiler(out=out, budget=opts.budget, name=target.name, script=target.display,
                         argv=list(rest), max_steps=opts.max_steps, max_time=opts.max_time,
-                        progress=False if opts.no_progress else None, monitors=monitors,
+                        progress=False if opts.no_progress or (rank and rank.rank) else None,
+                        monitors=monitors,
                         monitor_options={"sample_hz": opts.sample_hz,
                                          "pyspy_rate": opts.pyspy_rate},
                         **({"trace": {"steps": opts.trace_steps, "warmup": opts.trace_warmup}}
                            if opts.trace else {}))
+    if rank is not None:
+        from .distcli import profile_rank
+        return profile_rank(profiler, target, opts, rank, top)
     return _profile(profiler, target, opts)
 
 
@@ -131,11 +196,10 @@ def _target(script, module, rest, command: str):
     return target
 
 
-def _profile(profiler, target, opts) -> int:
+def run_profiled(profiler, target):
+    """Run the target under ``profiler``; (outcome, summary), or (outcome, None) in a
+    child the script forked (its parent owns the run)."""
     from . import runner
-    from .renderers import render
-    from .summary import failed_conditions
-    start_cwd = os.getcwd()  # paths are shown from here, whatever the script does
     profiler.start()
     pid = os.getpid()
     outcome = runner.Outcome("crashed", 1)
@@ -147,26 +211,75 @@ def _profile(profiler, target, opts) -> int:
         except Exception:
             pass
         if os.getpid() != pid:  # a child the script forked: the parent owns the run
-            return outcome.exit_code
+            return outcome, None
         if outcome.stop_reason:
             profiler.notices.append(f"stopped at {outcome.stop_reason}")
-        summary = profiler.stop(outcome.status, outcome.exit_code, shutdown_workers=True)
+        with _deferred_sigterm() as late:
+            summary = profiler.stop(outcome.status, outcome.exit_code, shutdown_workers=True)
+    if late and outcome.exit_code == 0:
+        outcome.exit_code = 143
+    return outcome, summary
+
+
+class _deferred_sigterm:
+    """SIGTERM while the run is being written (torchrun stopping the other ranks when one
+    failed, a sweep pruning a trial that just ended) waits until the files are out; the
+    exit code then says it came (143)."""
+
+    def __enter__(self) -> list:
+        import signal
+        self.got: list = []
+        self.old = None
+        try:
+            self.old = signal.signal(signal.SIGTERM, lambda signum, frame: self.got.append(signum))
+        except (ValueError, OSError):  # not the main thread
+            self.old = None
+        return self.got
+
+    def __exit__(self, *exc) -> bool:
+        import signal
+        if self.old is not None:
+            try:
+                signal.signal(signal.SIGTERM, self.old)
+            except (ValueError, OSError):
+                pass
+        return False
+
+
+def report_run(summary: dict, path: str, opts, start_cwd: str, run=None) -> None:
+    """The terminal report (unless --quiet) and where the run and its reports are."""
+    from .renderers import render
     if not opts.quiet:
         tty = _stderr_is_tty()
-        _write_err(render("terminal", summary, color=tty, width=_width(tty)))
-    print(f"nnprof: run written to {_shown(profiler.path, start_cwd)}", file=sys.stderr)
-    html = os.path.join(profiler.path, "report.html")
+        _write_err(render("terminal", summary, run, color=tty, width=_width(tty)))
+    print(f"nnprof: run written to {_shown(path, start_cwd)}", file=sys.stderr)
+    html = os.path.join(path, "report.html")
     if os.path.exists(html):
-        print(f"nnprof: report {_shown(html, start_cwd)}; TensorBoard: tensorboard --logdir "
-              f"{_shown(os.path.join(profiler.path, 'tensorboard'), start_cwd)}",
-              file=sys.stderr)
-    hits = failed_conditions(summary, opts.fail_on)
-    if outcome.exit_code != 0:
-        return outcome.exit_code
+        tb = os.path.join(path, "tensorboard")
+        print(f"nnprof: report {_shown(html, start_cwd)}" + (
+            f"; TensorBoard: tensorboard --logdir {_shown(tb, start_cwd)}"
+            if os.path.isdir(tb) else ""), file=sys.stderr)
+
+
+def exit_code(outcome_code: int, summary: dict, conditions) -> int:
+    """The script's own code, else 3 when a --fail-on condition holds."""
+    from .summary import failed_conditions
+    hits = failed_conditions(summary, conditions)
+    if outcome_code != 0:
+        return outcome_code
     if hits:
         print(f"nnprof: failing on {', '.join(hits)} (--fail-on)", file=sys.stderr)
         return EXIT_CONDITION
     return 0
+
+
+def _profile(profiler, target, opts) -> int:
+    start_cwd = os.getcwd()  # paths are shown from here, whatever the script does
+    outcome, summary = run_profiled(profiler, target)
+    if summary is None:
+        return outcome.exit_code
+    report_run(summary, profiler.path, opts, start_cwd)
+    return exit_code(outcome.exit_code, summary, opts.fail_on)
 
 
 
@@ -270,19 +383,25 @@ def cmd_sweep(argv: list) -> int:
     return run(argv)
 
 
+def cmd_merge(argv: list) -> int:
+    from .distcli import cmd_merge as merge
+    return merge(argv)
+
+
 COMMANDS = {"profile": cmd_profile, "check": cmd_check, "sweep": cmd_sweep,
-            "report": cmd_report, "compare": cmd_compare}
+            "report": cmd_report, "compare": cmd_compare, "merge": cmd_merge}
 
 
 def main(argv: Optional[list] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: nnprof {profile,check,sweep,report,compare} ...\n\n"
+        print("usage: nnprof {profile,check,sweep,report,compare,merge} ...\n\n"
               "  profile   run a training script and profile its steps\n"
               "  check     the overfit ladder: wiring, loss at init, fitting a few examples\n"
               "  sweep     many trials of the script in parallel, the weak ones pruned early\n"
               "  report    render a run, check or sweep directory again (terminal, html, json)\n"
-              "  compare   two runs side by side: what got faster or slower\n\n"
+              "  compare   two runs side by side: what got faster or slower\n"
+              "  merge     the ranks of a distributed run written on several nodes, merged\n\n"
               "nnprof profile --help (or check --help, sweep --help) for the options.")
         return 0 if argv else EXIT_BAD_INPUT
     if argv[0] == "--version":

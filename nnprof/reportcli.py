@@ -22,6 +22,20 @@ def _load(path: str):
                          f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
 
 
+def _load_distributed(path: str):
+    """(basis rank's Run, merged summary) of a distributed run, merged again from its
+    ranks' directories (a rank killed mid-run included)."""
+    from .distributed.merge import MergeError, merge
+    try:
+        summary, run, _, _ = merge(path)
+    except MergeError as exc:
+        raise UsageError(str(exc)) from None
+    except Exception as exc:
+        raise UsageError(f"{path}: cannot merge its ranks ({exc.__class__.__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    return run, summary
+
+
 def _emit(text: str, output: Optional[str], default: Optional[str] = None) -> None:
     """Print ``text``, or write it atomically at ``output`` (or ``default`` for HTML)."""
     from .renderers import write_text
@@ -52,7 +66,11 @@ def cmd_report(argv: list) -> int:
         return _report_check(opts, tty)
     if os.path.isfile(os.path.join(opts.run_dir, "sweep.json")):
         return _report_sweep(opts, tty)
-    run, summary = _load(opts.run_dir)
+    from .distributed import is_distributed_run
+    if is_distributed_run(opts.run_dir):
+        run, summary = _load_distributed(opts.run_dir)
+    else:
+        run, summary = _load(opts.run_dir)
     text = get(opts.format, color=tty, width=_width(tty)).render(summary, run)
     _emit(text, opts.output, os.path.join(opts.run_dir, "report.html")
           if opts.format == "html" else None)

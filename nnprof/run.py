@@ -32,7 +32,7 @@ STEP_COLUMNS = (
     + [f"{p}_s" for p in LOADER_PHASES]
     + ["loader", "loss", "over_budget", "n_forward", "n_backward", "n_optimizer"]
     + [f"gpu_{p}_s" for p in PHASES]
-    + ["gpu_mem_peak_bytes", "pass_start"]
+    + ["gpu_mem_peak_bytes", "pass_start", "comm_wait_s"]
 )
 
 

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import platform
+import socket
 import sys
 import time
 from typing import Optional
@@ -21,7 +22,7 @@ from .appendfile import AppendFile
 from .run import SCHEMA_VERSION, Run, RunWriter, write_json
 
 # one steps.csv row (see run.STEP_COLUMNS); %-formatting is the cheapest here
-_ROW = "%d,%s,%s," + ",".join(["%.6f"] * 12) + ",%s,%s,%d,%d,%d,%d,%s,%s,%d\n"
+_ROW = "%d,%s,%s," + ",".join(["%.6f"] * 12) + ",%s,%s,%d,%d,%d,%d,%s,%s,%d,%s\n"
 _NO_GPU = ",,,,,,"
 _now = time.perf_counter_ns
 FLUSH_ROWS = 16           # steps.csv is written every 16 steps ...
@@ -324,7 +325,8 @@ class Profiler:
                 rec.loader or "", "" if loss is None else repr(loss), wall > budget_ns,
                 rec.n_forward, rec.n_backward, rec.n_optimizer,
                 _NO_GPU if gp is None else ",".join(["%.6f" % v for v in gp]),
-                "" if rec.gpu_mem_peak is None else rec.gpu_mem_peak, rec.pass_start))
+                "" if rec.gpu_mem_peak is None else rec.gpu_mem_peak, rec.pass_start,
+                "" if rec.comm_wait is None else "%.6f" % (rec.comm_wait * 1e-9)))
             self.n_steps += 1
         self.writer.write_rows(lines)
         self._flushed_at = now
@@ -346,7 +348,9 @@ class Profiler:
             self._inst.clock.stop_reason = "converged"
 
     def _meta(self) -> dict:
+        from .distributed import rank_env
         cuda = torch.cuda.is_available()
+        rank = rank_env()
         return {
             "schema_version": SCHEMA_VERSION,
             "nnprof_version": __version__,
@@ -357,8 +361,11 @@ class Profiler:
             "max_time_s": self.max_time,
             "started_at": datetime.datetime.fromtimestamp(self.started).isoformat(
                 timespec="seconds"),
+            "started_unix": self.started,
             "cwd": os.getcwd(),
             "pid": os.getpid(),
+            "hostname": socket.gethostname(),
+            "rank": rank.as_dict() if rank is not None else None,
             "python": platform.python_version(),
             "torch": torch.__version__,
             "platform": platform.platform(terse=True),

@@ -24,7 +24,9 @@ def phase_table(steps, prefix: str = "") -> dict:
     ``share`` is the phase's total over the steps' total wall time, so the
     seven main-process shares add up to 1. Loader-side phases measured in the
     main process are slices of ``data`` and have a share of the wall time too.
-    ``prefix="gpu_"`` reads the device-side columns instead.
+    ``prefix="gpu_"`` reads the device-side columns instead. ``comm_wait`` (the
+    part of ``backward`` spent waiting for collectives, measured under
+    torch.distributed only) is there when the steps measured it.
     """
     wall_total = float(steps["wall_s"].sum()) if len(steps) else 0.0
     out = {}
@@ -34,6 +36,9 @@ def phase_table(steps, prefix: str = "") -> dict:
     if not prefix:
         for p in LOADER_PHASES:
             out[p] = dict(_stats(steps[f"{p}_s"].fillna(0.0), wall_total), where="main")
+        if "comm_wait_s" in steps and steps["comm_wait_s"].notna().any():
+            out["comm_wait"] = dict(_stats(steps["comm_wait_s"].fillna(0.0), wall_total),
+                                    within="backward")
     return out
 
 

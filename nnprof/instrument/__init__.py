@@ -7,6 +7,7 @@ from typing import Callable, Optional
 import torch
 
 from . import autograd, loader, model, optim, sched
+from .comm import CommWait
 from .cuda import LossCopies, PendingSteps, cuda_pool, GpuTimeline, mem_peak_reader
 from .steps import StepClock, StepRecord, StopRun  # noqa: F401
 
@@ -46,6 +47,13 @@ class Instrumentation:
         self.observer = observer_factory(self.clock, self._capture_loss) \
             if observer_factory is not None else None
         self._handles: list = []
+        self.comm = CommWait()
+
+    def _on_module(self, module, is_loss: bool) -> None:
+        if not is_loss:
+            self.comm.watch(module)  # under torch.distributed only
+        if self.on_module is not None:
+            self.on_module(module, is_loss)
 
     # CUDA is probed once; events start once the script has initialised CUDA
     def _gpu_timeline(self):
@@ -75,10 +83,11 @@ class Instrumentation:
         if _ACTIVE is not None:
             raise RuntimeError("nnprof is already profiling in this process")
         try:
-            self._handles.append(model.install(self.clock, self.on_module, self.observer,
+            self._handles.append(self.comm)
+            self._handles.append(model.install(self.clock, self._on_module, self.observer,
                                                self.on_forward))
             self._handles.append(autograd.install(self.clock, self._capture_loss,
-                                                  self.observer))
+                                                  self.observer, self.comm))
             self._handles.append(optim.install(self.clock, self.on_optimizer, self.probe))
             self._handles.append(sched.install(self.on_scheduler, self.freeze_schedulers))
             self.loader = loader.install(self.clock, self.writer, self.run_dir, self.t0,

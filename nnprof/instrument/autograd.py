@@ -13,6 +13,7 @@ the hot path on CUDA (see ``cuda.LossCopies``).
 from __future__ import annotations
 
 import threading
+import time
 
 import torch
 
@@ -20,11 +21,22 @@ from .patching import Patches, compiling_check, keep_eager
 from .steps import BACKWARD, StepClock
 
 
-def install(clock: StepClock, capture_loss=None, observer=None) -> Patches:
+def install(clock: StepClock, capture_loss=None, observer=None, comm=None) -> Patches:
     """``capture_loss(tensor)`` turns a scalar tensor into a loss reference;
     ``observer.unscaled(tensor)`` (optional) maps a backward tensor to the loss
-    output it scales."""
+    output it scales; ``comm`` (a ``comm.CommWait``, optional) measures the wait for
+    collectives at the end of each backward once it watches parameters."""
     patches = Patches()
+    now_ns = time.perf_counter_ns
+
+    def timed_backward(original, tensors, args, kwargs):
+        """The outermost backward, with the wait for collectives at its end noted."""
+        if comm is None or not comm.active:
+            return original(tensors, *args, **kwargs)
+        t_in = now_ns()
+        result = original(tensors, *args, **kwargs)
+        clock.add_comm_wait(comm.gap(t_in, now_ns()))
+        return result
     get_ident = threading.get_ident
     unscaled = getattr(observer, "unscaled", None)
     compiling = compiling_check()  # traced by torch.compile: a plain call
@@ -43,7 +55,7 @@ def install(clock: StepClock, capture_loss=None, observer=None) -> Patches:
             return original_tensor_backward(self, *args, **kwargs)
         clock.backward_enter(loss_ref(self))
         try:
-            return original_tensor_backward(self, *args, **kwargs)
+            return timed_backward(original_tensor_backward, self, args, kwargs)
         finally:
             clock.pop()
 
@@ -57,7 +69,7 @@ def install(clock: StepClock, capture_loss=None, observer=None) -> Patches:
         first = tensors[0] if isinstance(tensors, (list, tuple)) and len(tensors) == 1 else tensors
         clock.backward_enter(loss_ref(first))
         try:
-            return original_autograd_backward(tensors, *args, **kwargs)
+            return timed_backward(original_autograd_backward, tensors, args, kwargs)
         finally:
             clock.pop()
 

@@ -140,8 +140,9 @@ class WiringProbe:
 
     def names(self) -> dict:
         out = {}
-        multi = len(self.models) > 1
-        for m in self.models:
+        models = _unwrapped(self.models)
+        multi = len(models) > 1
+        for m in models:
             for name, p in m.named_parameters():
                 out.setdefault(id(p), f"{type(m).__name__}:{name}" if multi else name)
         for o in self.optimizers:
@@ -365,3 +366,22 @@ class TrainingProbe:
                 "loss_at_init": self.observer.loss_at_init() if self.observer else None,
                 "rung": self.rung, "precision": self.precision,
                 "targets": self.observer.targets_seen() if self.observer else None}
+
+
+def _unwrapped(models: list) -> list:
+    """The models with data-parallel wrappers (DDP, DataParallel: a ``module`` holding all
+    their parameters) replaced by the model they wrap, each once: parameter names then
+    read as in the script's own model, without the wrapper's ``module.`` prefix."""
+    out, seen = [], set()
+    for m in models:
+        inner = getattr(m, "module", None)
+        if isinstance(inner, torch.nn.Module) and inner is not m:
+            try:
+                if sum(1 for _ in m.parameters()) == sum(1 for _ in inner.parameters()):
+                    m = inner
+            except Exception:
+                pass
+        if id(m) not in seen:
+            seen.add(id(m))
+            out.append(m)
+    return out

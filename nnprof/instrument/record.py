@@ -23,12 +23,14 @@ class StepRecord:
     steps with a device timeline only (None otherwise). nnprof never resets
     that statistic, so it is the high-water mark since the process started or
     the script last called ``torch.cuda.reset_peak_memory_stats()``.
+    ``comm_wait`` the part of ``backward`` spent waiting for collectives (ns), None
+    where it is not measured (no distributed process group of several ranks).
     """
 
     __slots__ = ("start", "end", "phases", "loader_phases", "kind", "loader", "n_forward",
                  "n_backward", "n_optimizer", "optimizers", "loss_ref", "eval_loss_ref", "gpu",
                  "gpu_phases", "gpu_mem_peak", "train_activity", "base", "n_batches", "ahead",
-                 "pass_start", "other_mark")
+                 "pass_start", "other_mark", "comm_wait")
 
     def __init__(self, start: int, loader: Optional[str] = None, gpu=None) -> None:
         self.start = start
@@ -52,6 +54,7 @@ class StepRecord:
         self.ahead = 0           # of them, the batch a wrapper holds ahead of the loop
         self.pass_start = False  # the first step of a pass that started loader workers
         self.other_mark = 0      # 'other' time when the last top-level backward ended
+        self.comm_wait: Optional[int] = None
 
     @property
     def spare(self) -> int:
@@ -77,6 +80,8 @@ class StepRecord:
         self.n_backward += later.n_backward
         self.n_optimizer += later.n_optimizer
         self.optimizers = self.optimizers + later.optimizers
+        if later.comm_wait is not None:
+            self.comm_wait = later.comm_wait + (self.comm_wait or 0)
         if later.n_backward:
             self.kind = "train"
         if later.loss_ref is not None:

@@ -143,6 +143,12 @@ class StepClock:
         if stack:
             stack.pop()
 
+    def add_comm_wait(self, ns: int) -> None:
+        """Time a backward spent waiting for collectives, a slice of ``backward``."""
+        o = self.open
+        if o is not None:
+            o.comm_wait = ns + (o.comm_wait or 0)
+
     def add_loader_time(self, which: int, ns: int) -> None:
         """Main-process fetch/transform/collate time, a slice of ``data``."""
         if self.open is not None:

@@ -25,7 +25,8 @@ class HtmlRenderer(Renderer):
     def render(self, summary: dict, run=None) -> str:
         s = summary
         title = f"nnprof: {s.get('script') or 'run'}"
-        parts = [self._header(s), '<main>', self._verdicts(s), self._step_charts(s, run),
+        parts = [self._header(s), '<main>', self._verdicts(s), self._distributed(s),
+                 self._step_charts(s, run),
                  self._phase_table(s), self._training(s), self._loaders(s),
                  self._machine(s, run), self._trace(s), self._environment(s, run), "</main>"]
         return page(title, "\n".join(p for p in parts if p), self._data(s, run))
@@ -170,12 +171,52 @@ class HtmlRenderer(Renderer):
                              ms(lp.get("p95_s")), pct(lp.get("share"))
                              + (" of worker time" if where == "workers" else "")]
                             + (["", ""] if gpu else []))
+        cw = phases.get("comm_wait")
+        if cw:
+            rows.append(["comm_wait (within backward: waiting for other ranks)",
+                         ms(cw.get("mean_s")), ms(cw.get("p50_s")), ms(cw.get("p95_s")),
+                         pct(cw.get("share"))] + (["", ""] if gpu else []))
         over = s.get("phases_over", "train")
         basis = s.get("basis") or {}
         note = (f'<p class="muted" id="basis">Over {esc(basis["text"])}.</p>'
                 if basis.get("of") and basis.get("text") else "")
         return (f'<section id="phases"><h2>Time per {esc(over)} step</h2>'
                 + table(headers, rows, "num") + note + "</section>")
+
+    def _distributed(self, s) -> str:
+        d = s.get("distributed")
+        if not d:
+            return ""
+        rows = []
+        for r, v in sorted((d.get("ranks") or {}).items(), key=lambda kv: int(kv[0])):
+            ph = v.get("phases") or {}
+            steps = v.get("steps") or {}
+            status = str(v.get("status")) + (f" (exit {v['exit_code']})"
+                                             if v.get("exit_code") not in (None, 0) else "")
+            workers = v.get("workers_max") or sum(int(x.get("num_workers") or 0)
+                                                  for x in v.get("loaders") or [])
+            rows.append([r, status, steps.get("train", 0), steps.get("eval", 0),
+                         ms((v.get("step_time") or {}).get("p50_s"))]
+                        + [ms((ph.get(p) or {}).get("mean_s")) if ph.get(p) else "-"
+                           for p in ("data", "prep", "forward", "loss", "backward", "comm_wait",
+                                     "optimizer", "other")]
+                        + [workers, v.get("bottleneck") or "-", v.get("host") or "-"])
+        st = d.get("straggler")
+        card = verdict_card("straggler", dict(st, severity={"critical": "fail"}.get(
+            st.get("severity"), st.get("severity"))), "") if st else (
+            '<div class="card ok"><h3>straggler: <span class="verdict">none</span></h3>'
+            "<p>No rank keeps the others waiting 5% of the step or more.</p></div>")
+        return ('<section id="distributed"><h2>Ranks</h2>'
+                f'<p>{esc(d.get("world_size"))} ranks on {esc(d.get("nodes"))} node(s); '
+                f'{esc(d.get("aligned_steps"))} train steps ran on every rank and are aligned '
+                f'by index. The other sections show rank {esc(d.get("basis_rank"))}'
+                + (" (the straggler: the job's steps last as long as its)" if st else "")
+                + '.</p><div class="cards">' + card + "</div>"
+                + table(["rank", "status", "train steps", "eval steps", "step p50 ms",
+                         "data ms", "prep ms", "forward ms", "loss ms", "backward ms",
+                         "comm_wait ms", "optimizer ms", "other ms", "loader workers",
+                         "bottleneck", "host"], rows, "num")
+                + '<div class="chart"><canvas id="chart-skew"></canvas></div></section>')
 
     def _training(self, s) -> str:
         loss = s.get("loss")
@@ -339,6 +380,8 @@ class HtmlRenderer(Renderer):
     def _data(self, s, run) -> dict:
         data = {"kind": "run", "phases": list(PHASES), "colors": PHASE_COLORS,
                 "budget_s": s.get("budget_s", 1.0)}
+        if s.get("distributed"):
+            data["skew"] = s["distributed"].get("skew")
         curves = s.get("curves") or {}
         data["val_loss"] = curves.get("val_loss") or []
         data["metrics"] = [{k: m.get(k) for k in ("after_train_steps", "accuracy",

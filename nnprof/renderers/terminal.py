@@ -45,6 +45,7 @@ class TerminalRenderer(Renderer):
                   + f" | {steps.get('train', 0)} train + {steps.get('eval', 0)} eval steps"
                   + (f" | {s['wall_s']:.2f} s" if s.get("wall_s") else "")
                   + f" | budget {s.get('budget_s', 1.0):g} s per step")
+        self._distributed(con, s)
         self._phases(con, s)
         self._budget(con, s)
         self._bottleneck(con, s)
@@ -96,10 +97,49 @@ class TerminalRenderer(Renderer):
                     f"{_pct(lp.get('share'))} of w."
                 t.add_row(f"[dim]{label}[/]", _ms(lp.get("mean_s")), _ms(lp.get("p50_s")),
                           _ms(lp.get("p95_s")), share, *(["", ""] if gpu else []))
+        cw = phases.get("comm_wait")
+        if cw:
+            t.add_row("[dim]  comm_wait (in backward)[/]", _ms(cw.get("mean_s")),
+                      _ms(cw.get("p50_s")), _ms(cw.get("p95_s")), _pct(cw.get("share")),
+                      *(["", ""] if gpu else []))
         con.print(t)
         basis = s.get("basis") or {}
         if basis.get("of") and basis.get("text"):
             con.print(f"[dim]over {escape(str(basis['text']))}[/]")
+
+    def _distributed(self, con, s) -> None:
+        d = s.get("distributed")
+        if not d:
+            return
+        con.print(f"[bold]distributed:[/] {d.get('world_size')} ranks on {d.get('nodes')} "
+                  f"node(s), {d.get('aligned_steps')} train steps aligned; the tables below "
+                  f"are rank {d.get('basis_rank')}'s")
+        t = Table(title="per rank: ms per train step (steady steps); comm: waiting for the "
+                        "other ranks, in bwd", title_justify="left")
+        for col in ("rank", "status", "train", "p50", "data", "fwd", "bwd", "comm",
+                    "opt", "wkrs", "bottleneck"):
+            t.add_column(col, justify="left" if col in ("rank", "status", "bottleneck")
+                         else "right", no_wrap=True)
+        for r, v in sorted((d.get("ranks") or {}).items(), key=lambda kv: int(kv[0])):
+            ph = v.get("phases") or {}
+            status = str(v.get("status"))
+            if v.get("exit_code") not in (None, 0):
+                status += f" ({v['exit_code']})"
+            t.add_row(str(r), escape(status), str((v.get("steps") or {}).get("train", 0)),
+                      _ms((v.get("step_time") or {}).get("p50_s")),
+                      *[_ms((ph.get(p) or {}).get("mean_s")) if ph.get(p) else "-"
+                        for p in ("data", "forward", "backward", "comm_wait", "optimizer")],
+                      str(v.get("workers_max") or sum(int(x.get("num_workers") or 0)
+                                                      for x in v.get("loaders") or [])),
+                      escape(str(v.get("bottleneck") or "-")))
+        con.print(t)
+        st = d.get("straggler")
+        if st:
+            self._finding(con, "straggler", dict(st, severity={"critical": "fail"}.get(
+                st.get("severity"), st.get("severity"))))
+        else:
+            con.print("[bold]straggler:[/] [green]none[/] (no rank keeps the others waiting "
+                      "5% of the step or more)")
 
     def _finding(self, con, title: str, f: dict) -> None:
         style = _VERDICT_STYLE.get(f.get("severity", "info"), "white")

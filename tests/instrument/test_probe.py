@@ -217,3 +217,15 @@ def test_an_eval_pass_metrics_are_written_when_the_next_train_step_ends(tmp_path
         evaluate()
     lines = metrics.read_text().splitlines()
     assert [json.loads(ln)["after_train_steps"] for ln in lines] == [3, 5]
+
+
+def test_parameter_names_read_through_a_data_parallel_wrapper():
+    from torch import nn
+
+    from nnprof.instrument.probe import _unwrapped
+    net = nn.Sequential(nn.Linear(2, 2))
+    wrapper = nn.DataParallel(net)   # on CPU: a plain wrapper holding net as .module
+    assert _unwrapped([wrapper, net]) == [net]
+    assert _unwrapped([wrapper]) == [net]
+    other = nn.Linear(3, 3)
+    assert _unwrapped([other, net]) == [other, net]

@@ -174,6 +174,20 @@
                              y: { beginAtZero: true } },
                    plugins: { title: title('Host and GPU samples') } } });
     } else { drop('chart-samples', 'No host or GPU samples (--no-monitors, or too short a run).'); }
+
+    var K = D.skew;
+    if (K && K.train_index && K.train_index.length) {
+      var ranks = Array.from(new Set(K.slowest_rank)).sort(function (a, b) { return a - b; });
+      var palette = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948', '#b07aa1', '#ff9da7'];
+      make('chart-skew', { type: 'scatter', data: { datasets: ranks.map(function (r, k) {
+        return { label: 'slowest: rank ' + r, backgroundColor: palette[k % palette.length],
+                 pointRadius: 2, data: K.train_index.map(function (x, i) {
+                   return K.slowest_rank[i] === r ? { x: x, y: K.gap_s[i] * 1e3 } : null;
+                 }).filter(function (p) { return p !== null; }) }; }) },
+        options: { scales: { x: { type: 'linear', title: { display: true, text: 'train step' } },
+                             y: { beginAtZero: true, title: { display: true, text: 'ms the others wait' } } },
+                   plugins: { title: title('Per step: how long the other ranks wait for the slowest') } } });
+    } else if (document.getElementById('chart-skew')) { drop('chart-skew', 'No train step ran on every rank.'); }
   }
 
   function checkPage() {

@@ -1,0 +1,290 @@
+"""The merged view of a distributed run: ``RUN/summary.json``, ``RUN/steps.csv`` and
+``RUN/report.html`` from the ranks' own run directories ``RUN/rank-<R>/``.
+
+The usual keys of the merged summary (phases, step time, budget, bottleneck, ...) are
+those of the **basis rank**: the straggler when there is one (the job's steps last as
+long as its), else the lowest rank; ``distributed`` adds the per-rank view, the
+straggler and the communication wait (:mod:`nnprof.analyses.ranks` states the rules).
+Validation metrics are merged across the ranks that evaluated: confusion counts summed
+pass by pass, losses weighted by each rank's samples (its confusion support, else its
+evaluation steps); with only one evaluating rank, its own.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from typing import Optional
+
+from ..run import Run, RunDirError, write_json
+from . import rank_dirs
+
+STATUS_ORDER = ("crashed", "interrupted", "incomplete", "pruned", "stopped", "completed")
+SKEW_POINTS = 2000  # the per-step skew chart's points at most
+STEP_FIELDS = ("train_index", "wall_s", "slowest_rank", "gap_s", "skew_s")
+
+
+class MergeError(Exception):
+    """No rank run could be read; the message is one line."""
+
+
+def _rank_view(run: Run, summary: dict) -> dict:
+    steps = summary.get("steps") or {}
+    host = summary.get("host") or {}
+    loaders = [{"id": d.get("id"), "num_workers": d.get("num_workers"),
+                "data_wait_s": d.get("data_wait_s"), "batch_s": d.get("batch_s")}
+               for d in summary.get("loader") or []]
+    meta = run.meta or {}
+    ended = None
+    if isinstance(meta.get("started_unix"), (int, float)) and summary.get("wall_s"):
+        ended = float(meta["started_unix"]) + float(summary["wall_s"])
+    return {"status": summary.get("status"), "exit_code": summary.get("exit_code"),
+            "ended_unix": ended,
+            "steps": {"train": steps.get("train", 0), "eval": steps.get("eval", 0),
+                      "total": steps.get("total", steps.get("train", 0) + steps.get("eval", 0))},
+            "phases": summary.get("phases") or {},
+            "step_time": summary.get("step_time") or {},
+            "bottleneck": _rank_bottleneck(summary),
+            "loaders": loaders, "workers_max": host.get("workers_max"),
+            "host": meta.get("hostname"), "pid": meta.get("pid"),
+            "node_rank": (meta.get("rank") or {}).get("node_rank")}
+
+
+def _rank_bottleneck(summary: dict) -> Optional[str]:
+    """The rank's own verdict, or ``waits for other ranks`` when most of its compute time
+    is communication wait (its backward is long only because it waits)."""
+    phases = summary.get("phases") or {}
+    cw = (phases.get("comm_wait") or {}).get("share") or 0.0
+    compute = sum((phases.get(p) or {}).get("share") or 0.0
+                  for p in ("forward", "loss", "backward"))
+    if cw >= 0.3 and cw >= 0.5 * compute:
+        return "waits for other ranks"
+    return (summary.get("bottleneck") or {}).get("verdict")
+
+
+def _job_status(views: dict) -> tuple:
+    """(status, exit code, the failed ranks) of the job from its ranks'."""
+    def order(v):
+        s = v.get("status")
+        return STATUS_ORDER.index(s) if s in STATUS_ORDER else 0
+    worst = min(views.values(), key=order)
+    failed = [r for r, v in views.items() if v.get("status") in ("crashed", "incomplete")
+              or (v.get("exit_code") not in (0, None) and v.get("status") != "interrupted")]
+    code = worst.get("exit_code")
+    return worst.get("status"), code, failed
+
+
+def _merge_validation(runs: dict, summaries: dict) -> tuple:
+    """(val_loss curve, metrics per pass) merged over the ranks that evaluated."""
+    from ..analyses.metrics import validation_passes
+    from ..summary import pass_metrics
+    by_rank = {}
+    for r, run in runs.items():
+        passes = validation_passes(run.steps)
+        if passes:
+            by_rank[r] = (passes, run.metrics_passes)
+    if not by_rank:
+        return None, None
+    if len(by_rank) == 1:
+        (r,) = by_rank
+        s = summaries[r]
+        return (s.get("curves") or {}).get("val_loss") or [], s.get("metrics") or []
+    n = min(len(p) for p, _ in by_rank.values())
+    curve, merged_passes = [], []
+    for i in range(n):
+        total, weight, confusion = 0.0, 0.0, None
+        for r, (passes, conf) in by_rank.items():
+            p = passes[i]
+            c = conf[i]["confusion"] if i < len(conf) else None
+            support = sum(sum(row) for row in c) if c else 0
+            w = float(support or p.get("steps") or 1)
+            if p.get("loss") is not None:
+                total += w * p["loss"]
+                weight += w
+            if c is not None:
+                confusion = c if confusion is None else _add(confusion, c)
+        first = next(iter(by_rank.values()))[0][i]
+        if weight:
+            curve.append([first["after_train_steps"], total / weight])
+        if confusion is not None:
+            conf0 = next(iter(by_rank.values()))[1]
+            rec = dict(conf0[i]) if i < len(conf0) else {}
+            rec["confusion"] = confusion
+            merged_passes.append(rec)
+    return curve, pass_metrics(merged_passes)
+
+
+def _add(a, b):
+    if len(a) != len(b) or any(len(x) != len(y) for x, y in zip(a, b)):
+        raise ValueError("confusion matrices of different sizes")
+    return [[x + y for x, y in zip(ra, rb)] for ra, rb in zip(a, b)]
+
+
+def merge(path: str) -> tuple:
+    """(merged summary, the basis rank's Run, per-step frame) of the run at ``path``."""
+    from ..analyses import ranks as rk
+    dirs = rank_dirs(path)
+    if not dirs:
+        raise MergeError(f"{path}: no rank-<R> run directories to merge")
+    runs, summaries, notices = {}, {}, []
+    for r, folder in dirs.items():
+        try:
+            run = Run.load(folder)
+            summaries[r] = run.summary()
+            runs[r] = run
+        except (RunDirError, Exception) as exc:  # one damaged rank must not lose the rest
+            notices.append(f"rank {r}: cannot be read ({str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__})")
+    if not runs:
+        raise MergeError(f"{path}: none of the rank runs can be read")
+    ranks = sorted(runs)
+    views = {r: _rank_view(runs[r], summaries[r]) for r in ranks}
+    aligned = rk.align({r: runs[r].steps for r in ranks})
+    table = rk.per_step(aligned, ranks)
+    straggler = rk.straggler(aligned, ranks)
+    basis = straggler["rank"] if straggler else ranks[0]
+    merged = copy.deepcopy(summaries[basis])
+    status, code, failed = _job_status(views)
+    meta = runs[basis].meta or {}
+    world = int((meta.get("rank") or {}).get("world_size") or len(dirs))
+    nodes = sorted({v["node_rank"] for v in views.values() if v.get("node_rank") is not None})
+    ends = {r: views[r]["ended_unix"] for r in failed if views[r].get("ended_unix")}
+    if len(failed) > 1 and len(ends) == len(failed):
+        first = min(ends, key=ends.get)
+        notices.append(f"rank {first} failed first ({views[first].get('status')}, exit "
+                       f"{views[first].get('exit_code')}); the others "
+                       "followed "
+                       f"{max(ends.values()) - ends[first]:.1f} s later at most")
+    for r in failed:
+        v = views[r]
+        notices.append(f"rank {r} {v.get('status')}" + (
+            f" (exit {v.get('exit_code')})" if v.get("exit_code") not in (None, 0) else "")
+            + ("; its run was not finished: merged from what it wrote"
+               if v.get("status") == "incomplete" else ""))
+    missing = [r for r in range(world) if r not in dirs]
+    if missing:
+        notices.append(f"no run directory for rank(s) {', '.join(map(str, missing))} here "
+                       "(another node's: nnprof merge RUN_A RUN_B ...)")
+    if len(ranks) > 1:
+        short = [r for r in ranks if views[r]["steps"]["train"] != len(aligned)]
+        if short:
+            notices.append(f"{len(aligned)} train steps ran on every rank; rank(s) "
+                           f"{', '.join(map(str, short))} ran a different number")
+    if len(table):
+        steady = rk.steady(table)
+        wall = steady["wall_s"]
+        merged["step_time"] = dict(merged.get("step_time") or {}, mean_s=float(wall.mean()),
+                                   p50_s=float(wall.quantile(0.5)),
+                                   p95_s=float(wall.quantile(0.95)))
+    curve, metrics = _merge_validation(runs, summaries)
+    if curve is not None:
+        merged.setdefault("curves", {})["val_loss"] = curve
+        merged["metrics"] = metrics
+    pts = table.iloc[::max(1, -(-len(table) // SKEW_POINTS))] if len(table) else table
+    merged.update({
+        "status": status, "exit_code": code,
+        "notices": notices + [f"the phases, step time and verdicts are rank {basis}'s"
+                              + (" (the straggler)" if straggler else "")
+                              + "; per-rank figures under distributed"]
+        + list(merged.get("notices") or []),
+        "distributed": {
+            "world_size": world, "nodes": len(nodes) or 1, "basis_rank": basis,
+            "ranks": {str(r): views[r] for r in ranks},
+            "failed_ranks": failed, "aligned_steps": int(len(aligned)),
+            "straggler": straggler, "comm_wait": {str(r): v for r, v in
+                                                  rk.comm_wait({r: views[r]["phases"]
+                                                                for r in ranks}).items()},
+            "skew": {"train_index": [int(x) for x in pts["train_index"]] if len(pts) else [],
+                     "gap_s": [float(x) for x in pts["gap_s"]] if len(pts) else [],
+                     "slowest_rank": [int(x) for x in pts["slowest_rank"]] if len(pts) else []},
+        },
+    })
+    return merged, runs[basis], table, aligned
+
+
+def write_merged(path: str) -> tuple:
+    """Merge and write ``summary.json``, ``steps.csv`` and ``report.html`` at ``path``.
+    Returns (summary, basis Run, notices of reports that could not be written)."""
+    merged, basis_run, table, aligned = merge(path)
+    problems = []
+    try:
+        _write_steps(os.path.join(path, "steps.csv"), table, aligned,
+                     sorted(int(r) for r in merged["distributed"]["ranks"]))
+    except OSError as exc:
+        problems.append(f"cannot write steps.csv: {exc.strerror or exc}")
+    try:
+        write_json(os.path.join(path, "summary.json"), merged)
+    except OSError as exc:
+        problems.append(f"cannot write summary.json: {exc.strerror or exc}")
+    try:
+        from ..renderers import get, write_text
+        write_text(os.path.join(path, "report.html"), get("html").render(merged, basis_run))
+    except Exception as exc:  # a report must never cost the others
+        problems.append(f"html report not written: {exc.__class__.__name__}: {exc}")
+    if problems:
+        merged.setdefault("notices", []).extend(problems)
+    return merged, basis_run, problems
+
+
+def _write_steps(path: str, table, aligned, ranks: list) -> None:
+    """One row per aligned train step: the job's wall time, slowest rank, gap and skew,
+    then each rank's wall time, own work and communication wait."""
+    cols = list(STEP_FIELDS) + [f"rank{r}_{k}" for r in ranks
+                                for k in ("wall_s", "own_s", "comm_wait_s")]
+    lines = [",".join(cols)]
+    for i in range(len(table)):
+        t, a = table.iloc[i], aligned.iloc[i]
+        row = [str(int(t["train_index"])), "%.6f" % t["wall_s"], str(int(t["slowest_rank"])),
+               "%.6f" % t["gap_s"], "%.6f" % t["skew_s"]]
+        for r in ranks:
+            row += ["%.6f" % a[f"wall_{r}"], "%.6f" % a[f"own_{r}"], "%.6f" % a[f"comm_{r}"]]
+        lines.append(",".join(row))
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def finished(folder: str) -> bool:
+    """A rank's run is over: its summary is written, or its process is gone (this host)."""
+    if os.path.exists(os.path.join(folder, "summary.json")):
+        return True
+    try:
+        with open(os.path.join(folder, "meta.json")) as fh:
+            meta = json.load(fh)
+    except (OSError, ValueError):
+        return False
+    import socket
+    pid = meta.get("pid")
+    if meta.get("hostname") not in (None, socket.gethostname()) or not isinstance(pid, int):
+        return False
+    try:
+        import psutil
+        return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except Exception:
+        return False
+
+
+def wait_for_ranks(path: str, expected: list, timeout_s: float = 120.0,
+                   poll_s: float = 0.2) -> list:
+    """Wait until the runs of ``expected`` ranks (and of any other rank found) are over,
+    or ``timeout_s`` passed; returns the ranks still running."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        dirs = rank_dirs(path)
+        want = sorted(set(expected) | set(dirs))
+        pending = [r for r in want if r not in dirs or not finished(dirs[r])]
+        if not pending or time.monotonic() >= deadline:
+            return pending
+        time.sleep(poll_s)
+
+
+def merge_quietly(path: str) -> Optional[str]:
+    """Merge at ``path``; a one-line reason when it could not be done, else None."""
+    try:
+        write_merged(path)
+    except MergeError as exc:
+        return str(exc)
+    except Exception as exc:
+        return f"merge failed: {exc.__class__.__name__}: {exc}"
+    return None
