@@ -15,8 +15,9 @@ from typing import Optional
 
 from . import __version__
 from .cliargs import (EXIT_BAD_INPUT, EXIT_CONDITION, UsageError, _conditions,  # noqa: F401
-                      _Parser, _positive_float, _positive_int, _rate, _seconds, _shown,
-                      _stderr_is_tty, _width, _write_err)
+                      _nnodes, _non_negative_int, _nproc, _port, _Parser, _positive_float,
+                      _positive_int, _rate, _seconds, _shown, _stderr_is_tty, _width,
+                      _write_err)
 from .reportcli import cmd_compare, cmd_report
 
 
@@ -68,39 +69,6 @@ def _profile_parser() -> _Parser:
     d.add_argument("--max-restarts", metavar="N", type=_non_negative_int,
                    help="torchrun's restarts of failed workers (default 0)")
     return p
-
-
-def _nproc(text: str) -> str:
-    if text in ("auto", "cpu", "gpu", "xpu"):
-        return text
-    return str(_positive_int(text))
-
-
-def _nnodes(text: str) -> str:
-    parts = text.split(":")
-    if len(parts) > 2:
-        raise argparse.ArgumentTypeError(f"expected N or MIN:MAX, got {text!r}")
-    nums = [_positive_int(x) for x in parts]
-    if len(nums) == 2 and nums[0] > nums[1]:
-        raise argparse.ArgumentTypeError(f"MIN above MAX in {text!r}")
-    return text
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
-    return v
-
-
-def _port(text: str) -> int:
-    v = _non_negative_int(text)
-    if not 0 < v < 65536:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
-    return v
 
 
 _VALUE_OPTIONS = {"--budget", "--max-steps", "--max-time", "--out", "--fail-on", "--sample-hz",

@@ -54,14 +54,47 @@ def _rate(text: str) -> float:
     return v
 
 
-def _positive_int(text: str) -> int:
+def _int_from(text: str, low: int, what: str) -> int:
     try:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    if v < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
     return v
+
+
+def _positive_int(text: str) -> int:
+    return _int_from(text, 1, "a positive integer")
+
+
+def _non_negative_int(text: str) -> int:
+    return _int_from(text, 0, "0 or more")
+
+
+def _port(text: str) -> int:
+    v = _int_from(text, 1, "a port number (1 to 65535)")
+    if v > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number (1 to 65535), got {text!r}")
+    return v
+
+
+def _nproc(text: str) -> str:
+    """torchrun's --nproc-per-node: a count, or auto, cpu, gpu, xpu."""
+    if text in ("auto", "cpu", "gpu", "xpu"):
+        return text
+    return str(_positive_int(text))
+
+
+def _nnodes(text: str) -> str:
+    """torchrun's --nnodes: N, or MIN:MAX for an elastic launch."""
+    parts = text.split(":")
+    if len(parts) > 2:
+        raise argparse.ArgumentTypeError(f"expected N or MIN:MAX, got {text!r}")
+    nums = [_positive_int(x) for x in parts]
+    if len(nums) == 2 and nums[0] > nums[1]:
+        raise argparse.ArgumentTypeError(f"MIN above MAX in {text!r}")
+    return text
 
 
 def _conditions(text: str) -> list:

@@ -240,3 +240,20 @@ def test_two_nodes_on_localhost_are_merged(tmp_path):
     assert d["straggler"]["rank"] == 1 and d["straggler"]["cause"] == "input"
     bad = run_cli(["merge", tmp_path / "node0", tmp_path / "node0" / "rank-0"])
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not __import__("torch").cuda.is_available()
+                    or __import__("torch").cuda.device_count() < 2,
+                    reason="needs two CUDA devices (NCCL, one per rank)")
+def test_nccl_ranks_on_two_gpus_are_merged(tmp_path):
+    out = tmp_path / "run"
+    r = run_cli(["profile", "--nproc-per-node", "2", "--out", out, "--no-progress", "--quiet",
+                 SCRIPT, "--backend", "nccl", "--straggler", "1", "--delay", DELAY,
+                 "--steps", STEPS], timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = merged(out)
+    d = s["distributed"]
+    assert {v["steps"]["train"] for v in d["ranks"].values()} == {2 * STEPS}
+    assert d["straggler"]["rank"] == 1 and d["straggler"]["cause"] == "input"
+    assert s["gpu_phases"] is not None   # device-side phases from CUDA events

@@ -17,7 +17,7 @@ import os
 import time
 from typing import Optional
 
-from ..run import Run, RunDirError, write_json
+from ..run import Run, write_json
 from . import rank_dirs
 
 STATUS_ORDER = ("crashed", "interrupted", "incomplete", "pruned", "stopped", "completed")
@@ -133,8 +133,9 @@ def merge(path: str) -> tuple:
             run = Run.load(folder)
             summaries[r] = run.summary()
             runs[r] = run
-        except (RunDirError, Exception) as exc:  # one damaged rank must not lose the rest
-            notices.append(f"rank {r}: cannot be read ({str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__})")
+        except Exception as exc:  # one damaged rank must not lose the rest
+            why = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            notices.append(f"rank {r}: cannot be read ({why})")
     if not runs:
         raise MergeError(f"{path}: none of the rank runs can be read")
     ranks = sorted(runs)

@@ -3,7 +3,8 @@
 --straggler R --delay S: rank R sleeps S seconds in its collate_fn (an input straggler);
 --slow-forward S: rank R sleeps in its model's forward instead (a compute straggler);
 --eval {all,rank0,none}: every rank evaluates its shard, only rank 0, or no evaluation;
---crash-rank R: rank R raises at its 5th step.
+--crash-rank R: rank R raises at its 5th step;
+--backend nccl: one CUDA device per rank (LOCAL_RANK).
 """
 import argparse
 import os
@@ -23,9 +24,14 @@ ap.add_argument("--delay", type=float, default=0.0)
 ap.add_argument("--slow-forward", type=float, default=0.0)
 ap.add_argument("--eval", choices=("all", "rank0", "none"), default="none")
 ap.add_argument("--crash-rank", type=int, default=-1)
+ap.add_argument("--backend", choices=("gloo", "nccl"), default="gloo")
 args = ap.parse_args()
 
-dist.init_process_group("gloo")
+dist.init_process_group(args.backend)
+device = torch.device("cpu")
+if args.backend == "nccl":
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    torch.cuda.set_device(device)
 rank, world = dist.get_rank(), dist.get_world_size()
 torch.manual_seed(0)
 bs = 16
@@ -60,7 +66,7 @@ loader = DataLoader(ds, batch_size=bs, sampler=sampler, collate_fn=collate)
 vds = TensorDataset(xv, yv)
 vloader = DataLoader(vds, batch_size=32, sampler=DistributedSampler(vds, world, rank, shuffle=False)
                      if args.eval == "all" else None)
-model = DDP(Net())
+model = DDP(Net().to(device), device_ids=[device.index] if device.type == "cuda" else None)
 opt = torch.optim.SGD(model.parameters(), lr=0.1)
 loss_fn = nn.CrossEntropyLoss()
 step = 0
@@ -71,6 +77,7 @@ for epoch in range(args.epochs):
         step += 1
         if rank == args.crash_rank and step == 5:
             raise RuntimeError(f"rank {rank} failed on purpose")
+        xb, yb = xb.to(device), yb.to(device)
         loss = loss_fn(model(xb), yb)
         opt.zero_grad()
         loss.backward()
@@ -80,6 +87,7 @@ for epoch in range(args.epochs):
         with torch.no_grad():
             tot, correct, count = 0.0, 0, 0
             for xb, yb in vloader:
+                xb, yb = xb.to(device), yb.to(device)
                 out = model.module(xb)
                 tot += loss_fn(out, yb).item() * len(yb)
                 correct += (out.argmax(1) == yb).sum().item()
