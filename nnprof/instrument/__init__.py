@@ -49,12 +49,6 @@ class Instrumentation:
         self._handles: list = []
         self.comm = CommWait()
 
-    def _on_module(self, module, is_loss: bool) -> None:
-        if not is_loss:
-            self.comm.watch(module)  # under torch.distributed only
-        if self.on_module is not None:
-            self.on_module(module, is_loss)
-
     # CUDA is probed once; events start once the script has initialised CUDA
     def _gpu_timeline(self):
         if not torch.cuda.is_initialized():
@@ -84,7 +78,7 @@ class Instrumentation:
             raise RuntimeError("nnprof is already profiling in this process")
         try:
             self._handles.append(self.comm)
-            self._handles.append(model.install(self.clock, self._on_module, self.observer,
+            self._handles.append(model.install(self.clock, self.on_module, self.observer,
                                                self.on_forward))
             self._handles.append(autograd.install(self.clock, self._capture_loss,
                                                   self.observer, self.comm))

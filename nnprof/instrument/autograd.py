@@ -25,16 +25,22 @@ def install(clock: StepClock, capture_loss=None, observer=None, comm=None) -> Pa
     """``capture_loss(tensor)`` turns a scalar tensor into a loss reference;
     ``observer.unscaled(tensor)`` (optional) maps a backward tensor to the loss
     output it scales; ``comm`` (a ``comm.CommWait``, optional) measures the wait for
-    collectives at the end of each backward once it watches parameters."""
+    collectives at the end of each backward under torch.distributed."""
     patches = Patches()
     now_ns = time.perf_counter_ns
 
     def timed_backward(original, tensors, args, kwargs):
         """The outermost backward, with the wait for collectives at its end noted."""
-        if comm is None or not comm.active:
+        if comm is None or not comm.active():
             return original(tensors, *args, **kwargs)
+        root = tensors if isinstance(tensors, torch.Tensor) else \
+            tensors[0] if isinstance(tensors, (list, tuple)) and tensors else None
+        handle = comm.arm(root)
         t_in = now_ns()
-        result = original(tensors, *args, **kwargs)
+        try:
+            result = original(tensors, *args, **kwargs)
+        finally:
+            comm.disarm(handle)
         clock.add_comm_wait(comm.gap(t_in, now_ns()))
         return result
     get_ident = threading.get_ident

@@ -1,18 +1,20 @@
 """Communication wait: the part of ``backward`` spent waiting for collectives.
 
-Under DDP (and any data-parallel wrapper that all-reduces gradients as they are
-made), the gradients of a rank are ready when the autograd engine accumulates the
-last of them; what ``backward()`` takes after that is the wait for the all-reduce
-of the last buckets, which lasts as long as the slowest rank keeps the others
-waiting. So a hook on every parameter (``register_post_accumulate_grad_hook``)
-notes the time of the latest accumulation, and when the outermost ``backward()``
-returns, the time since then is the step's ``comm_wait``.
+Under DDP (and FSDP, and any data-parallel wrapper that reduces gradients as backward
+makes them) the autograd graph finishes when the rank's last gradient is computed;
+the wrapper then waits, in a callback the autograd engine runs at the end of the
+backward (``finalize_backward``), until every gradient bucket is reduced: as long as
+the slowest rank keeps the others waiting. So nnprof queues a callback of its own at
+the start of each outermost backward (from a hook on the tensor ``backward()`` is
+called on, the first node the engine runs): the engine runs callbacks in the order
+they were queued, so it runs before the wrapper's and notes when the graph finished;
+the time from then until ``backward()`` returns is the step's ``comm_wait``. Two
+Python calls per backward, whatever the size of the model.
 
-Hooks are attached only where a process group of several ranks is initialised
-(``torch.distributed``), to the parameters of each top-level model as it is first
-called: a single-process run pays nothing. Host clock only: with NCCL on CUDA the
-host does not wait in ``backward`` (the wait is queued on the device), so the figure
-is the host-side part.
+Only where a process group of two or more ranks is initialised (``torch.distributed``):
+a single-process run pays one ``is_initialized()`` call per backward. Host clock only:
+with NCCL on CUDA the host does not wait in ``backward`` (the wait is queued on the
+device), so the figure is the host-side part.
 """
 from __future__ import annotations
 
@@ -32,46 +34,66 @@ def distributed_world() -> int:
     return 0
 
 
+def _initialised():
+    try:
+        import torch.distributed as dist
+        if dist.is_available():
+            return dist.is_initialized
+    except Exception:
+        pass
+    return lambda: False
+
+
 class CommWait:
-    """Notes when the last gradient of a backward was accumulated."""
+    """Times the end of a backward: from the graph's end to ``backward()``'s return."""
 
     def __init__(self) -> None:
-        self.last_ns = 0
-        self._seen: set = set()
-        self._handles: list = []
-
-    @property
-    def active(self) -> bool:
-        return bool(self._handles)
-
-    def watch(self, module) -> None:
-        """Hook ``module``'s trainable parameters, once a process group of several
-        ranks exists (called once per top-level model, at its first call)."""
-        if distributed_world() < 2 or \
-                not hasattr(torch.Tensor, "register_post_accumulate_grad_hook"):
-            return
+        self.graph_done_ns = 0
+        self._initialised = _initialised()
+        self._world = 0
+        try:
+            self._queue = torch.autograd.Variable._execution_engine.queue_callback
+        except AttributeError:  # an autograd engine without callbacks: nothing measured
+            self._queue = None
         clock = time.perf_counter_ns
 
-        def accumulated(_param) -> None:
-            self.last_ns = clock()
+        def done() -> None:
+            self.graph_done_ns = clock()
+
+        def on_root_grad(grad):
+            self._queue(done)
+            return None
+
+        self._on_root_grad = on_root_grad
+
+    def active(self) -> bool:
+        """A process group of two or more ranks exists (checked cheaply per backward)."""
+        if self._queue is None or not self._initialised():
+            return False
+        if not self._world:
+            self._world = distributed_world()
+        return self._world >= 2
+
+    def arm(self, tensor):
+        """Before the backward of ``tensor``: a handle to :meth:`disarm`, or None."""
+        if not isinstance(tensor, torch.Tensor) or not tensor.requires_grad \
+                or tensor.grad_fn is None:
+            return None
         try:
-            for p in module.parameters():
-                if p.requires_grad and id(p) not in self._seen:
-                    self._seen.add(id(p))
-                    self._handles.append(p.register_post_accumulate_grad_hook(accumulated))
-        except Exception:  # a module whose parameters cannot be listed or hooked
-            return
+            return tensor.register_hook(self._on_root_grad)
+        except RuntimeError:
+            return None
 
     def gap(self, since_ns: int, now_ns: int) -> int:
-        """The wait after the last accumulation of a backward that began at
-        ``since_ns`` and returned at ``now_ns``; 0 if no gradient was accumulated."""
-        last = self.last_ns
-        return now_ns - last if since_ns <= last <= now_ns else 0
+        """The wait after the graph of a backward that began at ``since_ns`` finished,
+        to ``now_ns`` when it returned; 0 if that graph's end was not seen."""
+        done = self.graph_done_ns
+        return now_ns - done if since_ns <= done <= now_ns else 0
+
+    @staticmethod
+    def disarm(handle) -> None:
+        if handle is not None:
+            handle.remove()
 
     def uninstall(self) -> None:
-        while self._handles:
-            try:
-                self._handles.pop().remove()
-            except Exception:
-                pass
-        self._seen.clear()
+        self.graph_done_ns = 0

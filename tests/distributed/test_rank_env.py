@@ -38,18 +38,31 @@ def test_rank_dirs_lists_rank_runs_only(tmp_path):
     assert rank_dirs(tmp_path / "missing") == {}
 
 
-def test_no_hooks_without_a_process_group_of_several_ranks():
+def test_inactive_without_a_process_group_of_several_ranks():
     assert distributed_world() == 0
     cw = CommWait()
-    cw.watch(torch.nn.Linear(2, 2))
-    assert not cw.active
+    assert not cw.active()
     cw.uninstall()
 
 
-def test_the_wait_is_the_time_after_the_last_accumulation():
+def test_the_wait_is_the_time_after_the_graph_ended():
     cw = CommWait()
-    cw.last_ns = 150
+    cw.graph_done_ns = 150
     assert cw.gap(100, 400) == 250
-    assert cw.gap(200, 400) == 0      # the last accumulation was in an earlier backward
-    cw.last_ns = 0
+    assert cw.gap(200, 400) == 0      # the end of an earlier backward's graph
+    cw.graph_done_ns = 0
     assert cw.gap(100, 400) == 0
+
+
+def test_the_callback_runs_when_the_graph_ends_before_backward_returns():
+    import time
+    cw = CommWait()
+    x = torch.ones(3, requires_grad=True)
+    loss = (x * 2).sum()
+    handle = cw.arm(loss)
+    t0 = time.perf_counter_ns()
+    loss.backward()
+    t1 = time.perf_counter_ns()
+    cw.disarm(handle)
+    assert t0 <= cw.graph_done_ns <= t1 and x.grad.tolist() == [2.0, 2.0, 2.0]
+    assert cw.arm(torch.ones(2)) is None          # nothing to hook: no graph
