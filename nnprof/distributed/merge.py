@@ -37,8 +37,13 @@ def _rank_view(run: Run, summary: dict) -> dict:
                for d in summary.get("loader") or []]
     meta = run.meta or {}
     ended = None
-    if isinstance(meta.get("started_unix"), (int, float)) and summary.get("wall_s"):
-        ended = float(meta["started_unix"]) + float(summary["wall_s"])
+    if isinstance(meta.get("started_unix"), (int, float)):
+        took = summary.get("wall_s")
+        if not took:  # not finished (killed): its last step's end
+            st = run.steps
+            took = float((st["start_s"] + st["wall_s"]).max()) if len(st) else None
+        if took:
+            ended = float(meta["started_unix"]) + float(took)
     return {"status": summary.get("status"), "exit_code": summary.get("exit_code"),
             "ended_unix": ended,
             "steps": {"train": steps.get("train", 0), "eval": steps.get("eval", 0),
@@ -122,7 +127,8 @@ def _add(a, b):
 
 
 def merge(path: str) -> tuple:
-    """(merged summary, the basis rank's Run, per-step frame) of the run at ``path``."""
+    """(merged summary, the basis rank's Run, the per-step frame, the aligned steps) of
+    the distributed run at ``path``."""
     from ..analyses import ranks as rk
     dirs = rank_dirs(path)
     if not dirs:
@@ -150,12 +156,11 @@ def merge(path: str) -> tuple:
     world = int((meta.get("rank") or {}).get("world_size") or len(dirs))
     nodes = sorted({v["node_rank"] for v in views.values() if v.get("node_rank") is not None})
     ends = {r: views[r]["ended_unix"] for r in failed if views[r].get("ended_unix")}
-    if len(failed) > 1 and len(ends) == len(failed):
+    if len(failed) > 1 and len(ends) > 1:
         first = min(ends, key=ends.get)
         notices.append(f"rank {first} failed first ({views[first].get('status')}, exit "
-                       f"{views[first].get('exit_code')}); the others "
-                       "followed "
-                       f"{max(ends.values()) - ends[first]:.1f} s later at most")
+                       f"{views[first].get('exit_code')}); the other failed ranks ended up "
+                       f"to {max(ends.values()) - ends[first]:.1f} s after it")
     for r in failed:
         v = views[r]
         notices.append(f"rank {r} {v.get('status')}" + (
