@@ -28,11 +28,13 @@ def loader_stats(loader_meta: dict, steps, batches, transform_ns_by_pid: dict,
     * ``capacity_bps``: batches per second the loader can make: ``W / batch_s``
       with W workers, ``1 / batch_s`` in the main process.
     * ``demand_bps``: batches per second the loop would consume if data were
-      free: ``1 / mean(wall - data)`` over the train steps fed by the loader.
+      free: ``1 / mean(wall - data)`` over the steady train steps fed by the loader
+      (those the phase table is over).
     * ``workers_needed``: ``ceil(batch_s * demand_bps)``, the workers that would
       make capacity meet demand; ``usable_workers`` = cores - 1 (one core for
       the training loop).
     """
+    from ..summary import steady_steps  # the rule the phase table follows
     out = []
     for lid, meta in sorted(loader_meta.items()):
         mine = steps[steps["loader"] == lid] if len(steps) else steps
@@ -83,7 +85,9 @@ def loader_stats(loader_meta: dict, steps, batches, transform_ns_by_pid: dict,
             entry["batch_s"] = None
             entry["capacity_bps"] = None
             entry["transform_by_name"] = []
-        basis = train if len(train) else mine
+        # the steady train steps, as for the phase table (warm-up and the first step of
+        # a pass that started workers left out)
+        basis = steady_steps(train) if len(train) else mine
         if len(basis):
             compute = float((basis["wall_s"] - basis["data_s"]).mean())
             entry["loop_s"] = compute
