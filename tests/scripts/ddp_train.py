@@ -92,7 +92,8 @@ for epoch in range(args.epochs):
                 tot += loss_fn(out, yb).item() * len(yb)
                 correct += (out.argmax(1) == yb).sum().item()
                 count += len(yb)
-        print(f"epoch {epoch} rank {rank} val_loss {tot / count:.4f} acc {correct / count:.3f}")
+        print(f"epoch {epoch} rank {rank} val_loss {tot / count:.4f} acc {correct / count:.3f}",
+              flush=True)
     dist.barrier()
 if rank == 0:
     print("done", step)
