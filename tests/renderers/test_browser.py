@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from rundirs import EVIL, synthetic_run
+from rundirs import EVIL, rank_run, synthetic_run
 
 pytestmark = pytest.mark.slow
 
@@ -93,6 +93,22 @@ def test_run_report_in_chromium(browser, real_run):
         page.wait_for_function("window.nnprofCharts['chart-steps'].tooltip"
                                ".getActiveElements().length >= 7", timeout=5000)  # 7 phases
         assert problems == []
+    finally:
+        page.close()
+
+
+def test_merged_distributed_report_in_chromium(browser, tmp_path):
+    from nnprof.distributed.merge import write_merged
+    rank_run(tmp_path / "rank-0", 0, comm=0.05, evals=[(9, 0.8), (19, 0.4)])
+    rank_run(tmp_path / "rank-1", 1, data=0.052, evals=[(9, 0.6), (19, 0.3)])
+    write_merged(str(tmp_path))
+    page, problems = open_page(browser, tmp_path / "report.html")
+    try:
+        assert problems == []
+        colours = drawn(page)
+        for chart in ("chart-skew", "chart-steps", "chart-loss"):
+            assert colours.get(chart, 0) > 3, (chart, colours)
+        assert "rank 1 is a straggler" in page.locator("#distributed").text_content()
     finally:
         page.close()
 
