@@ -192,6 +192,25 @@ def _expect_worker_deaths() -> None:
             pass
 
 
+RETRY_TERM_S = 0.05
+
+
+def _in_finalizer(frame, depth: int = 64) -> bool:
+    """Whether the interrupted code runs inside a ``__del__`` (a finalizer)."""
+    while frame is not None and depth > 0:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame, depth = frame.f_back, depth - 1
+    return False
+
+
+def _signal(pid: int, sig) -> None:
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass
+
+
 @dataclass
 class Outcome:
     status: str
@@ -212,6 +231,14 @@ def run(target: Target) -> Outcome:
                 # loader worker): it dies of the signal silently, as under python
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 os.kill(os.getpid(), signal.SIGTERM)
+                return
+            if _in_finalizer(frame):
+                # Python prints and drops an exception raised in a __del__ (a DataLoader
+                # iterator shutting its workers down when collected): the run would go on.
+                # Ask again once the finalizer is over.
+                retry = threading.Timer(RETRY_TERM_S, _signal, (owner, signal.SIGTERM))
+                retry.daemon = True
+                retry.start()
                 return
             raise Terminated()
         try:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SCRIPTS, read_summary
+from conftest import ROOT, SCRIPTS, read_summary, run_cli
 
 slow = pytest.mark.slow
 OWN = str(ROOT / "nnprof") + os.sep
@@ -712,3 +712,17 @@ def test_memory_stays_flat_over_a_long_run(tmp_path):
                                 rss)
     assert data_rows(out) == n
     assert read_summary(out)["steps"]["train"] == n
+
+
+@slow
+def test_sigterm_inside_a_finalizer_still_ends_the_run(tmp_path):
+    """An exception raised in ``__del__`` is printed and dropped by Python: a SIGTERM
+    that lands there (a DataLoader iterator shutting its workers down when collected) is
+    taken up once the finalizer is over, so the script ends as under python."""
+    out = tmp_path / "run"
+    r = run_cli(["profile", "--out", out, "--no-progress", "--quiet",
+                 SCRIPTS / "term_in_del.py"], timeout=60)
+    assert r.returncode == 143, r.stderr[-2000:]
+    assert "not reached" not in r.stdout
+    assert "Exception ignored" not in r.stderr
+    assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
