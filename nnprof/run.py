@@ -32,7 +32,8 @@ STEP_COLUMNS = (
     + [f"{p}_s" for p in LOADER_PHASES]
     + ["loader", "loss", "over_budget", "n_forward", "n_backward", "n_optimizer"]
     + [f"gpu_{p}_s" for p in PHASES]
-    + ["gpu_mem_peak_bytes", "pass_start", "comm_wait_s"]
+    + ["gpu_mem_peak_bytes", "pass_start", "comm_wait_s", "rss_bytes",
+       "gpu_mem_allocated_bytes", "gpu_mem_reserved_bytes"]
 )
 
 
@@ -209,7 +210,8 @@ class Run:
                     raise RunDirError(f"{path}: not a steps file (missing {', '.join(missing)})")
                 num = [c for c in df.columns if c.endswith("_s") or c in (
                     "loss", "index", "train_index", "n_forward", "n_backward", "n_optimizer",
-                    "over_budget", "gpu_mem_peak_bytes", "pass_start")]
+                    "over_budget", "gpu_mem_peak_bytes", "pass_start", "rss_bytes",
+                    "gpu_mem_allocated_bytes", "gpu_mem_reserved_bytes")]
                 for c in num:
                     df[c] = pd.to_numeric(df[c], errors="coerce")
                 df = df.dropna(subset=["index", "wall_s", "other_s"])

@@ -22,7 +22,7 @@ from .appendfile import AppendFile
 from .run import SCHEMA_VERSION, Run, RunWriter, write_json
 
 # one steps.csv row (see run.STEP_COLUMNS); %-formatting is the cheapest here
-_ROW = "%d,%s,%s," + ",".join(["%.6f"] * 12) + ",%s,%s,%d,%d,%d,%d,%s,%s,%d,%s\n"
+_ROW = "%d,%s,%s," + ",".join(["%.6f"] * 12) + ",%s,%s,%d,%d,%d,%d,%s,%s,%d,%s,%s,%s,%s\n"
 _NO_GPU = ",,,,,,"
 _now = time.perf_counter_ns
 FLUSH_ROWS = 16           # steps.csv is written every 16 steps ...
@@ -108,6 +108,7 @@ class Profiler:
         self.monitor_names = list(DEFAULT_MONITORS if monitors is None else monitors)
         self.monitor_options = dict(monitor_options or {})
         self._monitors: list = []
+        self._host = None
         self.notices: list = []
         self.rung = rung_config(self.notices)
         self._rung_losses: list = []
@@ -155,6 +156,7 @@ class Profiler:
             self._start_tracer()
         self._monitors = start_monitors(self.monitor_names, self.path, self.t0,
                                         self.monitor_options)
+        self._host = next((m for m in self._monitors if hasattr(m, "last_rss")), None)
         return self
 
     def stop(self, status: str = "completed", exit_code: Optional[int] = 0,
@@ -166,6 +168,7 @@ class Profiler:
         self.status = status
         self.notices.extend(stop_monitors(self._monitors))
         self._monitors = []
+        self._host = None
         if inst is not None:
             try:
                 inst.finish()
@@ -173,7 +176,9 @@ class Profiler:
                 if shutdown_workers:
                     inst.shutdown_workers()
                 try:
-                    self.writer.write_json("probe.json", self.probe.result())
+                    inst.check_kept_losses()
+                    self.writer.write_json("probe.json", dict(self.probe.result(),
+                                                              kept_losses=inst.kept))
                 except OSError as exc:  # a full disk must not end the script's own run
                     self.notices.append(f"cannot write probe.json: {exc.strerror or exc}")
             finally:
@@ -281,6 +286,9 @@ class Profiler:
     # a few rows runs much faster than the same code once between two steps.
     def _emit(self, rec: StepRecord) -> None:
         t_in = _now()
+        host = self._host
+        if host is not None:
+            rec.rss = host.last_rss
         rows = self._rows
         rows.append(rec)
         tracer = self._tracer
@@ -288,6 +296,8 @@ class Profiler:
             tracer.on_step(rec)  # may start, step or stop torch.profiler (--trace)
         if rec.kind == "train":
             self.n_train += 1
+            if self.n_train >= 64 and self.n_train & (self.n_train - 1) == 0:
+                self._inst.check_kept_losses()  # at train steps 64, 128, 256, ...
             if rec.end - rec.start > self.budget_ns:
                 self.n_over += 1
             if self.rung is not None:
@@ -326,7 +336,10 @@ class Profiler:
                 rec.n_forward, rec.n_backward, rec.n_optimizer,
                 _NO_GPU if gp is None else ",".join(["%.6f" % v for v in gp]),
                 "" if rec.gpu_mem_peak is None else rec.gpu_mem_peak, rec.pass_start,
-                "" if rec.comm_wait is None else "%.6f" % (rec.comm_wait * 1e-9)))
+                "" if rec.comm_wait is None else "%.6f" % (rec.comm_wait * 1e-9),
+                "" if rec.rss is None else rec.rss,
+                "" if rec.gpu_mem_alloc is None else rec.gpu_mem_alloc,
+                "" if rec.gpu_mem_reserved is None else rec.gpu_mem_reserved))
             self.n_steps += 1
         self.writer.write_rows(lines)
         self._flushed_at = now
@@ -374,8 +387,21 @@ class Profiler:
             "cuda_available": cuda,
             "device": torch.cuda.get_device_name(0) if cuda else "cpu",
             "gpu_total_memory_bytes": _total_memory() if cuda else None,
+            **_host_memory(),
             "torch_threads": torch.get_num_threads(),
         }
+
+
+def _host_memory() -> dict:
+    """The machine's memory, and what this process could reach: what is available now
+    plus what it holds already."""
+    try:
+        import psutil
+        vm = psutil.virtual_memory()
+        own = psutil.Process().memory_info().rss
+        return {"host_memory_bytes": int(vm.total), "host_available_bytes": int(vm.available + own)}
+    except Exception:
+        return {"host_memory_bytes": None, "host_available_bytes": None}
 
 
 def _total_memory() -> Optional[int]:

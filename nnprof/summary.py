@@ -23,7 +23,7 @@ from .run import SCHEMA_VERSION, Run
 WARMUP_STEPS = 1
 MIN_STEPS_FOR_WARMUP = 5
 FAIL_CONDITIONS = ("budget", "input-bound", "compute-bound", "optimizer-bound",
-                   "host-overhead-bound", "crashed", "wiring")
+                   "host-overhead-bound", "crashed", "wiring", "memory-growth", "memory")
 
 
 def _clean(obj):
@@ -150,7 +150,20 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
     summary["hardware"] = [f.to_dict() for f in hardware_findings(
         summary["host"], summary["gpu"], bn.verdict if bn else None, loaders, cores,
         gpu_memory=summary["gpu_memory"], precision=probe.get("precision"))]
+    summary["memory"] = _memory(all_steps, meta, probe, samples, tl, notices)
+    summary["hardware"] += memory_findings(summary["memory"])
     return _clean(summary)
+
+
+def _memory(steps, meta: dict, probe: dict, samples, train_loader, notices: list):
+    """``memory`` (analyses/memory.py); an analysis that fails costs a notice only."""
+    from .analyses.memory import memory_summary
+    try:
+        return memory_summary(steps, meta, probe, samples,
+                              (train_loader or {}).get("batch_size"))
+    except Exception as exc:
+        notices.append(f"memory analysis failed ({exc.__class__.__name__}: {exc})")
+        return None
 
 
 def _finding(f) -> Optional[dict]:
@@ -288,6 +301,24 @@ def pass_metrics(passes: list) -> list:
     return out
 
 
+def memory_findings(memory: Optional[dict]) -> list:
+    """The memory findings that join the machine findings: growth (a leak), and a peak
+    within 10% of the device's or the machine's memory."""
+    from .analyses.memory import near_full
+    out = []
+    g = (memory or {}).get("growth")
+    if g:
+        out.append({"name": "memory-growth", "verdict": "memory grows", "severity": "warn",
+                    "evidence": {k: g.get(k) for k in ("bytes_per_step", "source",
+                                                       "r_squared", "from_step",
+                                                       "projection", "kept_losses")},
+                    "advice": [g["verdict"]] + list(g.get("advice") or [])})
+    full = near_full(memory)
+    if full:
+        out.append(full)
+    return out
+
+
 def failed_conditions(summary: dict, conditions) -> list:
     """Which ``--fail-on`` conditions hold for this summary."""
     hit = []
@@ -298,6 +329,10 @@ def failed_conditions(summary: dict, conditions) -> list:
             hit.append(cond)
         elif cond == "wiring" and (summary.get("wiring") or {}).get("verdict") == "fail":
             hit.append(cond)
+        elif cond in ("memory-growth", "memory"):
+            names = {f.get("name") for f in summary.get("hardware") or []}
+            if "memory-growth" in names or (cond == "memory" and "memory-full" in names):
+                hit.append(cond)
         elif (summary.get("bottleneck") or {}).get("verdict") == cond:
             hit.append(cond)
     return hit

@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Callable, Optional
 
 import torch
 
 from . import autograd, loader, model, optim, sched
 from .comm import CommWait
-from .cuda import LossCopies, PendingSteps, cuda_pool, GpuTimeline, mem_peak_reader
+from .cuda import (LossCopies, PendingSteps, cuda_pool, GpuTimeline, mem_now_reader,
+                   mem_peak_reader)
 from .steps import StepClock, StepRecord, StopRun  # noqa: F401
 
 _ACTIVE: Optional["Instrumentation"] = None
+KEEP_WATCH_FROM = 16  # the losses watched for being kept: captures 16, 32, 64, ...
+KEEP_AGE = 32         # ... once this many losses later
 
 
 class Instrumentation:
@@ -43,11 +47,15 @@ class Instrumentation:
         # the allocator's peak is read only on steps that have a device timeline
         self.clock = StepClock(self._on_record, gpu_factory=self._gpu_timeline
                                if self.cuda_available else None,
-                               mem_peak=mem_peak_reader() if self.cuda_available else None)
+                               mem_peak=mem_peak_reader() if self.cuda_available else None,
+                               mem_now=mem_now_reader() if self.cuda_available else None)
         self.observer = observer_factory(self.clock, self._capture_loss) \
             if observer_factory is not None else None
         self._handles: list = []
         self.comm = CommWait()
+        self._captures = 0
+        self._watched: list = []   # (capture number, weakref to that step's loss)
+        self.kept = {"alive": 0, "watched": 0}
 
     # CUDA is probed once; events start once the script has initialised CUDA
     def _gpu_timeline(self):
@@ -58,6 +66,12 @@ class Instrumentation:
         return GpuTimeline(self._pool)
 
     def _capture_loss(self, t):
+        n = self._captures = self._captures + 1
+        if n >= KEEP_WATCH_FROM and n & (n - 1) == 0:  # a few, log-spaced: 16, 32, 64, ...
+            try:
+                self._watched.append((n, weakref.ref(t)))
+            except TypeError:
+                pass
         if t.is_cuda:
             if self._losses is None:
                 self._losses = LossCopies()
@@ -71,6 +85,15 @@ class Instrumentation:
             self.pending.add(rec)
         else:
             self.emit(rec)
+
+    def check_kept_losses(self) -> None:
+        """How many watched losses of steps long past are still alive (something keeps
+        them, and their graphs): called at a few train steps, never per step."""
+        old = [ref for n, ref in self._watched if n <= self._captures - KEEP_AGE]
+        if old:
+            alive = sum(1 for ref in old if ref() is not None)
+            if alive >= self.kept["alive"]:
+                self.kept = {"alive": alive, "watched": len(old)}
 
     def install(self) -> "Instrumentation":
         global _ACTIVE

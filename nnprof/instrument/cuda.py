@@ -157,3 +157,26 @@ def mem_peak_reader() -> Callable[[], Optional[int]]:
             broken[0] = True
             return None
     return read
+
+
+def mem_now_reader() -> Callable[[], tuple]:
+    """A function returning the caching allocator's (allocated, reserved) bytes now on
+    the current device, or (None, None): host-side counters, no device sync."""
+    import torch
+    raw = getattr(torch._C, "_cuda_memoryStats", None)
+    current = torch.cuda.current_device
+    broken = [False]
+
+    def read() -> tuple:
+        if broken[0]:
+            return None, None
+        try:
+            if raw is not None:
+                st = raw(current())
+                return (int(st["allocated_bytes"]["all"]["current"]),
+                        int(st["reserved_bytes"]["all"]["current"]))
+            return int(torch.cuda.memory_allocated()), int(torch.cuda.memory_reserved())
+        except Exception:
+            broken[0] = True
+            return None, None
+    return read

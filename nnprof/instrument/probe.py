@@ -365,7 +365,8 @@ class TrainingProbe:
                 "schedulers": self.schedulers, "wiring": self.wiring.result(),
                 "loss_at_init": self.observer.loss_at_init() if self.observer else None,
                 "rung": self.rung, "precision": self.precision,
-                "targets": self.observer.targets_seen() if self.observer else None}
+                "targets": self.observer.targets_seen() if self.observer else None,
+                "memory": held_bytes(self.wiring)}
 
 
 def _unwrapped(models: list) -> list:
@@ -385,3 +386,38 @@ def _unwrapped(models: list) -> list:
             seen.add(id(m))
             out.append(m)
     return out
+
+
+def _nbytes(t) -> int:
+    try:
+        return int(t.numel()) * int(t.element_size())
+    except Exception:
+        return 0
+
+
+def held_bytes(wiring: "WiringProbe") -> dict:
+    """Bytes held by the parameters of the models and optimizers seen, by the gradients
+    of the trainable ones that received one, and by the optimizers' state tensors."""
+    params = {}
+    for m in _unwrapped(wiring.models):
+        try:
+            for p in m.parameters():
+                params[id(p)] = p
+        except Exception:
+            continue
+    for o in wiring.optimizers:
+        for g in getattr(o, "param_groups", []):
+            for p in g.get("params", []):
+                if isinstance(p, torch.Tensor):
+                    params[id(p)] = p
+    grads = sum(_nbytes(p) for k, p in params.items()
+                if p.requires_grad and (wiring.saw_grad.get(k) or p.grad is not None))
+    state, seen = 0, set()
+    for o in wiring.optimizers:
+        for st in getattr(o, "state", {}).values():
+            for v in (st.values() if isinstance(st, dict) else []):
+                if isinstance(v, torch.Tensor) and id(v) not in seen:
+                    seen.add(id(v))
+                    state += _nbytes(v)
+    return {"parameters": sum(_nbytes(p) for p in params.values()), "gradients": grads,
+            "optimizer_state": state}

@@ -23,6 +23,9 @@ class StepRecord:
     steps with a device timeline only (None otherwise). nnprof never resets
     that statistic, so it is the high-water mark since the process started or
     the script last called ``torch.cuda.reset_peak_memory_stats()``.
+    ``gpu_mem_alloc`` / ``gpu_mem_reserved`` the allocator's allocated and reserved
+    bytes when the step closed (steps with a device timeline only); ``rss`` the host
+    process's resident bytes at its latest sample when the step was recorded.
     ``comm_wait`` the part of ``backward`` spent waiting for collectives (ns), None
     where it is not measured (no distributed process group of several ranks).
     """
@@ -30,7 +33,8 @@ class StepRecord:
     __slots__ = ("start", "end", "phases", "loader_phases", "kind", "loader", "n_forward",
                  "n_backward", "n_optimizer", "optimizers", "loss_ref", "eval_loss_ref", "gpu",
                  "gpu_phases", "gpu_mem_peak", "train_activity", "base", "n_batches", "ahead",
-                 "pass_start", "other_mark", "comm_wait")
+                 "pass_start", "other_mark", "comm_wait", "rss", "gpu_mem_alloc",
+                 "gpu_mem_reserved")
 
     def __init__(self, start: int, loader: Optional[str] = None, gpu=None) -> None:
         self.start = start
@@ -55,6 +59,9 @@ class StepRecord:
         self.pass_start = False  # the first step of a pass that started loader workers
         self.other_mark = 0      # 'other' time when the last top-level backward ended
         self.comm_wait: Optional[int] = None
+        self.rss: Optional[int] = None              # host resident bytes, last sample
+        self.gpu_mem_alloc: Optional[int] = None    # allocator's bytes at the step's end
+        self.gpu_mem_reserved: Optional[int] = None
 
     @property
     def spare(self) -> int:
@@ -80,6 +87,9 @@ class StepRecord:
         self.n_backward += later.n_backward
         self.n_optimizer += later.n_optimizer
         self.optimizers = self.optimizers + later.optimizers
+        if later.gpu_mem_alloc is not None:
+            self.gpu_mem_alloc, self.gpu_mem_reserved = later.gpu_mem_alloc, \
+                later.gpu_mem_reserved
         if later.comm_wait is not None:
             self.comm_wait = later.comm_wait + (self.comm_wait or 0)
         if later.n_backward:

@@ -76,11 +76,13 @@ class StepClock:
                  clock: Callable[[], int] = time.perf_counter_ns,
                  gpu_factory: Optional[Callable[[], object]] = None,
                  thread_id: Optional[int] = None,
-                 mem_peak: Optional[Callable[[], Optional[int]]] = None) -> None:
+                 mem_peak: Optional[Callable[[], Optional[int]]] = None,
+                 mem_now: Optional[Callable[[], tuple]] = None) -> None:
         self.sink = sink
         self.clock = clock
         self.gpu_factory = gpu_factory
         self.mem_peak = mem_peak
+        self.mem_now = mem_now
         self.thread_id = threading.get_ident() if thread_id is None else thread_id
         self.mode = IDLE
         self.open: Optional[StepRecord] = None
@@ -178,6 +180,8 @@ class StepClock:
             o.gpu.close()
             if self.mem_peak is not None:
                 o.gpu_mem_peak = self.mem_peak()
+            if self.mem_now is not None:
+                o.gpu_mem_alloc, o.gpu_mem_reserved = self.mem_now()
         return o
 
     def _emit_held(self) -> None:

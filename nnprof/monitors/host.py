@@ -7,10 +7,12 @@ appends to ``samples.csv`` (source ``host``):
   ``core<i>_percent`` per CPU, at most once a second (over that second), so
   that a many-core machine does not flood the file.
 * ``process_cpu_percent``: this process, in % of one core (above 100 with
-  several busy threads); ``process_rss_bytes``: its resident memory.
+  several busy threads); ``process_rss_bytes``: its resident memory (also kept in
+  ``last_rss``, which the profiler writes into each step's row: no syscall per step).
 * ``workers``: live child processes (DataLoader workers, and any process the
   script starts; py-spy is left out); ``workers_cpu_percent``: their sum;
-  ``worker_<pid>_cpu_percent``: each one.
+  ``worker_<pid>_cpu_percent``: each one; ``workers_rss_bytes``: their resident memory
+  together (a page shared with this process, as after a fork, is counted in each).
 
 CPU shares come from differences of ``cpu_times()`` computed here, not from
 ``psutil.cpu_percent()``, whose module-level state a script may use itself.
@@ -56,6 +58,7 @@ class HostMonitor(SamplingMonitor, Monitor):
 
     def __init__(self, run_dir: str, t0: int, options: Optional[dict] = None) -> None:
         super().__init__(run_dir, t0, options)
+        self.last_rss: Optional[int] = None
         self._init_sampling()
 
     # -- lifecycle ---------------------------------------------------------
@@ -101,11 +104,12 @@ class HostMonitor(SamplingMonitor, Monitor):
         c0, w0 = self._self
         out["process_cpu_percent"] = max(0.0, 100.0 * (cpu - c0) / (now - w0)) if now > w0 else 0.0
         self._self = (cpu, now)
-        out["process_rss_bytes"] = int(self.proc.memory_info().rss)
+        rss = int(self.proc.memory_info().rss)
+        out["process_rss_bytes"] = self.last_rss = rss
 
         if time.monotonic() - self._scanned >= self._scan_every:
             self._scan_children()
-        per = {}
+        per, workers_rss = {}, 0
         for pid, entry in list(self._children.items()):
             p, c0, w0 = entry
             try:
@@ -113,6 +117,7 @@ class HostMonitor(SamplingMonitor, Monitor):
                 now = time.time()
                 if p.status() == ps.STATUS_ZOMBIE:
                     raise ps.ZombieProcess(pid)
+                workers_rss += int(p.memory_info().rss)
             except (ps.NoSuchProcess, ps.AccessDenied):
                 del self._children[pid]
                 continue
@@ -120,6 +125,7 @@ class HostMonitor(SamplingMonitor, Monitor):
             entry[1], entry[2] = cpu, now
         out["workers"] = len(per)
         out["workers_cpu_percent"] = sum(per.values())
+        out["workers_rss_bytes"] = workers_rss
         for pid, v in sorted(per.items()):
             out[f"worker_{pid}_cpu_percent"] = v
         self._writer.add(t_s, "host", out)

@@ -99,3 +99,20 @@ def sample_series(run, max_points: int = MAX_POINTS) -> dict:
                       "v": (np.add.reduceat(v, idx) / counts).round(2).tolist()}
     return out
 
+
+def memory_series(steps, memory: dict, max_points: int = 2000) -> dict:
+    """Per train step: host RSS, CUDA allocated and reserved bytes (None where not
+    measured), at most ``max_points`` steps evenly spaced; and the device's total."""
+    train = steps[steps["kind"] == "train"] if len(steps) else steps
+    cols = {"rss": "rss_bytes", "allocated": "gpu_mem_allocated_bytes",
+            "reserved": "gpu_mem_reserved_bytes"}
+    have = {k: c for k, c in cols.items() if c in train and train[c].notna().any()}
+    if not len(train) or not have:
+        return {}
+    every = max(1, -(-len(train) // max_points))
+    t = train.iloc[::every]
+    out = {"x": [int(v) for v in t["train_index"].fillna(0)]}
+    for k, c in have.items():
+        out[k] = [None if v != v else float(v) for v in t[c]]
+    out["device_total"] = (memory.get("cuda") or {}).get("total_bytes")
+    return out

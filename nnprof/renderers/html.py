@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..instrument.steps import LOADER_PHASES, PHASES
 from . import Renderer
-from .chartdata import histogram, line_series, sample_series, step_buckets
+from .chartdata import histogram, line_series, memory_series, sample_series, step_buckets
 from .htmlkit import PHASE_COLORS, Markup, esc, ms, num, page, pct, table, verdict_card
 from .htmlpages import ladder_card, render_compare
 
@@ -288,7 +288,7 @@ class HtmlRenderer(Renderer):
 
     def _machine(self, s, run) -> str:
         host, gpu, mem = s.get("host"), s.get("gpu"), s.get("gpu_memory") or {}
-        if not host and not gpu and mem.get("peak_bytes") is None:
+        if not host and not gpu and mem.get("peak_bytes") is None and not s.get("memory"):
             return ""
         rows = []
         if host:
@@ -319,10 +319,42 @@ class HtmlRenderer(Renderer):
             rows.append([f"GPU{i} {d.get('name', '')}".strip(), line])
         if mem.get("peak_bytes") is not None:
             rows.append(["GPU tensors", f"peak {mem['peak_bytes'] / 1e9:.2f} GB (allocator)"])
-        chart = ('<div class="chart"><canvas id="chart-samples"></canvas></div>'
+        rows += self._memory_rows(s.get("memory") or {})
+        chart = ('<div class="row"><div class="chart"><canvas id="chart-samples"></canvas></div>'
+                 '<div class="chart"><canvas id="chart-memory"></canvas></div></div>'
                  if run is not None else "")
         return ('<section id="machine"><h2>Machine</h2>' + table(["", ""], rows) + chart
                 + "</section>")
+
+    @staticmethod
+    def _memory_rows(m: dict) -> list:
+        def gb(v):
+            return "-" if v is None else (f"{v / 1e9:.2f} GB" if v >= 1e8 else f"{v / 1e6:.1f} MB")
+        rows = []
+        host, b, fits = m.get("host") or {}, m.get("breakdown") or {}, m.get("fits") or {}
+        if host:
+            rows.append(["host memory (RSS)", f"{gb(host.get('rss_start_bytes'))} at start, "
+                         f"{gb(host.get('rss_end_bytes'))} at end, peak "
+                         f"{gb(host.get('rss_peak_bytes'))}"
+                         + (f"; loader workers up to {gb(host['workers_rss_peak_bytes'])}"
+                            if host.get("workers_rss_peak_bytes") else "")])
+        if b:
+            act = b.get("activations_and_temporaries")
+            rows.append(["what it is made of", f"parameters {gb(b.get('parameters'))}, "
+                         f"gradients {gb(b.get('gradients'))}, optimizer state "
+                         f"{gb(b.get('optimizer_state'))}, activations and temporaries "
+                         + (f"~{gb(act)} (from the {b.get('basis')})" if act else "unknown")])
+        if fits:
+            rows.append(["what fits (estimate)",
+                         f"at 2x the batch ~{gb(fits.get('peak_at_2x_bytes'))}, at 4x "
+                         f"~{gb(fits.get('peak_at_4x_bytes'))} of {gb(fits.get('total_bytes'))} "
+                         f"{fits.get('against')}"
+                         + (f"; up to ~{fits['max_batch_factor']:.3g}x the batch"
+                            if fits.get("max_batch_factor") is not None else "")
+                         + (f" (batch size {fits['max_batch_size']:,})"
+                            if fits.get("max_batch_size") else "")
+                         + f" with 10% to spare; {fits.get('assumption')}"])
+        return rows
 
     def _trace(self, s) -> str:
         tr = s.get("trace")
@@ -382,6 +414,8 @@ class HtmlRenderer(Renderer):
                 "budget_s": s.get("budget_s", 1.0)}
         if s.get("distributed"):
             data["skew"] = s["distributed"].get("skew")
+        if run is not None:
+            data["memory"] = memory_series(run.steps, (s.get("memory") or {}))
         curves = s.get("curves") or {}
         data["val_loss"] = curves.get("val_loss") or []
         data["metrics"] = [{k: m.get(k) for k in ("after_train_steps", "accuracy",

@@ -6,7 +6,8 @@
 * ``train/``      x = the train step index (``train_index`` of ``steps.csv``):
   ``step/wall_s``; ``phase/<name>_s`` for the seven main-process phases;
   ``loader/<name>_s`` (fetch, transform, collate in the main process) when any
-  is non-zero; ``gpu_phase/<name>_s`` and ``gpu/mem_peak_bytes`` on steps that
+  is non-zero; ``memory/host_rss_bytes`` (and on CUDA ``memory/gpu_allocated_bytes``,
+  ``memory/gpu_reserved_bytes``); ``gpu_phase/<name>_s`` and ``gpu/mem_peak_bytes`` on steps that
   have a device timeline; ``train/loss``.
 * ``eval/``       x = the eval step's ordinal (0, 1, ... over all eval steps):
   ``eval_step/wall_s``, ``eval_phase/<name>_s``, ``eval_gpu_phase/<name>_s``,
@@ -223,10 +224,14 @@ def step_series(df, x: np.ndarray, base: float, prefix: str,
             names.append(f"{prefix}gpu_phase/{p}_s")
             cols.append(c)
     if not prefix:
-        c = _col(df, "gpu_mem_peak_bytes")
-        if not np.isnan(c).all():
-            names.append("gpu/mem_peak_bytes")
-            cols.append(c)
+        for col, name in (("gpu_mem_peak_bytes", "gpu/mem_peak_bytes"),
+                          ("gpu_mem_allocated_bytes", "memory/gpu_allocated_bytes"),
+                          ("gpu_mem_reserved_bytes", "memory/gpu_reserved_bytes"),
+                          ("rss_bytes", "memory/host_rss_bytes")):
+            c = _col(df, col)
+            if not np.isnan(c).all():
+                names.append(name)
+                cols.append(c)
     loss = _col(df, "loss")
     if not np.isnan(loss).all():
         names.append("eval/loss" if prefix else "train/loss")

@@ -17,6 +17,12 @@ def _ms(v) -> str:
     return "-" if v is None else f"{v * 1e3:,.2f}"
 
 
+def _gb(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v / 1e9:.2f} GB" if abs(v) >= 1e8 else f"{v / 1e6:.1f} MB"
+
+
 def _pct(v) -> str:
     return "-" if v is None else f"{v * 100:.1f}%"
 
@@ -246,8 +252,35 @@ class TerminalRenderer(Renderer):
             if mem.get("total_bytes"):
                 line += f" of {mem['total_bytes'] / 1e9:.1f} GB"
             con.print(escape(line + " (allocator peak, torch.cuda.max_memory_allocated)"))
+        self._memory(con, s.get("memory") or {})
         for f in s.get("hardware") or []:
             self._finding(con, "machine", f)
+
+    def _memory(self, con, m: dict) -> None:
+        host, b, fits = m.get("host") or {}, m.get("breakdown") or {}, m.get("fits") or {}
+        parts = []
+        if host:
+            parts.append(f"host RSS {_gb(host.get('rss_start_bytes'))} at start, "
+                         f"{_gb(host.get('rss_end_bytes'))} at end, peak "
+                         f"{_gb(host.get('rss_peak_bytes'))}")
+        if b:
+            act = b.get("activations_and_temporaries")
+            parts.append(f"parameters {_gb(b.get('parameters'))}, gradients "
+                         f"{_gb(b.get('gradients'))}, optimizer state "
+                         f"{_gb(b.get('optimizer_state'))}"
+                         + (f", activations ~{_gb(act)} ({b.get('basis')})" if act else ""))
+        if parts:
+            con.print("[bold]memory:[/] " + escape("; ".join(parts)))
+        if fits:
+            line = (f"  at 2x the batch ~{_gb(fits.get('peak_at_2x_bytes'))}, 4x "
+                    f"~{_gb(fits.get('peak_at_4x_bytes'))} of {_gb(fits.get('total_bytes'))} "
+                    f"{fits.get('against')}")
+            if fits.get("max_batch_factor") is not None:
+                line += (f"; fits up to ~{fits['max_batch_factor']:.3g}x the batch"
+                         + (f" (batch size {fits['max_batch_size']:,})"
+                            if fits.get("max_batch_size") else "")
+                         + " with 10% to spare")
+            con.print(escape(line + " (estimate: " + str(fits.get("assumption")) + ")"))
 
     def _hotspots(self, con, s) -> None:
         h = s.get("hotspots")

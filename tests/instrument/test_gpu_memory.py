@@ -130,10 +130,12 @@ def _row(gpu_phases=None, peak=None):
 
 
 def test_row_has_the_peak_column_after_the_device_phases_and_empty_on_cpu():
-    assert STEP_COLUMNS[-3:] == ["gpu_mem_peak_bytes", "pass_start", "comm_wait_s"]
+    assert STEP_COLUMNS[-6:] == ["gpu_mem_peak_bytes", "pass_start", "comm_wait_s",
+                                 "rss_bytes", "gpu_mem_allocated_bytes",
+                                 "gpu_mem_reserved_bytes"]
     cpu = _row()
     assert len(cpu) == len(STEP_COLUMNS)
-    assert cpu[-3] == "" and cpu[-10:-3] == [""] * 7 and cpu[-2] == "0" and cpu[-1] == ""
+    assert cpu[-6] == "" and cpu[-13:-6] == [""] * 7 and cpu[-5] == "0" and cpu[-4:] == [""] * 4
     gpu = _row([0.001] * 7, 123456789)
     assert len(gpu) == len(STEP_COLUMNS)
-    assert gpu[-3] == "123456789" and gpu[-4] == "0.001000"
+    assert gpu[-6] == "123456789" and gpu[-7] == "0.001000"

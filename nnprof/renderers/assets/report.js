@@ -175,6 +175,25 @@
                    plugins: { title: title('Host and GPU samples') } } });
     } else { drop('chart-samples', 'No host or GPU samples (--no-monitors, or too short a run).'); }
 
+    var MM = D.memory || {};
+    if (MM.x && MM.x.length) {
+      var mk = [['rss', 'host RSS', '#4e79a7'], ['allocated', 'CUDA allocated', '#e15759'],
+                ['reserved', 'CUDA reserved', '#f28e2b']];
+      var msets = mk.filter(function (k) { return MM[k[0]]; }).map(function (k) {
+        return { label: k[1], borderColor: k[2], pointRadius: 0, borderWidth: 1.2,
+                 data: MM.x.map(function (x, i) { return { x: x, y: MM[k[0]][i] == null ? null : MM[k[0]][i] / 1e6 }; }) };
+      });
+      if (MM.device_total) {
+        msets.push({ label: 'device total', borderColor: RED, borderDash: [6, 4], pointRadius: 0,
+                     borderWidth: 1, data: [{ x: MM.x[0], y: MM.device_total / 1e6 },
+                                            { x: MM.x[MM.x.length - 1], y: MM.device_total / 1e6 }] });
+      }
+      make('chart-memory', { type: 'line', data: { datasets: msets },
+        options: { scales: { x: { type: 'linear', title: { display: true, text: 'train step' } },
+                             y: { beginAtZero: true, title: { display: true, text: 'MB' } } },
+                   plugins: { title: title('Memory at the end of each train step') } } });
+    } else if (document.getElementById('chart-memory')) { drop('chart-memory', 'No memory reading per step (--no-monitors on CPU).'); }
+
     var K = D.skew;
     if (K && K.train_index && K.train_index.length) {
       var ranks = Array.from(new Set(K.slowest_rank)).sort(function (a, b) { return a - b; });

@@ -1,0 +1,53 @@
+"""Memory growth end to end: a leaking script (each step's loss kept with its graph), its
+fixed twin, and a script whose memory plateaus after its first epoch."""
+from __future__ import annotations
+
+import csv
+import re
+
+import pytest
+
+from conftest import SCRIPTS, read_summary, run_cli
+
+pytestmark = pytest.mark.slow
+SCRIPT = SCRIPTS / "mem_growth.py"
+
+
+def profile(tmp_path, mode, *extra):
+    out = tmp_path / mode
+    r = run_cli(["profile", "--out", out, "--no-progress", "--quiet", *extra, SCRIPT,
+                 "--mode", mode, "--report"], timeout=240)
+    return out, r
+
+
+def test_a_leak_is_found_with_its_rate_and_cause_and_fails_the_gate(tmp_path):
+    out, r = profile(tmp_path, "leak", "--fail-on", "memory-growth")
+    assert r.returncode == 3, r.stderr[-2000:]       # after writing everything
+    truth = float(re.search(r"rss_per_step (\S+)", r.stdout).group(1))
+    s = read_summary(out)
+    g = s["memory"]["growth"]
+    assert g["source"] == "host"
+    assert g["bytes_per_step"] == pytest.approx(truth, rel=0.25)
+    assert "loss tensors of earlier steps are still alive" in g["causes"][0]
+    assert g["kept_losses"]["alive"] >= 2
+    assert g["projection"]["target"] == "host memory"
+    assert any(f["name"] == "memory-growth" for f in s["hardware"])
+    b = s["memory"]["breakdown"]
+    # the model: 256x2048 + 2048 + 2048x10 + 10 float32 parameters; Adam: 2 states each
+    n = 256 * 2048 + 2048 + 2048 * 10 + 10
+    assert b["parameters"] == b["gradients"] == 4 * n
+    assert b["optimizer_state"] >= 8 * n
+    with open(out / "steps.csv") as fh:
+        rows = [row for row in csv.DictReader(fh) if row["kind"] == "train"]
+    assert sum(1 for row in rows if row["rss_bytes"]) >= len(rows) - 5
+    assert "memory grows by" in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize("mode", ["fixed", "plateau"])
+def test_no_finding_on_a_healthy_run(tmp_path, mode):
+    out, r = profile(tmp_path, mode, "--fail-on", "memory-growth,memory")
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = read_summary(out)
+    assert s["memory"]["growth"] is None
+    assert not any(f["name"].startswith("memory") for f in s["hardware"])
+    assert s["memory"]["host"]["rss_peak_bytes"] > 0
