@@ -52,6 +52,10 @@ def _profile_parser() -> _Parser:
                    help="steps per --trace window (default 3)")
     p.add_argument("--trace-warmup", type=_positive_int, default=5, metavar="N",
                    help="train steps to let pass before the first --trace window (default 5)")
+    p.add_argument("--memory-trace", action="store_true",
+                   help="CUDA: record a few train steps' allocations with their stack traces "
+                        "(memory_snapshot.pickle for PyTorch's memory viewer) and name the top "
+                        "allocation sites")
     p.add_argument("--no-progress", action="store_true", help="no live progress line")
     p.add_argument("--quiet", action="store_true", help="no terminal report")
     d = p.add_argument_group("distributed: nnprof starts torchrun with these, one run per "
@@ -144,6 +148,7 @@ def cmd_profile(argv: list) -> int:
                         monitors=monitors,
                         monitor_options={"sample_hz": opts.sample_hz,
                                          "pyspy_rate": opts.pyspy_rate},
+                        memory_trace=opts.memory_trace,
                         **({"trace": {"steps": opts.trace_steps, "warmup": opts.trace_warmup}}
                            if opts.trace else {}))
     if rank is not None:

@@ -92,7 +92,8 @@ class Profiler:
                  script: Optional[str] = None, argv: Optional[list] = None,
                  max_steps: Optional[int] = None, max_time: Optional[float] = None,
                  progress: Optional[bool] = None, monitors=None,
-                 monitor_options: Optional[dict] = None, trace: Optional[dict] = None) -> None:
+                 monitor_options: Optional[dict] = None, trace: Optional[dict] = None,
+                 memory_trace: bool = False) -> None:
         if budget is None or not budget > 0:
             raise ValueError("budget must be a positive number of seconds")
         from .trace import options as trace_options
@@ -122,6 +123,10 @@ class Profiler:
         self._summary: Optional[dict] = None
         self._inst: Optional[Instrumentation] = None
         self._tracer = None
+        self._memtrace = None
+        if memory_trace:
+            from .memtrace import MemoryTrace
+            self._memtrace = MemoryTrace(self.path, self.notices)
         self._emit_ns = 0
         self.status: Optional[str] = None
 
@@ -184,6 +189,8 @@ class Profiler:
             finally:
                 if self._tracer is not None:
                     self._tracer.finish()  # a window still open is saved; never raises
+                if self._memtrace is not None:
+                    self._memtrace.finish(self.n_train)
                 inst.uninstall()
                 self.writer.close()
                 self._metrics.close()
@@ -298,6 +305,8 @@ class Profiler:
             self.n_train += 1
             if self.n_train >= 64 and self.n_train & (self.n_train - 1) == 0:
                 self._inst.check_kept_losses()  # at train steps 64, 128, 256, ...
+            if self._memtrace is not None:
+                self._memtrace.on_train_step(self.n_train)
             if rec.end - rec.start > self.budget_ns:
                 self.n_over += 1
             if self.rung is not None:

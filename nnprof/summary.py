@@ -150,17 +150,21 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
     summary["hardware"] = [f.to_dict() for f in hardware_findings(
         summary["host"], summary["gpu"], bn.verdict if bn else None, loaders, cores,
         gpu_memory=summary["gpu_memory"], precision=probe.get("precision"))]
-    summary["memory"] = _memory(all_steps, meta, probe, samples, tl, notices)
+    summary["memory"] = _memory(all_steps, meta, probe, samples, tl, notices, run.path)
     summary["hardware"] += memory_findings(summary["memory"])
     return _clean(summary)
 
 
-def _memory(steps, meta: dict, probe: dict, samples, train_loader, notices: list):
+def _memory(steps, meta: dict, probe: dict, samples, train_loader, notices: list,
+            run_dir: str):
     """``memory`` (analyses/memory.py); an analysis that fails costs a notice only."""
     from .analyses.memory import memory_summary
+    from .memtrace import load as load_trace
     try:
-        return memory_summary(steps, meta, probe, samples,
-                              (train_loader or {}).get("batch_size"))
+        out = memory_summary(steps, meta, probe, samples,
+                             (train_loader or {}).get("batch_size"))
+        out["trace"] = load_trace(run_dir)
+        return out
     except Exception as exc:
         notices.append(f"memory analysis failed ({exc.__class__.__name__}: {exc})")
         return None

@@ -62,3 +62,19 @@ def test_peak_memory_column_is_filled_and_plausible(tmp_path, scripts):
     assert 0 < mem["mean_step_peak_bytes"] <= mem["peak_bytes"]
     p = json.loads((out / "probe.json").read_text())["precision"]
     assert p["device_capability"] == list(torch.cuda.get_device_capability())
+
+
+@needs_cuda
+def test_memory_trace_writes_a_snapshot_and_names_sites(tmp_path, scripts):
+    import pickle
+    out = tmp_path / "run"
+    r = run_cli(["profile", "--out", out, "--no-progress", "--memory-trace",
+                 scripts / "cuda_async.py"])
+    assert r.returncode == 0, r.stderr
+    snap = pickle.loads((out / "memory_snapshot.pickle").read_bytes())
+    assert "segments" in snap and "device_traces" in snap
+    s = json.loads((out / "summary.json").read_text())
+    sites = s["memory"]["trace"]["top_sites"]
+    assert sites and all("cuda_async.py" in t["site"] for t in sites[:1])
+    steps = s["memory"]["cuda"]
+    assert steps["allocated_max_bytes"] > 0 and steps["reserved_max_bytes"] > 0

@@ -51,3 +51,29 @@ def test_no_finding_on_a_healthy_run(tmp_path, mode):
     assert s["memory"]["growth"] is None
     assert not any(f["name"].startswith("memory") for f in s["hardware"])
     assert s["memory"]["host"]["rss_peak_bytes"] > 0
+
+
+def test_memory_trace_skips_cleanly_without_cuda(tmp_path):
+    if __import__("torch").cuda.is_available():
+        pytest.skip("a CUDA machine records a snapshot: tests/test_cuda.py covers it")
+    out = tmp_path / "run"
+    r = run_cli(["profile", "--out", out, "--no-progress", "--quiet", "--memory-trace", SCRIPT,
+                 "--mode", "fixed", "--epochs", "1", "--steps", "20"], timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = read_summary(out)
+    assert any(n.startswith("--memory-trace: the script did not use CUDA") for n in s["notices"])
+    assert s["memory"]["trace"] is None and not (out / "memory_snapshot.pickle").exists()
+
+
+def test_top_sites_from_a_snapshot():
+    from nnprof.memtrace import top_sites
+    frames = lambda f, ln: [{"filename": "/x/torch/nn/functional.py", "line": 1,  # noqa: E731
+                             "name": "linear"}, {"filename": f, "line": ln, "name": "step"}]
+    snap = {"device_traces": [[
+        {"action": "alloc", "size": 100, "frames": frames("train.py", 10)},
+        {"action": "alloc", "size": 300, "frames": frames("train.py", 20)},
+        {"action": "free_requested", "size": 300, "frames": frames("train.py", 20)},
+        {"action": "alloc", "size": 50, "frames": frames("train.py", 10)}]]}
+    top = top_sites(snap)
+    assert [(t["site"], t["bytes"], t["allocations"]) for t in top] == [
+        ("train.py:20 in step", 300, 1), ("train.py:10 in step", 150, 2)]

@@ -354,6 +354,11 @@ class HtmlRenderer(Renderer):
                          + (f" (batch size {fits['max_batch_size']:,})"
                             if fits.get("max_batch_size") else "")
                          + f" with 10% to spare; {fits.get('assumption')}"])
+        tr = m.get("trace") or {}
+        for site in (tr.get("top_sites") or [])[:10]:
+            rows.append([f"allocation site (--memory-trace, {tr.get('file')})",
+                         f"{gb(site.get('bytes'))} in {site.get('allocations')} allocations at "
+                         f"{site.get('site')}"])
         return rows
 
     def _trace(self, s) -> str:

@@ -281,6 +281,11 @@ class TerminalRenderer(Renderer):
                             if fits.get("max_batch_size") else "")
                          + " with 10% to spare")
             con.print(escape(line + " (estimate: " + str(fits.get("assumption")) + ")"))
+        tr = m.get("trace") or {}
+        for site in (tr.get("top_sites") or [])[:5]:
+            con.print(escape(f"  allocated {_gb(site.get('bytes'))} in "
+                             f"{site.get('allocations')} allocations at {site.get('site')}"
+                             f" (--memory-trace, {tr.get('file')})"))
 
     def _hotspots(self, con, s) -> None:
         h = s.get("hotspots")
