@@ -173,11 +173,12 @@ def run_profiled(profiler, target):
     """Run the target under ``profiler``; (outcome, summary), or (outcome, None) in a
     child the script forked (its parent owns the run)."""
     from . import runner
-    profiler.start()
+    with _deferred_sigterm() as early:  # a SIGTERM while starting: the run still ends well
+        profiler.start()
     pid = os.getpid()
     outcome = runner.Outcome("crashed", 1)
     try:
-        outcome = runner.run(target)
+        outcome = runner.Outcome("interrupted", 143) if early else runner.run(target)
     finally:
         try:
             sys.stdout.flush()
@@ -195,9 +196,9 @@ def run_profiled(profiler, target):
 
 
 class _deferred_sigterm:
-    """SIGTERM while the run is being written (torchrun stopping the other ranks when one
-    failed, a sweep pruning a trial that just ended) waits until the files are out; the
-    exit code then says it came (143)."""
+    """SIGTERM while the run is being set up or written (a sweep stopping a trial that is
+    just starting, torchrun stopping the other ranks when one failed) waits until that is
+    done; the run then ends as interrupted (143)."""
 
     def __enter__(self) -> list:
         import signal

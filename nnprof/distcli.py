@@ -89,6 +89,10 @@ def launch_profile(opts, ours: list, target) -> int:
     if rank_env() is not None:
         raise UsageError("--nproc-per-node and the other torchrun options are for a plain "
                          "launch, not inside torchrun (this process is already a rank)")
+    several = opts.nnodes is not None and opts.nnodes.split(":")[-1] != "1"
+    if several and opts.rdzv_endpoint is None and opts.master_addr is None:
+        raise UsageError("--nnodes above 1 needs where the nodes meet: --rdzv-endpoint "
+                         "HOST:PORT (or --master-addr and --master-port)")
     start_cwd = os.getcwd()
     top = os.path.abspath(opts.out or default_out(target.name))
     if rank_dirs(top) or os.path.exists(os.path.join(top, "meta.json")):

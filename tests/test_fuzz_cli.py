@@ -256,9 +256,16 @@ def stub_check(monkeypatch):
 
 @pytest.fixture
 def stub_runner(monkeypatch):
-    """The script 'runs' instantly: the profiler itself starts and stops for real."""
+    """The script 'runs' instantly: the profiler itself starts and stops for real. A
+    distributed launch (torchrun options) is accepted when it is reached: it would start
+    real processes."""
+    import nnprof.distcli
     from nnprof import runner
     monkeypatch.setattr(runner, "run", lambda target: runner.Outcome("completed", 0))
+
+    def launch_profile(opts, ours, target):
+        raise Reached("launch")
+    monkeypatch.setattr(nnprof.distcli, "launch_profile", launch_profile)
 
 
 def _run_in_workspace(template, argv):

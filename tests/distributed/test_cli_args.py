@@ -14,6 +14,7 @@ SCRIPT = SCRIPTS / "ddp_train.py"
     (["--nnodes", "3:2"], "MIN above MAX"),
     (["--master-port", "70000"], "port number"),
     (["--node-rank", "-1"], "--node-rank: must be 0 or more"),
+    (["--nnodes", "2"], "--nnodes above 1 needs where the nodes meet"),
 ])
 def test_bad_torchrun_options_are_one_line(tmp_path, args, says):
     r = run_cli(["profile", *args, "--out", tmp_path / "run", SCRIPT])
