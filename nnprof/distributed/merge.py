@@ -235,19 +235,18 @@ def write_merged(path: str) -> tuple:
 def _write_steps(path: str, table, aligned, ranks: list) -> None:
     """One row per aligned train step: the job's wall time, slowest rank, gap and skew,
     then each rank's wall time, own work and communication wait."""
-    cols = list(STEP_FIELDS) + [f"rank{r}_{k}" for r in ranks
-                                for k in ("wall_s", "own_s", "comm_wait_s")]
-    lines = [",".join(cols)]
-    for i in range(len(table)):
-        t, a = table.iloc[i], aligned.iloc[i]
-        row = [str(int(t["train_index"])), "%.6f" % t["wall_s"], str(int(t["slowest_rank"])),
-               "%.6f" % t["gap_s"], "%.6f" % t["skew_s"]]
-        for r in ranks:
-            row += ["%.6f" % a[f"wall_{r}"], "%.6f" % a[f"own_{r}"], "%.6f" % a[f"comm_{r}"]]
-        lines.append(",".join(row))
+    import pandas as pd
+    out = pd.DataFrame({"train_index": table["train_index"].astype(int),
+                        "wall_s": table["wall_s"], "slowest_rank": table["slowest_rank"],
+                        "gap_s": table["gap_s"], "skew_s": table["skew_s"]})
+    for r in ranks:
+        for k, col in (("wall_s", f"wall_{r}"), ("own_s", f"own_{r}"),
+                       ("comm_wait_s", f"comm_{r}")):
+            out[f"rank{r}_{k}"] = aligned[col].to_numpy() if len(aligned) else []
+    text = out.to_csv(index=False, float_format="%.6f", lineterminator="\n")
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
+        fh.write(text)
     os.replace(tmp, path)
 
 

@@ -36,7 +36,7 @@ def test_the_straggler_and_its_cause_are_named(cause, slow, extra):
     assert st["gap_s"] == pytest.approx(extra, rel=0.15)
     assert st["steps_as_slowest"] == st["steps_compared"] == 18  # 2 warm-up steps left out
     assert st["severity"] == ("critical" if st["gap_share"] >= rk.CRITICAL else "warn")
-    assert any(f"rank 1" in a for a in st["advice"])
+    assert any("rank 1" in a for a in st["advice"])
 
 
 def test_equal_ranks_name_no_straggler_and_thresholds_hold():
