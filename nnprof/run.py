@@ -254,9 +254,10 @@ class Run:
     @property
     def loaders(self) -> dict:
         """Loader id -> metadata, with ``iters``: the durations of ``iter()`` calls, and
-        ``passes``: per ``iter()``, ``{"t_s", "iter_s", "first_batch_s", "shutdown_s"}``
-        (the wait for a pass's first batch when the pass started workers, and the time
-        its workers took to shut down; None where not measured)."""
+        ``passes``: per ``iter()``, ``{"t_s", "iter_s", "first_batch_s", "fill_s",
+        "shutdown_s"}`` (when the pass started workers: the wait for its first batch, the
+        waits for the other workers' first batches, and the time its workers took to shut
+        down; None where not measured)."""
         out: dict = {}
 
         def entry(lid):
@@ -271,11 +272,16 @@ class Run:
                 e = entry(lid)
                 e["iters"].append(_seconds(ev.get("duration_s")))
                 e["passes"].append({"t_s": ev.get("t_s"), "iter_s": _seconds(ev.get("duration_s")),
-                                    "first_batch_s": None, "shutdown_s": None})
+                                    "first_batch_s": None, "fill_s": None, "shutdown_s": None})
             elif kind in ("first_batch", "shutdown"):
                 passes = entry(lid)["passes"]
                 if passes and passes[-1][f"{kind}_s"] is None:
                     passes[-1][f"{kind}_s"] = _seconds(ev.get("duration_s"))
+            elif kind == "fill":
+                passes = entry(lid)["passes"]
+                if passes:
+                    passes[-1]["fill_s"] = ((passes[-1].get("fill_s") or 0.0)
+                                            + (_seconds(ev.get("duration_s")) or 0.0))
         return out
 
     @property

@@ -292,13 +292,16 @@ def test_v2_verdict(v2):
 
 
 # -- spawn workers, not persistent, and a break ---------------------------------------
-WORKER_ITEM_COST, INIT_COST, BUDGET = 0.01, 0.3, 0.25
+# the second worker finishes starting STAGGER after the first: its first batch's wait
+# is the pass's start-up too
+WORKER_ITEM_COST, INIT_COST, STAGGER, BUDGET = 0.01, 0.3, 0.3, 0.25
 
 
 @pytest.fixture(scope="module")
 def workers(tmp_path_factory):
     return Runs(tmp_path_factory.mktemp("workers"), "fw_workers.py",
-                ["--item-cost", WORKER_ITEM_COST, "--init-cost", INIT_COST],
+                ["--item-cost", WORKER_ITEM_COST, "--init-cost", INIT_COST,
+                 "--init-stagger", STAGGER],
                 options=["--budget", BUDGET])
 
 
@@ -317,8 +320,9 @@ def test_workers_loss(workers):
 
 def test_workers_no_step_absorbs_worker_start_up_or_shutdown(workers):
     """Every epoch's workers take more than the budget to start (``--init-cost``
-    sleeps in ``worker_init_fn``, after the spawn), and the ``break`` shuts them down;
-    a step only holds its own batch's wait and its compute, far under the budget."""
+    sleeps in ``worker_init_fn``, after the spawn), the second one ``STAGGER`` longer
+    than the first, and the ``break`` shuts them down; a step only holds its own
+    batch's wait and its compute, far under the budget."""
     workers.ok()
     walls = {int(r["index"]): float(r["wall_s"]) for r in workers.kind("train")}
     over = {i: w for i, w in walls.items() if w > BUDGET}
@@ -339,8 +343,9 @@ def test_workers_start_up_measured_per_epoch(workers):
     loader = workers.summary["loader"][0]
     per_pass = loader["startup_per_pass_s"]
     assert len(per_pass) == 3
-    for s in per_pass:
-        assert s >= INIT_COST * 0.95, f"start-up not measured: {per_pass}"
+    for s in per_pass:  # until the last worker's first batch
+        assert s >= (INIT_COST + STAGGER) * 0.95, f"start-up not measured: {per_pass}"
+    assert len([e for e in events if e.get("event") == "fill"]) == 3  # worker 1's wait
     assert loader["startup_s"] == pytest.approx(sum(per_pass))
     # each pass's workers were shut down: at each epoch's end, and after the break
     assert all(d is not None and d >= 0 for d in loader["shutdown_per_pass_s"]), loader

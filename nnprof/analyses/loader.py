@@ -105,13 +105,14 @@ def loader_stats(loader_meta: dict, steps, batches, transform_ns_by_pid: dict,
 
 
 def _pass_costs(meta: dict) -> dict:
-    """Start-up (``iter()`` plus the wait for the first batch of a pass that started
-    workers) and worker shutdown, per pass and in all."""
+    """Start-up (``iter()`` plus, in a pass that started workers, the waits for each
+    worker's first batch) and worker shutdown, per pass and in all."""
     passes = [p for p in meta.get("passes") or [] if isinstance(p, dict)]
     if not passes:  # a run directory written before passes were recorded
         passes = [{"iter_s": float(s), "first_batch_s": None, "shutdown_s": None}
                   for s in meta.get("iters") or []]
-    per = [float(p.get("iter_s") or 0) + float(p.get("first_batch_s") or 0) for p in passes]
+    per = [float(p.get("iter_s") or 0) + float(p.get("first_batch_s") or 0)
+           + float(p.get("fill_s") or 0) for p in passes]
     down = [p.get("shutdown_s") for p in passes]
     return {"startup_s": float(sum(per)), "startup_per_pass_s": per,
             "shutdown_s": float(sum(d for d in down if d)),

@@ -189,8 +189,11 @@ def install(clock: StepClock, writer, run_dir: str, t0: int,
         wrapped = owners.library(getframe(1).f_code)
         n = self._nnprof_n
         self._nnprof_n = n + 1
-        if n == 0 and self._nnprof_starts:
-            return first_from_new_workers(self, lid, wrapped)
+        if self._nnprof_starts and n < self._num_workers:
+            if n == 0:
+                return first_from_new_workers(self, lid, wrapped)
+            if not wrapped:
+                return from_worker_starting(self, lid, n)
         if clock.loader_next(lid, wrapped, n == 0) and n == 1 and wrapped:
             self._nnprof_ahead = True  # asked twice before any model work: fetches ahead
         try:
@@ -217,6 +220,32 @@ def install(clock: StepClock, writer, run_dir: str, t0: int,
                                  "t_s": (t_start - t0) / 1e9,
                                  "duration_s": (t_end - t_start) / 1e9})
         clock.loader_next(lid, wrapped, True, startup=True)
+        clock.loader_got()
+        return batch
+
+    def from_worker_starting(it, lid, n):
+        """Indices go to a pass's workers in turn, so batch ``n`` (``n`` below the
+        number of workers) is worker ``n``'s first. The workers start together but
+        finish starting apart (one of two spawned on two busy cores may take a few
+        hundred ms longer): the wait for that batch is the rest of the pass's start-up
+        (``fill`` in loaders.jsonl), no step's. A worker that was ready makes it ~0."""
+        asked = clock.clock()
+        t_start = time.perf_counter_ns()
+        try:
+            batch = original_next(it)
+        except StopIteration:  # fewer batches than workers
+            clock.loader_next(lid, False, False, asked=asked)
+            clock.loader_exhausted(it._nnprof_ahead)
+            raise
+        except BaseException:
+            clock.loader_next(lid, False, False, asked=asked)
+            clock.loader_got()
+            raise
+        t_end = time.perf_counter_ns()
+        writer.loader_event({"event": "fill", "loader": lid, "batch": n,
+                             "t_s": (t_start - t0) / 1e9,
+                             "duration_s": (t_end - t_start) / 1e9})
+        clock.loader_next(lid, False, False, asked=asked)
         clock.loader_got()
         return batch
 

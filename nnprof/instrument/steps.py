@@ -223,12 +223,15 @@ class StepClock:
             self._end_loop()
 
     def loader_next(self, loader: str, wrapped: bool = False, first: bool = False,
-                    startup: bool = False) -> bool:
+                    startup: bool = False, asked: Optional[int] = None) -> bool:
         """The loop asks ``loader`` for a batch; 'data' runs until :meth:`loader_got`.
 
         ``wrapped``: asked from inside an installed package (a wrapper loader);
         ``first``: the first request of an iterator; ``startup``: its workers
         were started for this pass (the wait for them was recorded apart).
+        ``asked``: the clock when the loop asked, for a wait recorded apart as the
+        rest of the pass's start-up (a worker still starting): the open step ends
+        there and the new one begins now, when the batch has arrived.
         Returns True when the request joined the open step instead of starting one.
         """
         now = self.clock()
@@ -248,7 +251,8 @@ class StepClock:
                 self.open = None
                 self._emit_held()
             else:  # the workers' start-up, recorded apart, is not this step's either
-                self._emit(self._close(self.last if startup else now))
+                self._emit(self._close(self.last if startup else
+                                       now if asked is None else asked))
         else:
             self._emit_held()
         self.mode = IDLE

@@ -156,3 +156,24 @@ def test_zip_over_two_loaders_is_still_one_step():
     assert len(out) == 1 and ms(out[0], "data") == 10
     assert [PHASES[i] for i, v in enumerate(out[0].phases) if v] == [
         "data", "forward", "backward", "optimizer"]
+
+
+def test_a_wait_for_a_worker_still_starting_is_no_step():
+    """The loop asks for batch 1 (worker 1's first) at ``asked``; the wait until it
+    arrives is the pass's start-up: step 0 ends where the loop asked, step 1 begins
+    when the batch has arrived."""
+    clock, fc, out = make()
+    clock.loader_iter()
+    fetch(clock, fc, wrapped=False, first=True)
+    work(clock, fc, opt=3, after=2)          # step 0: 5 + 10 + 20 + 3 + 2 ms
+    asked = fc()
+    fc.adv(300)                              # worker 1 still starting
+    assert clock.loader_next("L0", False, False, asked=asked) is False
+    clock.loader_got()
+    work(clock, fc, opt=3)
+    clock.finish()
+    assert len(out) == 2
+    assert out[0].wall == 40 * 10**6
+    assert out[1].wall == 33 * 10**6 and out[1].phases[PHASES.index("data")] == 0
+    assert out[1].start - out[0].end == 300 * 10**6
+    assert not out[1].pass_start

@@ -4,10 +4,11 @@ every epoch starts its workers afresh, and a ``break`` out of the last epoch.
 Options: --epochs E (default 3) --items N (default 24, batches of 4) --break-after K
 (default 3: the last epoch stops after K batches) --item-cost S (each ``__getitem__``
 sleeps S seconds, in a worker) --init-cost S (each worker's ``worker_init_fn`` sleeps S
-seconds: a known part of every epoch's worker start-up) --workers W (default 2).
+seconds: a known part of every epoch's worker start-up) --init-stagger S (worker k sleeps
+k x S more: workers that finish starting apart) --workers W (default 2).
 
 Ground truth: (E - 1) x N/4 + K train steps (one per batch the loop consumed); each
-epoch starts W workers, each taking at least ``--init-cost`` before its first item.
+epoch starts W workers, worker k taking at least ``--init-cost`` + k x ``--init-stagger`` before its first item.
 Prints ``loss <i> <repr>`` per step.
 """
 import argparse
@@ -24,6 +25,7 @@ ap.add_argument("--items", type=int, default=24)
 ap.add_argument("--break-after", type=int, default=3)
 ap.add_argument("--item-cost", type=float, default=0.0)
 ap.add_argument("--init-cost", type=float, default=0.0)
+ap.add_argument("--init-stagger", type=float, default=0.0)
 ap.add_argument("--workers", type=int, default=2)
 args = ap.parse_args()
 
@@ -43,7 +45,7 @@ class Slow(Dataset):
 
 
 def init_worker(worker_id):
-    time.sleep(args.init_cost)
+    time.sleep(args.init_cost + worker_id * args.init_stagger)
 
 
 def main():
