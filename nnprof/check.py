@@ -4,9 +4,14 @@ A probe run (the script under ``nnprof profile`` for ``--probe-steps`` train
 steps) records what the script builds (``probe.json``); three rungs are judged
 from it: ``simplicity``, ``wiring`` and ``loss-at-init``. Then, for each N of
 ``--examples``, an ``overfit-N`` run in which the training DataLoader serves
-only N examples (spread over the classes when its labels can be read), with
-dropout, weight decay and LR schedules switched off (``NNPROF_RUNG``, see docs/check-contract.md); it passes
-when the loss falls to ``ratio`` x its first value (:func:`analyses.overfit.overfit`).
+only N examples (spread over the classes when its labels can be read), or, for a
+script that makes its batches by hand, the first N rows of its first batch are
+replayed (``instrument/replay.py``), with dropout, weight decay and LR schedules
+switched off (``NNPROF_RUNG``, see docs/check-contract.md); it passes when the
+loss falls to ``ratio`` x its first value (:func:`analyses.overfit.overfit`).
+Last, ``generalize``: the script as it is, on its full data, for ``max_steps``
+train steps; it passes when its validation loss falls
+(:func:`analyses.generalize.generalize`).
 
 Each sub-run is its own ``python -m nnprof profile`` process (``subrun.py``),
 so that a crash or state left behind by one cannot touch the next; each is an
@@ -23,9 +28,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
+from .analyses.generalize import ends, generalize
 from .analyses.loader import training_loader
 from .analyses.metrics import classification_metrics, validation_passes
-from .analyses.overfit import loss_at_init, overfit
+from .analyses.overfit import converged_at, loss_at_init, overfit
 from .analyses.simplicity import simplicity
 from .analyses.wiring import wiring
 from .run import write_json
@@ -43,6 +49,8 @@ class Settings:
     patience: int = 5
     probe_steps: int = 20
     as_is: bool = False
+    generalize: bool = True
+    max_time: Optional[float] = None  # seconds per training rung's run
 
     def to_dict(self) -> dict:
         return dict(asdict(self), examples=list(self.examples))
@@ -86,6 +94,10 @@ def _site_of(sub: SubRun, lid: str) -> dict:
     return (sub.run.loaders.get(lid) or {}).get("site") or {}
 
 
+NO_TRAIN = "the probe run saw no train step (no backward pass)"
+MANUAL = "no DataLoader fed the train steps (batches made by hand)"
+
+
 def find_training_loader(sub: SubRun):
     """(loader dict, None) for the DataLoader the probe trained from, or (None,
     the reason there is none).
@@ -97,9 +109,8 @@ def find_training_loader(sub: SubRun):
     tl = training_loader(stats)
     if tl is None:
         if not (sub.summary or {}).get("steps", {}).get("train"):
-            return None, "the probe run saw no train step (no backward pass)"
-        return None, ("no DataLoader fed the train steps (manual batching): the overfit "
-                      "rungs restrict a DataLoader to its first examples")
+            return None, NO_TRAIN
+        return None, MANUAL
     site = _site_of(sub, tl["id"])
     if not site.get("file") or site.get("file") == "?" or not site.get("line"):
         return None, f"the training DataLoader {tl['id']} has no known construction site"
@@ -135,34 +146,74 @@ def example_classes(sub: SubRun, restricted: list) -> Optional[int]:
     return int(seen) if isinstance(seen, int) else None
 
 
+def val_curve(sub: SubRun) -> list:
+    """``[after_train_steps, loss]`` of each validation pass that recorded a loss."""
+    passes = validation_passes(sub.run.steps) if sub.run is not None else []
+    return [[p["after_train_steps"], p["loss"]] for p in passes if p["loss"] is not None]
+
+
+def loss_ends(losses: list, val: list, patience: int) -> dict:
+    """The table's figures of a rung that trained: train loss at the start (the first)
+    and at the end (the mean of the last ``patience``), validation loss of the first
+    and the last pass (None where there is none)."""
+    vals = [v for _, v in losses]
+    first, last = ends(vals, patience)
+    return {"train_loss_first": first, "train_loss_last": last,
+            "val_loss_first": val[0][1] if val else None,
+            "val_loss_last": val[-1][1] if val else None, "steps": len(vals)}
+
+
+def _replay_problem(sub: SubRun) -> Optional[str]:
+    """Why the rung's replay did not work, or None when it did."""
+    info = ((sub.run.probe if sub.run is not None else None) or {}).get("replay")
+    if not isinstance(info, dict):
+        return "the run recorded no replay (the script ended before a train step?)"
+    if info.get("reason"):
+        return f"replay impossible: {info['reason']}"
+    if not info.get("train_forwards"):
+        return "no train forward was seen in the rung's run, so nothing could be replayed"
+    return None
+
+
 def judge_overfit(n: int, sub: SubRun, probe_wiring: Optional[dict],
-                  settings: Settings, loader: dict, classification: bool = False) -> tuple:
+                  settings: Settings, loader: Optional[dict], classification: bool = False,
+                  method: str = "loader") -> tuple:
     """(rung dict, [(train_index, loss)]) for one overfit run; ``classification``:
-    the probe saw a classification loss."""
+    the probe saw a classification loss; ``method``: how the data was cut
+    (``loader`` or ``replay``)."""
     name = f"overfit-{n}"
     losses = train_losses(sub.path)
-    base = {"examples": n, "run": os.path.basename(sub.path), "status": sub.status}
+    if sub.stop_reason == "converged":
+        at = converged_at([v for _, v in losses], settings.ratio, settings.patience)
+        losses = losses[:at] if at else losses
+    base = {"examples": n, "method": method, "run": os.path.basename(sub.path),
+            "status": sub.status}
     if sub.failed:
         err = sub.error_line()
         log = os.path.join(os.path.basename(sub.path), OUTPUT_LOG)
         return ({"name": name, "status": "fail",
+                 "method": method,
                  "evidence": dict(base, exit_code=sub.exit_code, error=err, log=log,
-                                  steps=len(losses)),
+                                  **loss_ends(losses, [], settings.patience)),
                  "advice": [f"The script failed when trained on {n} example(s), after "
                             f"{len(losses)} train steps: {err} (full output in {log}).",
                             "A script that runs on its full data but fails on a few "
                             "examples often assumes a batch size, a dataset length or "
                             "several classes per batch."]}, losses)
-    restricted = _restricted(sub)
-    if losses and not restricted:
+    restricted = _restricted(sub) if method == "loader" else []
+    problem = None
+    if method == "replay":
+        problem = _replay_problem(sub)
+    elif losses and not restricted:
         where = f"{os.path.basename(loader['file'])}:{loader['line']}"
-        rung = skipped(name, f"the training DataLoader ({where}) was not built in this "
-                             "run, so it could not be restricted")
+        problem = (f"the training DataLoader ({where}) was not built in this run, so it "
+                   "could not be restricted")
+    if problem:
+        rung = skipped(name, problem)
+        rung["method"] = method
         rung["evidence"].update(base)
         return rung, losses
-    passes = validation_passes(sub.run.steps)
-    val = [[p["after_train_steps"], p["loss"]] for p in passes if p["loss"] is not None] \
-        if passes else None
+    val = val_curve(sub) or None
     # the script ran to its end before the rung's limit (its own epochs or max_steps)
     ended = settings.max_steps if (sub.status == "completed" and sub.stop_reason is None
                                    and len(losses) < settings.max_steps) else None
@@ -171,7 +222,10 @@ def judge_overfit(n: int, sub: SubRun, probe_wiring: Optional[dict],
                       wiring=probe_wiring, val_losses=val, ended_by_script=ended,
                       examples=n, classes=classes, classification=classification)
     extra = dict(base, stopped=sub.stop_reason,
-                 selection=(restricted[0].get("selection") if restricted else None))
+                 selection=(restricted[0].get("selection") if restricted else None),
+                 **loss_ends(losses, val or [], settings.patience))
+    if method == "replay":
+        extra["replay"] = (sub.run.probe or {}).get("replay")
     if val:
         extra["val_curve"] = val  # [after_train_steps, loss] per validation pass
     acc = []
@@ -181,7 +235,31 @@ def judge_overfit(n: int, sub: SubRun, probe_wiring: Optional[dict],
             acc.append([m.get("after_train_steps"), a])
     if acc:
         extra["val_accuracy"] = acc
-    return rung_dict(finding, **extra), losses
+    return dict(rung_dict(finding, **extra), method=method), losses
+
+
+def judge_generalize(sub: SubRun, settings: Settings) -> tuple:
+    """(rung dict, [(train_index, loss)]) for the ``generalize`` run."""
+    losses = train_losses(sub.path)
+    base = {"run": os.path.basename(sub.path), "status": sub.status}
+    if sub.failed:
+        err = sub.error_line()
+        log = os.path.join(os.path.basename(sub.path), OUTPUT_LOG)
+        return ({"name": "generalize", "status": "fail",
+                 "evidence": dict(base, exit_code=sub.exit_code, error=err, log=log,
+                                  **loss_ends(losses, [], settings.patience)),
+                 "advice": [f"The script failed on its full data after {len(losses)} "
+                            f"train steps: {err} (full output in {log})."]}, losses)
+    stopped = sub.stop_reason
+    if stopped and stopped.startswith("max-steps"):
+        stopped = None  # the rung's own limit
+    finding = generalize([v for _, v in losses], val_curve(sub), settings.max_steps,
+                         settings.patience, stopped_early=stopped)
+    rung = rung_dict(finding, **base)
+    ev = rung["evidence"]
+    ev.update(loss_ends(losses, [[a, v] for a, v in ev.get("val_curve") or []],
+                        settings.patience))
+    return rung, losses
 
 
 # -- the ladder ---------------------------------------------------------------
@@ -258,39 +336,55 @@ def run_check(target, settings: Settings, out: str) -> Check:
         list(probe_sub.run.loaders.values()) if probe_sub.run is not None else [])
     check.rungs += probe_rungs(check.probe, loaders)
     overfit_names = [f"overfit-{n}" for n in settings.examples]
+    later = overfit_names + (["generalize"] if settings.generalize else [])
     if probe_sub.failed or probe_sub.interrupted:
         check.status = "interrupted" if probe_sub.interrupted else "script-failed"
         check.exit_code = probe_sub.exit_code or (130 if probe_sub.interrupted else 1)
         why = ("the probe run was interrupted" if probe_sub.interrupted else
                f"the script failed in the probe run (exit {probe_sub.exit_code}): "
                f"{probe_sub.error_line()}")
-        check.rungs += [skipped(name, why) for name in overfit_names]
+        check.rungs += [skipped(name, why) for name in later]
         check.failed_run = probe_sub
         check.write()
         return check
     check.loader, reason = find_training_loader(probe_sub)
+    method = "loader" if check.loader is not None else "replay" if reason == MANUAL else None
     for i, n in enumerate(settings.examples):
         name = overfit_names[i]
-        if check.loader is None:
+        if method is None:
             check.rungs.append(skipped(name, reason))
             continue
-        rung = {"examples": n, "loader_site": {"file": check.loader["file"],
-                                               "line": check.loader["line"],
-                                               "index": check.loader["index"]},
-                "as_is": settings.as_is, "ratio": settings.ratio,
+        rung = {"examples": n, "as_is": settings.as_is, "ratio": settings.ratio,
                 "patience": settings.patience}
-        sub = _timed(f"{name} run (up to {settings.max_steps} train steps)", sub_run, name,
-                     target, os.path.join(out, name), settings.max_steps, rung)
+        if method == "loader":
+            rung["loader_site"] = {"file": check.loader["file"], "line": check.loader["line"],
+                                   "index": check.loader["index"]}
+        else:
+            rung["replay"] = True
+        how = "replaying its first batch, " if method == "replay" else ""
+        sub = _timed(f"{name} run ({how}up to {settings.max_steps} train steps)", sub_run,
+                     name, target, os.path.join(out, name), settings.max_steps, rung,
+                     settings.max_time)
         check.runs[name] = name
         if sub.interrupted:
             check.status, check.exit_code = "interrupted", 130
-            check.rungs += [skipped(m, "the check was interrupted")
-                            for m in overfit_names[i:]]
+            check.rungs += [skipped(m, "the check was interrupted") for m in later[i:]]
             break
         result, check.curves[name] = judge_overfit(
             n, sub, (check.probe or {}).get("wiring"), settings, check.loader,
-            classification=bool((check.probe or {}).get("loss_at_init")))
+            classification=bool((check.probe or {}).get("loss_at_init")), method=method)
         check.rungs.append(result)
+    if settings.generalize and check.status == "passed":
+        sub = _timed(f"generalize run (full data, up to {settings.max_steps} train steps)",
+                     sub_run, "generalize", target, os.path.join(out, "generalize"),
+                     settings.max_steps, None, settings.max_time)
+        check.runs["generalize"] = "generalize"
+        if sub.interrupted:
+            check.status, check.exit_code = "interrupted", 130
+            check.rungs.append(skipped("generalize", "the check was interrupted"))
+        else:
+            result, check.curves["generalize"] = judge_generalize(sub, settings)
+            check.rungs.append(result)
     if check.status == "passed" and any(r["status"] == "fail" for r in check.rungs):
         check.status, check.exit_code = "failed", 3
     check.write()

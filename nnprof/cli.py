@@ -291,13 +291,18 @@ def _check_parser() -> _Parser:
                    help="train steps of the probe run (default 20)")
     p.add_argument("--as-is", action="store_true",
                    help="keep dropout, weight decay and LR schedules in the overfit rungs")
+    p.add_argument("--max-time", type=_seconds, metavar="S",
+                   help="seconds each training rung's run may take (default: no limit)")
+    p.add_argument("--no-generalize", action="store_true",
+                   help="leave out the generalize rung (the script on its full data, "
+                        "judged on its validation loss)")
     p.add_argument("--out", metavar="DIR",
                    help="check directory (default reports/<script>-check-<timestamp>/)")
     return p
 
 
 _CHECK_VALUE_OPTIONS = {"--examples", "--max-steps", "--ratio", "--patience",
-                        "--probe-steps", "--out"}
+                        "--probe-steps", "--max-time", "--out"}
 
 
 def parse_command(argv: list, parser, value_options, command: str):
@@ -319,7 +324,7 @@ def cmd_check(argv: list) -> int:
     from .check import Settings, run_check
     from .session import check_writable, default_out
     out = opts.out or default_out(f"{target.name}-check")
-    subs = ["probe"] + [f"overfit-{n}" for n in opts.examples]
+    subs = ["probe", "generalize"] + [f"overfit-{n}" for n in opts.examples]
     for name in ["check.json"] + [os.path.join(d, "meta.json") for d in subs]:
         if os.path.exists(os.path.join(out, name)):
             raise UsageError(f"{out} already holds a check; choose another --out")
@@ -328,7 +333,8 @@ def cmd_check(argv: list) -> int:
         raise UsageError(problem)
     settings = Settings(examples=opts.examples, max_steps=opts.max_steps, ratio=opts.ratio,
                         patience=opts.patience, probe_steps=opts.probe_steps,
-                        as_is=opts.as_is)
+                        as_is=opts.as_is, generalize=not opts.no_generalize,
+                        max_time=opts.max_time)
     check = run_check(target, settings, out)
     from .renderers.checklist import render_checklist
     failed = check.failed_run

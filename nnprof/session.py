@@ -146,12 +146,16 @@ class Profiler:
             site = self.rung["loader_site"]
             restrict = {"file": site.get("file"), "line": site.get("line"),
                         "index": site.get("index"), "examples": self.rung.get("examples", 1)}
+        self.replay = None
+        if self.rung and self.rung.get("replay"):
+            from .instrument.replay import Replay
+            self.replay = Replay(self.rung.get("examples", 1), stop=self._replay_stop)
         self._inst = Instrumentation(
             self._emit, self.writer, self.path, self.t0, on_module=self.probe.on_module,
             on_optimizer=self.probe.on_optimizer, on_scheduler=self.probe.on_scheduler,
             probe=self.probe.wiring, observer_factory=self.probe.make_observer,
             restrict_loader=restrict, freeze_schedulers=self.probe.simplify,
-            on_forward=self.probe.on_forward)
+            on_forward=self.probe.on_forward, replay=self.replay)
         clock = self._inst.clock
         clock.max_train_steps = self.max_steps
         if self.max_time is not None:
@@ -182,8 +186,9 @@ class Profiler:
                     inst.shutdown_workers()
                 try:
                     inst.check_kept_losses()
-                    self.writer.write_json("probe.json", dict(self.probe.result(),
-                                                              kept_losses=inst.kept))
+                    self.writer.write_json("probe.json", dict(
+                        self.probe.result(), kept_losses=inst.kept,
+                        replay=self.replay.result() if self.replay is not None else None))
                 except OSError as exc:  # a full disk must not end the script's own run
                     self.notices.append(f"cannot write probe.json: {exc.strerror or exc}")
             finally:
@@ -368,6 +373,11 @@ class Profiler:
         if len(losses) >= patience and losses[0] > 0 and \
                 sum(losses[-patience:]) / patience <= ratio * losses[0]:
             self._inst.clock.stop_reason = "converged"
+
+    def _replay_stop(self) -> None:
+        """Replay turned out unsafe (its reason is in probe.json): the rung's run ends."""
+        if self._inst is not None:
+            self._inst.clock.stop_reason = "replay impossible"
 
     def _meta(self) -> dict:
         from .distributed import rank_env

@@ -65,20 +65,23 @@ class SubRun:
         return lines[-1].strip() if lines else f"exit code {self.exit_code}"
 
 
-def profile_command(target, path: str, max_steps: int) -> list:
+def profile_command(target, path: str, max_steps: int,
+                    max_time: Optional[float] = None) -> list:
     """``python -m nnprof profile`` for the target, quiet, into ``path``."""
     cmd = [sys.executable, "-m", "nnprof", "profile", "--quiet", "--no-progress",
            "--no-monitors", "--max-steps", str(max_steps), "--out", path]
+    if max_time is not None:
+        cmd += ["--max-time", repr(float(max_time))]
     cmd += ["-m", target.module] if target.module else ["--", target.path]
     return cmd + list(target.args)
 
 
 def sub_run(name: str, target, path: str, max_steps: int,
-            rung: Optional[dict] = None) -> SubRun:
+            rung: Optional[dict] = None, max_time: Optional[float] = None) -> SubRun:
     """Run the target under ``nnprof profile`` into ``path``; the script's
     output goes to ``output.log`` there, its stdin is empty."""
     os.makedirs(path, exist_ok=True)
-    cmd = profile_command(target, path, max_steps)
+    cmd = profile_command(target, path, max_steps, max_time)
     env = dict(os.environ)
     env.pop("NNPROF_RUNG", None)
     if rung is not None:

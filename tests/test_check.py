@@ -28,7 +28,7 @@ from nnprof.runner import Target
 
 slow = pytest.mark.slow
 LADDER = str(SCRIPTS / "ladder.py")
-FAST = ["--probe-steps", "10", "--max-steps", "60", "--examples", "1"]
+FAST = ["--probe-steps", "10", "--max-steps", "60", "--examples", "1", "--no-generalize"]
 TOP_KEYS = {"schema_version", "rungs", "wiring", "loss_at_init", "script", "argv", "runs",
             "settings", "status", "exit_code", "training_loader"}
 WIRING_KEYS = {"no_grad", "zero_grad", "not_in_optimizer", "unchanged", "frozen"}
@@ -62,7 +62,7 @@ def checklist_line(stdout: str, name: str) -> str:
 def test_healthy_classifier_passes(tmp_path):
     out = tmp_path / "chk"
     r, data = check(out, "--probe-steps", "10", "--max-steps", "150", "--examples", "1,5",
-                    LADDER)
+                    "--no-generalize", LADDER)
     assert r.returncode == 0, r.stdout + r.stderr
     assert TOP_KEYS <= set(data), data.keys()
     assert data["schema_version"] == 1
@@ -72,11 +72,13 @@ def test_healthy_classifier_passes(tmp_path):
     assert [r["name"] for r in data["rungs"]] == [
         "simplicity", "wiring", "loss-at-init", "overfit-1", "overfit-5"]
     for rung in data["rungs"]:
-        assert set(rung) == {"name", "status", "evidence", "advice"}
+        extra = {"method"} if rung["name"].startswith("overfit-") else set()
+        assert set(rung) == {"name", "status", "evidence", "advice"} | extra
         assert isinstance(rung["advice"], list)
         assert rung["status"] == "pass", rung
     assert data["settings"] == {"examples": [1, 5], "max_steps": 150, "ratio": 0.1,
-                                "patience": 5, "probe_steps": 10, "as_is": False}
+                                "patience": 5, "probe_steps": 10, "as_is": False,
+                                "generalize": False, "max_time": None}
     assert data["training_loader"]["file"] == LADDER
     assert data["runs"] == {"probe": "probe", "overfit-1": "overfit-1", "overfit-5": "overfit-5"}
     for name in data["runs"].values():
@@ -85,7 +87,10 @@ def test_healthy_classifier_passes(tmp_path):
     # the script's stdout went to the log, not to ours
     assert "done" not in r.stdout
     ev = rungs(data)["overfit-5"]["evidence"]
+    assert rungs(data)["overfit-5"]["method"] == ev["method"] == "loader"
     assert ev["examples"] == 5 and ev["stopped"] == "converged"
+    assert ev["train_loss_first"] == ev["first"] and ev["train_loss_last"] == ev["last_mean"]
+    assert ev["val_loss_first"] is None and ev["val_loss_last"] is None
     assert ev["last_mean"] <= 0.1 * ev["first"] and ev["steps"] < 150
     # the rung ran on the first 5 examples only
     events = [json.loads(ln) for ln in (out / "overfit-5" / "loaders.jsonl").read_text()
@@ -159,9 +164,15 @@ def test_regularisation_warns_but_never_fails(tmp_path):
 @slow
 def test_validation_losses_in_overfit_evidence(tmp_path):
     # 32 examples, batches of 8: a validation pass every 4 train steps
-    r, data = check(tmp_path / "chk", *FAST, LADDER, "--val", "--examples", "32",
+    r, data = check(tmp_path / "chk", *FAST[:-1], LADDER, "--val", "--examples", "32",
                     module=True)
     assert r.returncode == 0, r.stdout + r.stderr
+    # the generalize rung: the same script on its full data, validation falling
+    gen = rungs(data)["generalize"]
+    assert gen["status"] == "pass", gen
+    assert gen["evidence"]["val_loss_last"] < 0.95 * gen["evidence"]["val_loss_first"]
+    assert gen["evidence"]["steps"] == 60 and data["runs"]["generalize"] == "generalize"
+    assert [r["name"] for r in data["rungs"]][-2:] == ["overfit-1", "generalize"]
     ev = rungs(data)["overfit-1"]["evidence"]
     assert len(ev["val_losses"]) >= 2
     assert all(v > 0 for v in ev["val_losses"])
@@ -174,15 +185,24 @@ def test_validation_losses_in_overfit_evidence(tmp_path):
 
 
 @slow
-def test_manual_batching_skips_overfit_rungs(tmp_path):
-    r, data = check(tmp_path / "chk", "--probe-steps", "10", LADDER, "--manual")
+def test_manual_batching_overfits_by_replay(tmp_path):
+    """No DataLoader: the first batch's first N rows are replayed (batches of 8, so
+    overfit-10 keeps the first two batches: 8 + 2 rows)."""
+    r, data = check(tmp_path / "chk", "--probe-steps", "10", "--no-generalize", LADDER,
+                    "--manual")
     assert r.returncode == 0, r.stdout + r.stderr
     st = statuses(data)
-    assert st["overfit-1"] == st["overfit-10"] == "skip"
-    assert "no DataLoader" in rungs(data)["overfit-1"]["evidence"]["reason"]
+    assert st["overfit-1"] == st["overfit-10"] == "pass", data["rungs"]
     assert st["wiring"] == "pass" and data["training_loader"] is None
-    assert data["runs"] == {"probe": "probe"}
-    assert checklist_line(r.stdout, "overfit-10").startswith("SKIP  ")
+    assert data["runs"] == {"probe": "probe", "overfit-1": "overfit-1",
+                            "overfit-10": "overfit-10"}
+    one, ten = rungs(data)["overfit-1"], rungs(data)["overfit-10"]
+    assert one["method"] == ten["method"] == "replay"
+    assert one["evidence"]["replay"]["rows"] == 1 and one["evidence"]["replay"]["batches"] == 1
+    assert ten["evidence"]["replay"]["rows"] == 10 and ten["evidence"]["replay"]["batches"] == 2
+    assert ten["evidence"]["replay"]["loss"] == "loss function"
+    assert ten["evidence"]["replay"]["target_kept"]
+    assert checklist_line(r.stdout, "overfit-10").startswith("PASS  ")
 
 
 @slow
@@ -386,7 +406,8 @@ def test_judge_overfit_pass_with_validation(tmp_path):
     assert ev["examples"] == 4 and ev["stopped"] == "converged" and ev["run"] == tmp_path.name
     assert ev["val_losses"] == [2.1, 2.2] and ev["val_curve"] == [[2, 2.1], [6, 2.2]]
     assert ev["val_accuracy"] == [[2, 0.875], [6, 0.875]]
-    assert curve == list(enumerate(losses))
+    # the stop rule held at the 7th loss: what came after is the run winding down
+    assert curve == list(enumerate(losses))[:7] and ev["steps"] == 7
 
 
 def test_judge_overfit_nan_loss_fails(tmp_path):
@@ -453,7 +474,8 @@ def test_checklist_text():
 
 def test_settings_dict():
     assert Settings().to_dict() == {"examples": [1, 10], "max_steps": 300, "ratio": 0.1,
-                                    "patience": 5, "probe_steps": 20, "as_is": False}
+                                    "patience": 5, "probe_steps": 20, "as_is": False,
+                                    "generalize": True, "max_time": None}
 
 
 FALLING = [2.0, 1.0, 0.5, 0.1, 0.1, 0.1, 0.1, 0.1]

@@ -119,6 +119,24 @@ def _trivial(examples: Optional[int], classes: Optional[int],
             "items of a dataset sorted by class are, a constant prediction fits them.")
 
 
+def converged_at(losses: list, ratio: float, patience: int) -> Optional[int]:
+    """How many of ``losses`` had run when an overfit run's stop rule first held (the
+    mean of the last ``patience`` finite losses <= ``ratio`` x the first finite one, as
+    ``session.py`` applies it as the run goes), or None. A run without a DataLoader
+    closes a step when the next one's optimizer steps, so it stops one step later:
+    the rung is judged where the rule held."""
+    seen: list = []
+    for i, v in enumerate(losses):
+        v = _float(v)
+        if not math.isfinite(v):
+            continue
+        seen.append(v)
+        if len(seen) >= patience and seen[0] > 0 and \
+                sum(seen[-patience:]) / patience <= ratio * seen[0]:
+            return i + 1
+    return None
+
+
 def overfit(name: str, losses: list, ratio: float = 0.1, patience: int = 5,
             wiring: Optional[dict] = None, val_losses: Optional[list] = None,
             ended_by_script: Optional[int] = None, examples: Optional[int] = None,

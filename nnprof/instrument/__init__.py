@@ -28,7 +28,7 @@ class Instrumentation:
     def __init__(self, emit: Callable[[StepRecord], None], writer, run_dir: str,
                  t0: int, on_module=None, on_optimizer=None, on_scheduler=None,
                  probe=None, observer_factory=None, restrict_loader: Optional[dict] = None,
-                 freeze_schedulers: bool = False, on_forward=None) -> None:
+                 freeze_schedulers: bool = False, on_forward=None, replay=None) -> None:
         self.emit = emit
         self.writer = writer
         self.run_dir = run_dir
@@ -40,6 +40,7 @@ class Instrumentation:
         self.probe = probe
         self.restrict_loader = restrict_loader
         self.freeze_schedulers = freeze_schedulers
+        self.replay = replay
         self.cuda_available = _cuda_available()
         self._pool = None
         self._losses = None
@@ -102,7 +103,7 @@ class Instrumentation:
         try:
             self._handles.append(self.comm)
             self._handles.append(model.install(self.clock, self.on_module, self.observer,
-                                               self.on_forward))
+                                               self.on_forward, self.replay))
             self._handles.append(autograd.install(self.clock, self._capture_loss,
                                                   self.observer, self.comm))
             self._handles.append(optim.install(self.clock, self.on_optimizer, self.probe))

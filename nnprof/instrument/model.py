@@ -83,7 +83,8 @@ def eager_submodules(module) -> int:
 FORWARD_WATCH = 3  # top-level model calls passed to ``on_forward``
 
 
-def install(clock: StepClock, on_module=None, observer=None, on_forward=None) -> Patches:
+def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
+            replay=None) -> Patches:
     """Patch module calls, functional losses and ``Module.zero_grad``.
 
     A top-level module is a loss when it subclasses ``_Loss``, or has no
@@ -97,7 +98,9 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None) ->
     ``observer(name, args, kwargs, result, reduction)`` after each outermost
     loss call (``reduction``: the module's or the call's, None if unknown);
     ``on_forward(module)`` at the first ``FORWARD_WATCH`` top-level model calls
-    (inside the script's autocast context, if any).
+    (inside the script's autocast context, if any); ``replay`` (an overfit rung
+    without a DataLoader, :mod:`.replay`) gives train forwards and loss calls their
+    arguments.
     """
     patches = Patches()
     get_ident = threading.get_ident
@@ -129,6 +132,8 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None) ->
 
     def call_loss(self, args, kwargs):
         outer = not (clock.stack and clock.stack[-1] == LOSS)
+        if replay is not None and outer and is_grad_enabled():
+            args, kwargs = replay.loss_call(args, kwargs, clock.in_forward)
         clock.push(LOSS)
         try:
             result = original_call(self, *args, **kwargs)
@@ -166,10 +171,15 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None) ->
         if watch[0]:
             watch[0] -= 1
             on_forward(self)
-        clock.forward_enter(is_grad_enabled())
+        grad = is_grad_enabled()
+        if replay is not None and grad:
+            args, kwargs = replay.inputs(self, args, kwargs)
+        clock.forward_enter(grad)
         result = None
         try:
             result = original_call(self, *args, **kwargs)
+            if replay is not None and grad:
+                replay.output(result)
             return result
         finally:
             if kind is None and _is_scalar(result):
@@ -198,6 +208,8 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None) ->
             stack = clock.stack
             if stack and stack[-1] == LOSS or get_ident() != clock.thread_id:
                 return fn(*args, **kwargs)  # inside a loss module already
+            if replay is not None and is_grad_enabled():
+                args, kwargs = replay.loss_call(args, kwargs, clock.in_forward)
             clock.push(LOSS)
             try:
                 result = fn(*args, **kwargs)

@@ -40,6 +40,13 @@ def short(rung: dict) -> str:
         return (f"first loss {_num(ev.get('first_loss'), '.3f')}, expected "
                 f"{_num(ev.get('expected'), '.3f')} ({ev.get('function')}, "
                 f"{ev.get('classes')} classes)")
+    if name == "generalize":
+        if "error" in ev:
+            return f"script failed: {ev['error']}"
+        return (f"validation {_num(ev.get('val_loss_first'))} -> "
+                f"{_num(ev.get('val_loss_last'))} over {ev.get('val_passes')} passes, train "
+                f"{_num(ev.get('train_loss_first'))} -> {_num(ev.get('train_loss_last'))} "
+                f"in {ev.get('steps')} steps on the full data")
     if name.startswith("overfit-"):
         if "error" in ev:
             return f"script failed: {ev['error']}"
@@ -53,6 +60,53 @@ def short(rung: dict) -> str:
     return ""
 
 
+LADDER_COLUMNS = ("rung", "data", "steps", "train loss start -> end",
+                  "validation loss start -> end")
+
+
+def ladder_figures(check: dict) -> list:
+    """Per rung that trained: {name, status, data, steps, train_loss_first,
+    train_loss_last, val_loss_first, val_loss_last}: the ladder as the advice reads
+    it (overfit rungs: train -> ~0 while validation stays high; generalize:
+    validation falls)."""
+    out = []
+    for r in check.get("rungs") or []:
+        ev = r.get("evidence") or {}
+        if "train_loss_first" not in ev:
+            continue
+        name = r.get("name", "")
+        method = r.get("method") or ev.get("method")
+        data = ("full data" if name == "generalize" else
+                f"{ev.get('examples')} example(s), " + ("replayed" if method == "replay"
+                                                        else "loader cut"))
+        out.append({"name": name, "status": r.get("status"), "data": data,
+                    "steps": ev.get("steps"),
+                    **{k: ev.get(k) for k in ("train_loss_first", "train_loss_last",
+                                              "val_loss_first", "val_loss_last")}})
+    return out
+
+
+def ladder_cells(f: dict) -> list:
+    def pair(a, b):
+        if a is None and b is None:
+            return "-"
+        return f"{_num(a)} -> {_num(b)}"
+    return [f["name"], f["data"], "" if f["steps"] is None else str(f["steps"]),
+            pair(f["train_loss_first"], f["train_loss_last"]),
+            pair(f["val_loss_first"], f["val_loss_last"])]
+
+
+def ladder_table(check: dict) -> list:
+    """The ladder's figures as aligned text lines (none when no rung trained)."""
+    rows = [ladder_cells(f) for f in ladder_figures(check)]
+    if not rows:
+        return []
+    rows.insert(0, list(LADDER_COLUMNS))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(LADDER_COLUMNS))]
+    return ["  ".join(c.rjust(w) if i == 2 else c.ljust(w)
+                      for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
+
+
 def render_checklist(check: dict, color: bool = False, width: int = 100) -> str:
     rungs = check.get("rungs") or []
     pad = max([len(r.get("name", "")) for r in rungs] + [10])
@@ -63,6 +117,9 @@ def render_checklist(check: dict, color: bool = False, width: int = 100) -> str:
         if color and status in _COLORS:
             word = f"\x1b[{_COLORS[status]}m{word}\x1b[0m"
         lines.append(f"{word}  {r.get('name', ''):<{pad}}  {short(r)}")
+    table = ladder_table(check)
+    if table:
+        lines += [""] + table
     for r in rungs:
         if r.get("status") in ("pass", "skip"):
             continue

@@ -5,6 +5,7 @@ import json
 
 from ..instrument.steps import PHASES
 from .chartdata import line_series
+from .checklist import ladder_figures
 from .htmlkit import _SEVERITY, Markup, esc, ms, num, page, table
 
 
@@ -45,20 +46,46 @@ def render_check(check: dict) -> str:
             f'{esc(check.get("exit_code"))}</div></header><main>'
             '<section id="ladder"><h2>The overfit ladder</h2>'
             + table(["", "rung", "evidence"], ladder_rows(check)) + "</section>"
-            '<section id="curves"><h2>Overfit curves</h2>'
+            + ladder_section(check)
+            + '<section id="curves"><h2>Loss curves</h2>'
             '<div class="chart tall"><canvas id="chart-overfit"></canvas></div></section>'
             '<section id="advice"><h2>Advice</h2>' + "".join(advice) + "</section>"
             '<section id="settings"><h2>Settings</h2>'
             + table(["", ""], [[k, v] for k, v in settings.items()]
                     + ([["training loader", json.dumps(loader, default=str)]] if loader else []))
             + "</section></main>")
-    curves = {}
+    curves, val = {}, {}
     for r in check.get("rungs") or []:
-        curve = (r.get("evidence") or {}).get("curve")
-        if r.get("name", "").startswith("overfit-") and curve:
-            curves[r["name"]] = line_series(curve)
+        ev = r.get("evidence") or {}
+        name = r.get("name", "")
+        if not (name.startswith("overfit-") or name == "generalize"):
+            continue
+        if ev.get("curve"):
+            curves[name] = line_series(ev["curve"])
+        points = [p for p in ev.get("val_curve") or [] if isinstance(p, (list, tuple))]
+        if points:
+            val[name] = {"x": [p[0] for p in points], "y": [p[1] for p in points]}
+    figures = ladder_figures(check)
+    ladder = {"names": [f["name"] for f in figures],
+              **{k: [f[k] for f in figures] for k in ("train_loss_first", "train_loss_last",
+                                                      "val_loss_first", "val_loss_last")}}
     return page(f"nnprof check: {check.get('script') or ''}", body,
-                {"kind": "check", "curves": curves})
+                {"kind": "check", "curves": curves, "val": val, "ladder": ladder})
+
+
+def ladder_section(check: dict) -> str:
+    """The ladder as the advice reads it: per rung that trained, train and validation
+    loss at its start and end, as a table and a chart."""
+    from .checklist import LADDER_COLUMNS, ladder_cells
+    figures = ladder_figures(check)
+    if not figures:
+        return ""
+    return ('<section id="ladder-losses"><h2>Memorising, then generalising</h2>'
+            '<p class="muted">On the overfit rungs the training loss should fall to about 0 '
+            'while the validation loss stays high; on the generalize rung the validation '
+            'loss should fall.</p>'
+            + table(list(LADDER_COLUMNS), [ladder_cells(f) for f in figures])
+            + '<div class="chart"><canvas id="chart-ladder"></canvas></div></section>')
 
 
 # -- nnprof compare ----------------------------------------------------------------

@@ -139,3 +139,12 @@ def test_skips():
     for first in (0.0, -1.0, float("inf"), float("nan")):
         f = overfit("o", [first, 0.5, 0.1])
         assert f.verdict == "skip" and f.severity == "info" and "first loss" in f.advice[0]
+
+
+def test_converged_at_is_where_the_stop_rule_first_held():
+    from nnprof.analyses.overfit import converged_at
+    # alternating batches (8 rows, then 2): the rule holds at 7, the run wound down at 8
+    losses = [1.0, 0.5, 0.3, 0.2, 0.05, 0.1, 0.05, 0.4]
+    assert converged_at(losses, 0.1, 3) == 7
+    assert converged_at([1.0, float("nan"), 0.1, 0.1, 0.1], 0.2, 3) == 5
+    assert converged_at([1.0, 0.9, 0.8], 0.1, 2) is None

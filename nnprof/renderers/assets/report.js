@@ -210,16 +210,34 @@
   }
 
   function checkPage() {
-    var names = Object.keys(D.curves || {});
-    if (!names.length) { drop('chart-overfit', 'No overfit rung ran.'); return; }
     var colors = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948'];
-    make('chart-overfit', { type: 'line', data: { datasets: names.map(function (n, k) {
-      var c = D.curves[n];
-      return { label: n, borderColor: colors[k % 6], backgroundColor: colors[k % 6], pointRadius: 1,
-               data: c.x.map(function (x, i) { return { x: x, y: c.mean[i] }; }) }; }) },
+    var L = D.ladder || { names: [] };
+    if (L.names.length) {
+      make('chart-ladder', { type: 'bar', data: { labels: L.names, datasets: [
+        { label: 'train loss, start', backgroundColor: 'rgba(78,121,167,0.45)', data: L.train_loss_first },
+        { label: 'train loss, end', backgroundColor: '#4e79a7', data: L.train_loss_last },
+        { label: 'validation loss, start', backgroundColor: 'rgba(242,142,43,0.45)', data: L.val_loss_first },
+        { label: 'validation loss, end', backgroundColor: '#f28e2b', data: L.val_loss_last }] },
+        options: { scales: { y: { beginAtZero: true, title: { display: true, text: 'loss' } } },
+                   plugins: { title: title('Each rung: train and validation loss at its start and end') } } });
+    }
+    var names = Object.keys(D.curves || {});
+    if (!names.length) { drop('chart-overfit', 'No rung trained.'); return; }
+    var sets = [];
+    names.forEach(function (n, k) {
+      var c = D.curves[n], col = colors[k % 6];
+      sets.push({ label: n + ' train', borderColor: col, backgroundColor: col, pointRadius: 1,
+                  data: c.x.map(function (x, i) { return { x: x, y: c.mean[i] }; }) });
+      var v = (D.val || {})[n];
+      if (v) {
+        sets.push({ label: n + ' validation', borderColor: col, backgroundColor: col, borderDash: [6, 4],
+                    pointRadius: 3, data: v.x.map(function (x, i) { return { x: x, y: v.y[i] }; }) });
+      }
+    });
+    make('chart-overfit', { type: 'line', data: { datasets: sets },
       options: { scales: { x: { type: 'linear', title: { display: true, text: 'train step' } },
-                           y: { beginAtZero: true, title: { display: true, text: 'train loss' } } },
-                 plugins: { title: title('Train loss of each overfit rung') } } });
+                           y: { beginAtZero: true, title: { display: true, text: 'loss' } } },
+                 plugins: { title: title('Train loss (solid) and validation loss (dashed) of each rung') } } });
   }
 
   function comparePage() {
