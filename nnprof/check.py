@@ -175,6 +175,19 @@ def _replay_problem(sub: SubRun) -> Optional[str]:
     return None
 
 
+def failed_rung(name: str, sub: SubRun, base: dict, losses: list, settings: Settings,
+                what: str, *more: str) -> dict:
+    """The FAIL of a training rung whose run crashed: the error's last line, where the
+    full output is, and how far it got."""
+    err = sub.error_line()
+    log = os.path.join(os.path.basename(sub.path), OUTPUT_LOG)
+    return {"name": name, "status": "fail",
+            "evidence": dict(base, exit_code=sub.exit_code, error=err, log=log,
+                             **loss_ends(losses, [], settings.patience)),
+            "advice": [f"{what}, after {len(losses)} train steps: {err} (full output in "
+                       f"{log}).", *more]}
+
+
 def judge_overfit(n: int, sub: SubRun, probe_wiring: Optional[dict],
                   settings: Settings, loader: Optional[dict], classification: bool = False,
                   method: str = "loader") -> tuple:
@@ -189,17 +202,12 @@ def judge_overfit(n: int, sub: SubRun, probe_wiring: Optional[dict],
     base = {"examples": n, "method": method, "run": os.path.basename(sub.path),
             "status": sub.status}
     if sub.failed:
-        err = sub.error_line()
-        log = os.path.join(os.path.basename(sub.path), OUTPUT_LOG)
-        return ({"name": name, "status": "fail",
-                 "method": method,
-                 "evidence": dict(base, exit_code=sub.exit_code, error=err, log=log,
-                                  **loss_ends(losses, [], settings.patience)),
-                 "advice": [f"The script failed when trained on {n} example(s), after "
-                            f"{len(losses)} train steps: {err} (full output in {log}).",
-                            "A script that runs on its full data but fails on a few "
-                            "examples often assumes a batch size, a dataset length or "
-                            "several classes per batch."]}, losses)
+        rung = failed_rung(name, sub, base, losses, settings,
+                           f"The script failed when trained on {n} example(s)",
+                           "A script that runs on its full data but fails on a few "
+                           "examples often assumes a batch size, a dataset length or "
+                           "several classes per batch.")
+        return dict(rung, method=method), losses
     restricted = _restricted(sub) if method == "loader" else []
     problem = None
     if method == "replay":
@@ -243,23 +251,15 @@ def judge_generalize(sub: SubRun, settings: Settings) -> tuple:
     losses = train_losses(sub.path)
     base = {"run": os.path.basename(sub.path), "status": sub.status}
     if sub.failed:
-        err = sub.error_line()
-        log = os.path.join(os.path.basename(sub.path), OUTPUT_LOG)
-        return ({"name": "generalize", "status": "fail",
-                 "evidence": dict(base, exit_code=sub.exit_code, error=err, log=log,
-                                  **loss_ends(losses, [], settings.patience)),
-                 "advice": [f"The script failed on its full data after {len(losses)} "
-                            f"train steps: {err} (full output in {log})."]}, losses)
+        return failed_rung("generalize", sub, base, losses, settings,
+                           "The script failed on its full data"), losses
     stopped = sub.stop_reason
     if stopped and stopped.startswith("max-steps"):
         stopped = None  # the rung's own limit
+    # the finding's evidence holds the ladder's figures (loss_ends) already
     finding = generalize([v for _, v in losses], val_curve(sub), settings.max_steps,
                          settings.patience, stopped_early=stopped)
-    rung = rung_dict(finding, **base)
-    ev = rung["evidence"]
-    ev.update(loss_ends(losses, [[a, v] for a, v in ev.get("val_curve") or []],
-                        settings.patience))
-    return rung, losses
+    return rung_dict(finding, **base), losses
 
 
 # -- the ladder ---------------------------------------------------------------

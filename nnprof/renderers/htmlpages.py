@@ -5,13 +5,12 @@ import json
 
 from ..instrument.steps import PHASES
 from .chartdata import line_series
-from .checklist import ladder_figures
+from .checklist import LADDER_COLUMNS, ladder_cells, ladder_figures, short
 from .htmlkit import _SEVERITY, Markup, esc, ms, num, page, table
 
 
 # -- the check ladder ------------------------------------------------------------
 def ladder_rows(check: dict) -> list:
-    from .checklist import short
     rows = []
     for r in check.get("rungs") or []:
         status = str(r.get("status", "?"))
@@ -76,7 +75,6 @@ def render_check(check: dict) -> str:
 def ladder_section(check: dict) -> str:
     """The ladder as the advice reads it: per rung that trained, train and validation
     loss at its start and end, as a table and a chart."""
-    from .checklist import LADDER_COLUMNS, ladder_cells
     figures = ladder_figures(check)
     if not figures:
         return ""
