@@ -19,16 +19,30 @@ other ranks' (what they waited for it). Over the steady steps (the first
 * its cause is the category (``input`` = data, ``prep``, ``compute``, ``optimizer``)
   whose own share of the difference is largest.
 
-Thresholds: a gap under ``MINOR`` (5%) of the step is noise and names no straggler;
-from 5% it is named (severity ``info``), from ``WARN`` (10%) it is a warning, from
-``CRITICAL`` (20%) critical. Advice follows the cause.
+A straggler is named only when it is one consistently, never by chance on a balanced
+job, where each rank is the slowest of a step about one time in N and the gaps are the
+step-to-step noise. All of these must hold:
+
+* at least ``MIN_STEPS`` (8) steady aligned steps were compared;
+* the rank was the slowest in at least ``MIN_SLOWEST`` (60%) of them, and that count is
+  improbable for N equally fast ranks: its binomial tail probability (each rank slowest
+  with probability 1/N) is under ``MAX_CHANCE`` (0.001);
+* its per-step gap (own work less the median of the others') is positive in the median,
+  and its mean is at least ``MIN_T`` (3) standard errors above zero;
+* the mean gap is at least ``MINOR`` (5%) of the job's mean step.
+
+Severity follows the gap's share of the step: ``info`` from 5%, a warning from ``WARN``
+(10%), ``critical`` from ``CRITICAL`` (20%). Advice follows the cause.
 """
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from typing import Optional
 
 WARMUP_STEPS = 2
 MINOR, WARN, CRITICAL = 0.05, 0.10, 0.20
+MIN_STEPS, MIN_SLOWEST, MAX_CHANCE, MIN_T = 8, 0.60, 1e-3, 3.0
 CAUSES = ("input", "prep", "compute", "optimizer")
 
 ADVICE = {
@@ -111,19 +125,48 @@ def steady(frame):
     return frame.iloc[WARMUP_STEPS:] if len(frame) > 2 * WARMUP_STEPS else frame
 
 
+def chance_of_slowest(count: int, steps: int, n_ranks: int) -> float:
+    """P(a given rank is the slowest in ``count`` or more of ``steps`` steps) when each of
+    ``n_ranks`` equally fast ranks is the slowest of a step with probability 1/N."""
+    if steps <= 0 or count <= 0:
+        return 1.0
+    other = n_ranks - 1
+    tail = sum(math.comb(steps, k) * other ** (steps - k) for k in range(count, steps + 1))
+    return float(Fraction(tail, n_ranks ** steps))
+
+
+def consistent_gap(d) -> Optional[float]:
+    """The mean of the per-step gaps ``d`` in standard errors (None: too few steps)."""
+    n = len(d)
+    if n < 2:
+        return None
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if sd == 0:
+        return math.inf if mean > 0 else 0.0
+    return mean / (sd / math.sqrt(n))
+
+
 def straggler(aligned, ranks: list) -> Optional[dict]:
     """The rank the others wait for (see the module's rule), or None."""
     if len(ranks) < 2 or not len(aligned):
         return None
     table = steady(per_step(aligned, ranks))
     rows = steady(aligned)
+    n = len(table)
+    if n < MIN_STEPS:
+        return None
     counts = table["slowest_rank"].value_counts()
     r = int(counts.idxmax())
+    slowest = int(counts.get(r, 0))
     others = [q for q in ranks if q != r]
-    gap = float((rows[f"own_{r}"] - rows[[f"own_{q}" for q in others]].median(axis=1)).mean())
+    d = rows[f"own_{r}"] - rows[[f"own_{q}" for q in others]].median(axis=1)
+    gap = float(d.mean())
     step = float(table["wall_s"].mean()) or 0.0
     share = gap / step if step > 0 else 0.0
-    if share < MINOR or gap <= 0:
+    chance = chance_of_slowest(slowest, n, len(ranks))
+    t = consistent_gap(d)
+    if (share < MINOR or gap <= 0 or slowest < MIN_SLOWEST * n or chance >= MAX_CHANCE
+            or float(d.median()) <= 0 or t is None or t < MIN_T):
         return None
     diffs = {c: float((rows[f"{c}_{r}"] - rows[[f"{c}_{q}" for q in others]].median(axis=1))
                       .mean()) for c in CAUSES}
@@ -131,7 +174,8 @@ def straggler(aligned, ranks: list) -> Optional[dict]:
     severity = "critical" if share >= CRITICAL else "warn" if share >= WARN else "info"
     return {
         "rank": r, "cause": cause, "gap_s": gap, "gap_share": share,
-        "steps_as_slowest": int(counts.get(r, 0)), "steps_compared": int(len(table)),
+        "steps_as_slowest": slowest, "steps_compared": int(n),
+        "chance": chance, "gap_t": None if t is None or math.isinf(t) else t,
         "severity": severity,
         "verdict": (f"rank {r} is a straggler: the other ranks wait {gap * 1e3:.1f} ms per "
                     f"step for it ({share * 100:.0f}% of the step), mostly for its "

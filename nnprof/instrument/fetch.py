@@ -19,7 +19,7 @@ from typing import Optional
 from torch.utils.data._utils import fetch as fetch_module
 
 from ..appendfile import AppendFile
-from .patching import Patches
+from .patching import Patches, look_like
 from .steps import COLLATE, FETCH, TRANSFORM, StepClock
 from .transforms import TIMING, _Swap
 
@@ -79,7 +79,7 @@ def _timed_fetch(original):
         fetch_ns = max(0, total - TIMING.t_total - st.collate_ns)
         sink.batch(t0, t1, fetch_ns, TIMING.t_total, st.collate_ns, items)
         return batch
-    fetch.__wrapped__ = original
+    look_like(fetch, original)
     return fetch
 
 

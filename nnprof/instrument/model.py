@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
-from .patching import Patches, compiling_check, in_phase_eager, keep_eager
+from .patching import Patches, compiling_check, in_phase_eager, keep_eager, look_like
 from .steps import LOSS, OPTIMIZER, StepClock
 
 FUNCTIONAL_LOSSES = tuple(sorted(
@@ -219,9 +219,7 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
                 observer(name, args, kwargs, result, kwargs.get("reduction"))
             return result
         keep_eager(functional_loss)
-        functional_loss.__wrapped__ = fn
-        functional_loss.__name__ = fn.__name__
-        functional_loss.__doc__ = fn.__doc__
+        look_like(functional_loss, fn)
         return functional_loss
 
     for name in FUNCTIONAL_LOSSES:

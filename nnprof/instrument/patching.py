@@ -1,8 +1,11 @@
 """Reversible attribute patches: every hook is undone by its handle."""
 from __future__ import annotations
 
+import functools
 import importlib
 import threading
+import types
+import weakref
 
 import torch
 
@@ -58,33 +61,59 @@ def in_phase_eager(clock, phase: int, method):
         finally:
             clock.pop()
     keep_eager(wrapper)
-    wrapper.__wrapped__ = method
-    wrapper.__name__ = getattr(method, "__name__", "wrapper")
-    wrapper.__doc__ = getattr(method, "__doc__", None)
+    look_like(wrapper, method)
     return wrapper
 
 
+def look_like(wrapper, original) -> None:
+    """``wrapper`` reads as ``original`` to ``inspect`` and to libraries that introspect
+    (Lightning and accelerate rebuild a DataLoader from ``inspect.signature`` of its
+    ``__init__``): name, qualname, module, docstring, attributes, and ``__wrapped__``,
+    through which ``inspect.signature`` finds the original's parameters."""
+    if isinstance(wrapper, types.FunctionType) and callable(original):
+        functools.update_wrapper(wrapper, original)
+
+
+# every live Patches, so that a test can walk all that nnprof has put in place
+_LIVE: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def installed() -> list:
+    """(owner, name, original, replacement) of every patch in place now."""
+    out = []
+    for patches in list(_LIVE):
+        out.extend((o, n, orig, new) for o, n, orig, new in patches.applied())
+    return out
+
+
 class Patches:
-    """A stack of ``setattr`` patches, undone in reverse order."""
+    """A stack of ``setattr`` patches, undone in reverse order. A function put in place
+    of a function is made to look like it (:func:`look_like`)."""
 
     def __init__(self) -> None:
         self._undo: list = []
+        _LIVE.add(self)
 
     def set(self, owner, name: str, value) -> object:
         """Replace ``owner.name`` with ``value``; return the original."""
         original = owner.__dict__[name] if isinstance(owner, type) and name in owner.__dict__ \
             else getattr(owner, name)
         had_own = not isinstance(owner, type) or name in owner.__dict__
+        look_like(value, original)
         setattr(owner, name, value)
-        self._undo.append((owner, name, original, had_own))
+        self._undo.append((owner, name, original, had_own, value))
         return original
 
+    def applied(self) -> list:
+        """(owner, name, original, replacement) of the patches in place."""
+        return [(o, n, orig, new) for o, n, orig, _, new in self._undo if o is not None]
+
     def add_undo(self, fn) -> None:
-        self._undo.append((None, None, fn, None))
+        self._undo.append((None, None, fn, None, None))
 
     def uninstall(self) -> None:
         while self._undo:
-            owner, name, original, had_own = self._undo.pop()
+            owner, name, original, had_own, _ = self._undo.pop()
             if owner is None:
                 original()
             elif had_own:

@@ -24,19 +24,19 @@ def install(on_scheduler=None, disable: bool = False) -> Patches:
         self.last_epoch = getattr(self, "last_epoch", -1) + 1
         self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
-    for cls in _classes():
-        original_init = cls.__dict__["__init__"]
-
-        def init(self, *args, __original=original_init, **kwargs):
-            __original(self, *args, **kwargs)
+    def make_init(original):
+        def init(self, *args, **kwargs):
+            original(self, *args, **kwargs)
             if id(self) not in seen:
                 seen.add(id(self))
                 if disable:  # also for subclasses with a step() of their own
                     self.step = types.MethodType(frozen_step, self)
                 if on_scheduler is not None:
                     on_scheduler(self)
+        return init
 
-        patches.set(cls, "__init__", init)
+    for cls in _classes():
+        patches.set(cls, "__init__", make_init(cls.__dict__["__init__"]))
     if disable:  # the step run inside __init__ too
         for cls in _classes():
             if "step" in cls.__dict__:

@@ -69,3 +69,41 @@ def test_own_work_leaves_the_communication_wait_out():
 def test_one_rank_or_no_steps_name_no_straggler():
     assert rk.straggler(rk.align({0: rank_steps()}), [0]) is None
     assert rk.straggler(rk.align({}), []) is None
+
+
+def noisy_steps(n, base, noise, seed, extra=0.0):
+    """Steps of a small, noisy job: own work ``base`` +- ``noise`` (lognormal spikes)."""
+    rng = np.random.default_rng(seed)
+    fwd = base + extra + rng.lognormal(np.log(noise), 1.0, n) - noise
+    df = pd.DataFrame({"kind": ["train"] * n, "train_index": np.arange(n, dtype=float),
+                       "data_s": 0.0002, "prep_s": 0.0001, "forward_s": fwd, "loss_s": 0.0001,
+                       "backward_s": 0.001, "optimizer_s": 0.0002, "other_s": 0.0001,
+                       "comm_wait_s": 0.0})
+    df["wall_s"] = df[["data_s", "prep_s", "forward_s", "loss_s", "backward_s", "optimizer_s",
+                       "other_s"]].sum(axis=1)
+    return df
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_balanced_noisy_job_names_no_straggler(seed):
+    """2-6 ms steps with 0.3-2 ms spikes on either rank (what a shared 2-core machine
+    gives): before the consistency rule, about half such jobs named one."""
+    n = 94
+    aligned = rk.align({0: noisy_steps(n, 0.003, 0.001, 2 * seed),
+                        1: noisy_steps(n, 0.003, 0.001, 2 * seed + 1)})
+    assert rk.straggler(aligned, [0, 1]) is None
+
+
+def test_a_small_consistent_straggler_in_noise_is_still_named():
+    aligned = rk.align({0: noisy_steps(94, 0.003, 0.0005, 1),
+                        1: noisy_steps(94, 0.003, 0.0005, 2, extra=0.002)})
+    st = rk.straggler(aligned, [0, 1])
+    assert st is not None and st["rank"] == 1 and st["chance"] < rk.MAX_CHANCE
+    assert st["steps_as_slowest"] >= rk.MIN_SLOWEST * st["steps_compared"]
+
+
+def test_chance_of_slowest_is_the_binomial_tail():
+    assert rk.chance_of_slowest(1, 1, 2) == pytest.approx(0.5)
+    assert rk.chance_of_slowest(2, 2, 2) == pytest.approx(0.25)
+    assert rk.chance_of_slowest(52, 92, 2) > 0.05   # 52 of 92: chance, not a straggler
+    assert rk.chance_of_slowest(90, 92, 2) < 1e-20
