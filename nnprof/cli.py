@@ -58,6 +58,9 @@ def _profile_parser() -> _Parser:
                         "allocation sites")
     p.add_argument("--no-progress", action="store_true", help="no live progress line")
     p.add_argument("--quiet", action="store_true", help="no terminal report")
+    p.add_argument("--no-follow", action="store_true",
+                   help="profile this process only, not the Python processes the script "
+                        "starts (ranks, mp.spawn, Hogwild workers, subprocesses)")
     d = p.add_argument_group("distributed: nnprof starts torchrun with these, one run per "
                              "rank in RUN/rank-<R>/, merged at RUN/")
     d.add_argument("--nproc-per-node", metavar="N", type=_nproc,
@@ -249,9 +252,30 @@ def exit_code(outcome_code: int, summary: dict, conditions) -> int:
 
 def _profile(profiler, target, opts) -> int:
     start_cwd = os.getcwd()  # paths are shown from here, whatever the script does
-    outcome, summary = run_profiled(profiler, target)
+    following = None
+    if not opts.no_follow:
+        from .distributed.follow import Following
+        following = Following(profiler, {
+            "budget": opts.budget,
+            "monitors": [m for m in profiler.monitor_names if m != "pyspy"],
+            "monitor_options": {"sample_hz": opts.sample_hz}}).install()
+    try:
+        outcome, summary = run_profiled(profiler, target)
+    finally:
+        if following is not None:
+            following.uninstall()
     if summary is None:
         return outcome.exit_code
+    if following is not None and following.several:
+        from .distcli import _merge_and_report
+        merged = _merge_and_report(following.top, opts, start_cwd)
+        if following.pending:
+            print(f"nnprof: process run(s) {', '.join(following.pending)} still running; "
+                  "merged what was written (nnprof report RUN merges again)", file=sys.stderr)
+        return exit_code(outcome.exit_code, merged or summary, opts.fail_on)
+    if following is not None:
+        from .distributed.follow import note_processes
+        note_processes(profiler, summary)
     report_run(summary, profiler.path, opts, start_cwd)
     return exit_code(outcome.exit_code, summary, opts.fail_on)
 

@@ -129,6 +129,13 @@ class Profiler:
             self._memtrace = MemoryTrace(self.path, self.notices)
         self._emit_ns = 0
         self.status: Optional[str] = None
+        # set by nnprof.distributed.follow when the job's processes are followed:
+        # called at the first train step; and once the run's files are closed, before
+        # the summary: returns where the run now is, or None to drop it (never trained)
+        self.on_first_train = None
+        self.before_summary = None
+        self.meta_extra: dict = {}
+        self.discarded = False
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> "Profiler":
@@ -201,6 +208,18 @@ class Profiler:
                 self._metrics.close()
             self._write_costs()
         self.progress.close()
+        if self.before_summary is not None:
+            try:
+                where = self.before_summary()
+            except Exception as exc:  # the run stays where it is
+                where = self.path
+                self.notices.append(f"processes of the job not placed ({exc.__class__.__name__}: "
+                                    f"{exc})")
+            if where is None:
+                self.discarded = True
+                self._summary = {"status": status, "exit_code": exit_code, "discarded": True}
+                return self._summary
+            self.path = self.writer.path = where
         for f in (self.writer.steps, self.writer.loaders, self._metrics):
             if f.error:
                 self.notices.append(f"{f.error}: the run directory is incomplete")
@@ -308,6 +327,11 @@ class Profiler:
             tracer.on_step(rec)  # may start, step or stop torch.profiler (--trace)
         if rec.kind == "train":
             self.n_train += 1
+            if self.n_train == 1 and self.on_first_train is not None:
+                try:
+                    self.on_first_train()
+                except Exception:
+                    pass
             if self.n_train >= 64 and self.n_train & (self.n_train - 1) == 0:
                 self._inst.check_kept_losses()  # at train steps 64, 128, 256, ...
             if self._memtrace is not None:
@@ -408,6 +432,7 @@ class Profiler:
             "gpu_total_memory_bytes": _total_memory() if cuda else None,
             **_host_memory(),
             "torch_threads": torch.get_num_threads(),
+            **self.meta_extra,
         }
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 RANK_DIR = re.compile(r"^rank-(\d+)$")
+PROC_DIR = re.compile(r"^proc-(\d+)$")  # a process that trained without a rank (Hogwild)
 # set by nnprof's own launcher in the ranks' environment: the parent merges, not rank 0
 PARENT_MERGES = "NNPROF_PARENT_MERGES"
 
@@ -78,7 +79,7 @@ def default_launch_out(name: str, info: RankInfo, root: str = "reports", environ
     return os.path.join(root, f"{name}-{tag}")
 
 
-def rank_dirs(path: str) -> dict:
+def rank_dirs(path: str, pattern=RANK_DIR) -> dict:
     """{rank: folder} of the ``rank-<R>`` run directories under ``path``."""
     out = {}
     try:
@@ -86,12 +87,18 @@ def rank_dirs(path: str) -> dict:
     except OSError:
         return out
     for name in names:
-        m = RANK_DIR.match(name)
+        m = pattern.match(name)
         full = os.path.join(path, name)
         if m and os.path.isdir(full) and os.path.exists(os.path.join(full, "meta.json")):
             out[int(m.group(1))] = full
     return dict(sorted(out.items()))
 
 
+def proc_dirs(path: str) -> dict:
+    """{k: folder} of the ``proc-<k>`` run directories under ``path``."""
+    return rank_dirs(path, PROC_DIR)
+
+
 def is_distributed_run(path: str) -> bool:
-    return bool(rank_dirs(path))
+    """Several processes' runs, merged at ``path`` (ranks, or processes without one)."""
+    return bool(rank_dirs(path)) or bool(proc_dirs(path))

@@ -18,7 +18,7 @@ import time
 from typing import Optional
 
 from ..run import Run, write_json
-from . import rank_dirs
+from . import proc_dirs, rank_dirs
 
 STATUS_ORDER = ("crashed", "interrupted", "incomplete", "pruned", "stopped", "completed")
 SKEW_POINTS = 2000  # the per-step skew chart's points at most
@@ -126,22 +126,78 @@ def _add(a, b):
     return [[x + y for x, y in zip(ra, rb)] for ra, rb in zip(a, b)]
 
 
-def merge(path: str) -> tuple:
-    """(merged summary, the basis rank's Run, the per-step frame, the aligned steps) of
-    the distributed run at ``path``."""
-    from ..analyses import ranks as rk
-    dirs = rank_dirs(path)
-    if not dirs:
-        raise MergeError(f"{path}: no rank-<R> run directories to merge")
-    runs, summaries, notices = {}, {}, []
+def _load_runs(dirs: dict, label: str, notices: list) -> tuple:
+    runs, summaries = {}, {}
     for r, folder in dirs.items():
         try:
             run = Run.load(folder)
             summaries[r] = run.summary()
             runs[r] = run
-        except Exception as exc:  # one damaged rank must not lose the rest
+        except Exception as exc:  # one damaged run must not lose the rest
             why = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            notices.append(f"rank {r}: cannot be read ({why})")
+            notices.append(f"{label} {r}: cannot be read ({why})")
+    return runs, summaries
+
+
+def _processes(path: str, procs: dict) -> dict:
+    """The job's processes: the runs of those that trained without a rank, and the
+    record's line for every followed process (:mod:`.follow`)."""
+    from .follow import read_record
+    lines = read_record(path)
+    return {"runs": {f"proc-{k}": v for k, v in procs.items()},
+            "trained": [x for x in lines if x.get("trained")],
+            "not_trained": [x for x in lines if not x.get("trained")]}
+
+
+def merge_processes(path: str) -> tuple:
+    """Processes that each trained on their own (Hogwild workers updating one shared
+    model): their steps add up (``steps.train`` is the number of updates over all of
+    them); the phases, step time and verdicts are those of the process that ran the most
+    train steps. Returns what :func:`merge` does, the per-step frame being every
+    process's steps with a ``process`` column, and no aligned steps."""
+    import pandas as pd
+    notices: list = []
+    runs, summaries = _load_runs(proc_dirs(path), "process", notices)
+    if not runs:
+        raise MergeError(f"{path}: none of the process runs can be read")
+    views = {k: _rank_view(runs[k], summaries[k]) for k in sorted(runs)}
+    basis = max(views, key=lambda k: (views[k]["steps"]["train"], -k))
+    merged = copy.deepcopy(summaries[basis])
+    status, code, failed = _job_status(views)
+    steps = dict(merged.get("steps") or {})
+    for key in ("train", "eval", "total"):
+        steps[key] = int(sum(v["steps"][key] or 0 for v in views.values()))
+    for k in failed:
+        notices.append(f"process {k} {views[k].get('status')}")
+    frames = []
+    for k in sorted(runs):
+        st = runs[k].steps
+        if len(st):
+            frames.append(st.assign(process=k))
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    merged.update({
+        "status": status, "exit_code": code, "steps": steps,
+        "notices": notices + [f"{len(runs)} processes trained on their own (no process "
+                              f"group): steps are summed over them; the phases, step time "
+                              f"and verdicts are proc-{basis}'s (the most train steps); "
+                              "per-process figures under processes"]
+        + list(merged.get("notices") or []),
+        "processes": dict(_processes(path, views), basis=f"proc-{basis}"),
+    })
+    return merged, runs[basis], table, None
+
+
+def merge(path: str) -> tuple:
+    """(merged summary, the basis rank's Run, the per-step frame, the aligned steps) of
+    the distributed run at ``path``."""
+    from ..analyses import ranks as rk
+    dirs = rank_dirs(path)
+    if not dirs and proc_dirs(path):
+        return merge_processes(path)
+    if not dirs:
+        raise MergeError(f"{path}: no rank-<R> run directories to merge")
+    notices: list = []
+    runs, summaries = _load_runs(dirs, "rank", notices)
     if not runs:
         raise MergeError(f"{path}: none of the rank runs can be read")
     ranks = sorted(runs)
@@ -197,6 +253,8 @@ def merge(path: str) -> tuple:
             "world_size": world, "nodes": len(nodes) or 1, "basis_rank": basis,
             "ranks": {str(r): views[r] for r in ranks},
             "failed_ranks": failed, "aligned_steps": int(len(aligned)),
+            "steps": {k: int(sum(v["steps"][k] or 0 for v in views.values()))
+                      for k in ("train", "eval", "total")},
             "straggler": straggler, "comm_wait": {str(r): v for r, v in
                                                   rk.comm_wait({r: views[r]["phases"]
                                                                 for r in ranks}).items()},
@@ -205,6 +263,11 @@ def merge(path: str) -> tuple:
                      "slowest_rank": [int(x) for x in pts["slowest_rank"]] if len(pts) else []},
         },
     })
+    procs = proc_dirs(path)
+    if procs or os.path.exists(os.path.join(path, "processes.jsonl")):
+        proc_runs, proc_summaries = _load_runs(procs, "process", notices)
+        merged["processes"] = _processes(path, {k: _rank_view(proc_runs[k], proc_summaries[k])
+                                                for k in sorted(proc_runs)})
     return merged, runs[basis], table, aligned
 
 
@@ -214,8 +277,11 @@ def write_merged(path: str) -> tuple:
     merged, basis_run, table, aligned = merge(path)
     problems = []
     try:
-        _write_steps(os.path.join(path, "steps.csv"), table, aligned,
-                     sorted(int(r) for r in merged["distributed"]["ranks"]))
+        if aligned is None:  # processes without ranks: their steps, one after the other
+            _write_csv(os.path.join(path, "steps.csv"), table)
+        else:
+            _write_steps(os.path.join(path, "steps.csv"), table, aligned,
+                         sorted(int(r) for r in merged["distributed"]["ranks"]))
     except OSError as exc:
         problems.append(f"cannot write steps.csv: {exc.strerror or exc}")
     try:
@@ -243,7 +309,11 @@ def _write_steps(path: str, table, aligned, ranks: list) -> None:
         for k, col in (("wall_s", f"wall_{r}"), ("own_s", f"own_{r}"),
                        ("comm_wait_s", f"comm_{r}")):
             out[f"rank{r}_{k}"] = aligned[col].to_numpy() if len(aligned) else []
-    text = out.to_csv(index=False, float_format="%.6f", lineterminator="\n")
+    _write_csv(path, out)
+
+
+def _write_csv(path: str, frame) -> None:
+    text = frame.to_csv(index=False, float_format="%.6f", lineterminator="\n")
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:
         fh.write(text)
