@@ -66,7 +66,7 @@ def main():
         with torch.no_grad():
             for x, y in val_loader:
                 preds = model(x).argmax(-1)
-                correct += accelerator.gather_for_metrics((preds == y).sum()).item()
+                correct += accelerator.gather_for_metrics((preds == y).sum()).sum().item()
                 total += len(y)
         accelerator.print(f"epoch {epoch} accuracy {correct / total:.4f}")
     print(f"done {printed}")
