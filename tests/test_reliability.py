@@ -280,6 +280,24 @@ def test_sigkill_with_loader_workers_keeps_the_flushed_steps(tmp_path, group_cle
 
 
 @slow
+def test_sigkill_on_slow_steps_loses_under_a_second(tmp_path, group_cleanup):
+    """Rows reach the file every 0.25 s at the latest: with 80 ms steps, a kill -9
+    loses the step in flight and at most 0.25 s of finished ones (4 steps), not 16."""
+    out, side = tmp_path / "run", tmp_path / "side.txt"
+    proc = spawn_to_files(nnprof_exe() + ["profile", "--out", out, *QUIET, STEPS,
+                                          "--steps", "0", "--sleep", "0.08", "--side", side],
+                          tmp_path, start_new_session=True)
+    group_cleanup.append(proc.pid)
+    wait_for_rows(proc, out, 12)
+    time.sleep(0.37)  # between two flushes
+    proc.send_signal(signal.SIGKILL)
+    assert wait_files(proc, tmp_path).returncode == -signal.SIGKILL
+    done, rows = side_count(side), data_rows(out)
+    assert rows <= done, (rows, done)
+    assert done - rows <= 5, f"lost {done - rows} steps of 80 ms (written {rows}, done {done})"
+
+
+@slow
 def test_os_exit_mid_run_keeps_what_was_flushed(tmp_path):
     """os._exit(9) after step 57 skips every finaliser: exit 9, stdout as under python,
     steps.csv keeps what was flushed, and the report renders the partial run."""
