@@ -206,7 +206,8 @@ class Profiler:
                 inst.uninstall()
                 self.writer.close()
                 self._metrics.close()
-            self._write_costs()
+            if self.n_train or self.before_summary is None:
+                self._write_costs()  # a followed process that never trained is dropped
         self.progress.close()
         if self.before_summary is not None:
             try:

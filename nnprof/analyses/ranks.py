@@ -23,12 +23,14 @@ A straggler is named only when it is one consistently, never by chance on a bala
 job, where each rank is the slowest of a step about one time in N and the gaps are the
 step-to-step noise. All of these must hold:
 
-* at least ``MIN_STEPS`` (8) steady aligned steps were compared;
-* the rank was the slowest in at least ``MIN_SLOWEST`` (60%) of them, and that count is
-  improbable for N equally fast ranks: its binomial tail probability (each rank slowest
-  with probability 1/N) is under ``MAX_CHANCE`` (0.001);
+* at least ``MIN_STEPS`` (5) steady aligned steps were compared;
+* the rank was the slowest in at least ``MIN_SLOWEST`` (60%) of them;
 * its per-step gap (own work less the median of the others') is positive in the median,
   and its mean is at least ``MIN_T`` (3) standard errors above zero;
+* that count of slowest steps is improbable for N equally fast ranks (its binomial tail
+  probability, each rank slowest with probability 1/N, is under ``MAX_CHANCE``, 0.001),
+  or, on a run too short for that test, the gap is at least ``STRONG_T`` (10) standard
+  errors above zero;
 * the mean gap is at least ``MINOR`` (5%) of the job's mean step.
 
 Severity follows the gap's share of the step: ``info`` from 5%, a warning from ``WARN``
@@ -42,7 +44,7 @@ from typing import Optional
 
 WARMUP_STEPS = 2
 MINOR, WARN, CRITICAL = 0.05, 0.10, 0.20
-MIN_STEPS, MIN_SLOWEST, MAX_CHANCE, MIN_T = 8, 0.60, 1e-3, 3.0
+MIN_STEPS, MIN_SLOWEST, MAX_CHANCE, MIN_T, STRONG_T = 5, 0.60, 1e-3, 3.0, 10.0
 CAUSES = ("input", "prep", "compute", "optimizer")
 
 ADVICE = {
@@ -165,8 +167,8 @@ def straggler(aligned, ranks: list) -> Optional[dict]:
     share = gap / step if step > 0 else 0.0
     chance = chance_of_slowest(slowest, n, len(ranks))
     t = consistent_gap(d)
-    if (share < MINOR or gap <= 0 or slowest < MIN_SLOWEST * n or chance >= MAX_CHANCE
-            or float(d.median()) <= 0 or t is None or t < MIN_T):
+    if (share < MINOR or gap <= 0 or slowest < MIN_SLOWEST * n or float(d.median()) <= 0
+            or t is None or t < MIN_T or (chance >= MAX_CHANCE and t < STRONG_T)):
         return None
     diffs = {c: float((rows[f"{c}_{r}"] - rows[[f"{c}_{q}" for q in others]].median(axis=1))
                       .mean()) for c in CAUSES}

@@ -107,3 +107,12 @@ def test_chance_of_slowest_is_the_binomial_tail():
     assert rk.chance_of_slowest(2, 2, 2) == pytest.approx(0.25)
     assert rk.chance_of_slowest(52, 92, 2) > 0.05   # 52 of 92: chance, not a straggler
     assert rk.chance_of_slowest(90, 92, 2) < 1e-20
+
+
+def test_an_obvious_straggler_on_a_short_run_is_named():
+    """6 steady steps: too few for the chance test (1/64 for 2 ranks), but a 40 ms gap
+    against ~1 ms of noise is far past chance."""
+    aligned = rk.align({0: rank_steps(n=8, comm=0.04, seed=1),
+                        1: rank_steps(n=8, forward=0.05, seed=2)})
+    st = rk.straggler(aligned, [0, 1])
+    assert st is not None and st["rank"] == 1 and st["chance"] > rk.MAX_CHANCE
