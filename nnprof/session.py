@@ -182,6 +182,7 @@ class Profiler:
             return self._summary
         inst = self._inst
         self.status = status
+        self.unfollowable = list(getattr(self._host, "unfollowable", None) or [])
         self.notices.extend(stop_monitors(self._monitors))
         self._monitors = []
         self._host = None

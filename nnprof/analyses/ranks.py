@@ -31,6 +31,10 @@ step-to-step noise. All of these must hold:
   probability, each rank slowest with probability 1/N, is under ``MAX_CHANCE``, 0.001),
   or, on a run too short for that test, the gap is at least ``STRONG_T`` (10) standard
   errors above zero;
+* the mean gap is at least the step-to-step noise of the job's step time (its robust
+  standard deviation, 1.4826 x the median absolute deviation, over the steady steps):
+  a rank slower by less than the steps vary among themselves costs nothing worth a
+  change (on a shared machine one rank can be systematically a fraction slower);
 * the mean gap is at least ``MINOR`` (5%) of the job's mean step.
 
 Severity follows the gap's share of the step: ``info`` from 5%, a warning from ``WARN``
@@ -165,10 +169,13 @@ def straggler(aligned, ranks: list) -> Optional[dict]:
     gap = float(d.mean())
     step = float(table["wall_s"].mean()) or 0.0
     share = gap / step if step > 0 else 0.0
+    wall = table["wall_s"]
+    noise = 1.4826 * float((wall - wall.median()).abs().median())
     chance = chance_of_slowest(slowest, n, len(ranks))
     t = consistent_gap(d)
     if (share < MINOR or gap <= 0 or slowest < MIN_SLOWEST * n or float(d.median()) <= 0
-            or t is None or t < MIN_T or (chance >= MAX_CHANCE and t < STRONG_T)):
+            or t is None or t < MIN_T or (chance >= MAX_CHANCE and t < STRONG_T)
+            or gap < noise):
         return None
     diffs = {c: float((rows[f"{c}_{r}"] - rows[[f"{c}_{q}" for q in others]].median(axis=1))
                       .mean()) for c in CAUSES}
@@ -178,6 +185,7 @@ def straggler(aligned, ranks: list) -> Optional[dict]:
         "rank": r, "cause": cause, "gap_s": gap, "gap_share": share,
         "steps_as_slowest": slowest, "steps_compared": int(n),
         "chance": chance, "gap_t": None if t is None or math.isinf(t) else t,
+        "noise_s": noise,
         "severity": severity,
         "verdict": (f"rank {r} is a straggler: the other ranks wait {gap * 1e3:.1f} ms per "
                     f"step for it ({share * 100:.0f}% of the step), mostly for its "

@@ -357,12 +357,28 @@ class Following:
             os.rename(path, os.path.join(self.top, target_name))
             record(self.top, dict(line, trained=True, run=target_name, rank=meta.get("rank")))
 
+    def _note_unfollowed(self) -> None:
+        """Python processes of the job that could not be followed: a line each, and a
+        notice with the command that would profile it."""
+        recorded = {x.get("pid") for x in read_record(self.top)}
+        for p in getattr(self.profiler, "unfollowable", []):
+            if p["pid"] in recorded:
+                continue
+            cmd = list(p["command"])
+            rest = [c for c in cmd[1:] if not (c.startswith("-") and not c.startswith("--")
+                                                and c[1:].isalpha())]
+            hint = "nnprof profile " + " ".join(rest)
+            record(self.top, {"pid": p["pid"], "command": cmd, "followed": False,
+                              "trained": None, "run": None, "why": p["why"], "hint": hint})
+            self.profiler.notices.append(unfollowed_notice(p["pid"], cmd, p["why"], hint))
+
     def settle(self) -> Optional[str]:
         """Before the main run's summary: wait, name what is left, and when other
         processes trained, move this process's run into a folder of its own (or drop it
         when it trained nothing: it only launched them). Returns where it now is."""
         self.pending = self._wait()
         self._name_leftovers()
+        self._note_unfollowed()
         trained = [n for n in self._children() if not STAGING.match(n)]
         if not trained:
             return self.top
@@ -397,9 +413,17 @@ def note_processes(profiler, summary: dict) -> None:
     lines = read_record(profiler.path)
     if not lines or summary.get("discarded"):
         return
-    summary["processes"] = {"trained": [], "not_trained": lines}
+    summary["processes"] = {"trained": [],
+                            "not_trained": [x for x in lines if x.get("trained") is False],
+                            "not_followed": [x for x in lines if x.get("followed") is False]}
     try:
         from ..run import write_json
         write_json(os.path.join(profiler.path, "summary.json"), summary)
     except OSError:
         pass
+
+
+def unfollowed_notice(pid, command, why, hint) -> str:
+    shown = " ".join(command[1:])[:80]
+    return (f"process {pid} ({shown}) was not followed ({why}); if it trains, profile it "
+            f"with: {hint}")

@@ -146,7 +146,14 @@ def _processes(path: str, procs: dict) -> dict:
     lines = read_record(path)
     return {"runs": {f"proc-{k}": v for k, v in procs.items()},
             "trained": [x for x in lines if x.get("trained")],
-            "not_trained": [x for x in lines if not x.get("trained")]}
+            "not_trained": [x for x in lines if x.get("trained") is False],
+            "not_followed": [x for x in lines if x.get("followed") is False]}
+
+
+def _unfollowed_notices(path: str) -> list:
+    from .follow import read_record, unfollowed_notice
+    return [unfollowed_notice(x.get("pid"), x.get("command") or [], x.get("why"), x.get("hint"))
+            for x in read_record(path) if x.get("followed") is False]
 
 
 def merge_processes(path: str) -> tuple:
@@ -177,7 +184,8 @@ def merge_processes(path: str) -> tuple:
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     merged.update({
         "status": status, "exit_code": code, "steps": steps,
-        "notices": notices + [f"{len(runs)} processes trained on their own (no process "
+        "notices": notices + _unfollowed_notices(path) + [
+            f"{len(runs)} processes trained on their own (no process "
                               f"group): steps are summed over them; the phases, step time "
                               f"and verdicts are proc-{basis}'s (the most train steps); "
                               "per-process figures under processes"]
@@ -245,7 +253,8 @@ def merge(path: str) -> tuple:
     pts = table.iloc[::max(1, -(-len(table) // SKEW_POINTS))] if len(table) else table
     merged.update({
         "status": status, "exit_code": code,
-        "notices": notices + [f"the phases, step time and verdicts are rank {basis}'s"
+        "notices": notices + _unfollowed_notices(path)
+        + [f"the phases, step time and verdicts are rank {basis}'s"
                               + (" (the straggler)" if straggler else "")
                               + "; per-rank figures under distributed"]
         + list(merged.get("notices") or []),

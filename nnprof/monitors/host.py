@@ -71,6 +71,12 @@ class HostMonitor(SamplingMonitor, Monitor):
         self._cores_at = time.monotonic()
         self._self = (self._proc_cpu(self.proc), time.time())
         self._children: dict = {}   # pid -> [Process, cpu_s, wall]
+        self.follow_env = "NNPROF_FOLLOW" if os.environ.get("NNPROF_FOLLOW") else None
+        self.unfollowable: list = []
+        try:
+            self._own_cmd = self.proc.cmdline()
+        except psutil.Error:
+            self._own_cmd = None
         self._ignored: set = set()
         self._scanned = -1e9
         self._scan_every = CHILD_SCAN_S
@@ -131,6 +137,28 @@ class HostMonitor(SamplingMonitor, Monitor):
         self._writer.add(t_s, "host", out)
         return out
 
+    def _check_followable(self, p) -> None:
+        """A Python child that nnprof cannot follow (it ignores ``PYTHONPATH`` or skips
+        ``sitecustomize``: ``-I``/``-E``/``-S``, or its environment was replaced): noted
+        once, at its first sighting, so that the report names it. Forks (the command
+        line of this process) are followed through ``multiprocessing`` instead."""
+        if self.follow_env is None:
+            return
+        try:
+            cmd = p.cmdline()
+            if not cmd or not os.path.basename(cmd[0]).startswith("python") \
+                    or cmd == self._own_cmd:
+                return
+            flags = [c for c in cmd[1:] if c.startswith("-") and not c.startswith("--")]
+            opts = "".join(c[1:] for c in flags[:4] if c[1:].isalpha())
+            isolated = any(ch in opts for ch in "IES")
+            if isolated or self.follow_env not in p.environ():
+                self.unfollowable.append({"pid": p.pid, "command": cmd,
+                                          "why": "isolated (-I/-E/-S)" if isolated
+                                          else "its environment has no NNPROF_FOLLOW"})
+        except (self._ps.NoSuchProcess, self._ps.AccessDenied, self._ps.ZombieProcess, OSError):
+            pass
+
     def _scan_children(self) -> None:
         ps = self._ps
         began = time.monotonic()
@@ -150,5 +178,6 @@ class HostMonitor(SamplingMonitor, Monitor):
                     continue
                 # counted from its birth: a worker found late loses no CPU time
                 self._children[p.pid] = [p, 0.0, p.create_time()]
+                self._check_followable(p)
             except (ps.NoSuchProcess, ps.AccessDenied):
                 continue
