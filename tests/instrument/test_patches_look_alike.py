@@ -77,3 +77,46 @@ def test_a_loader_subclass_keeps_its_own_init(instrumented):
     assert list(inspect.signature(MyLoader.__init__).parameters) == ["self", "ds", "size"]
     ds = TensorDataset(torch.zeros(8, 1))
     assert MyLoader(ds, size=4).batch_size == 4
+
+
+class _Squares(torch.utils.data.Dataset):
+    def __len__(self):
+        return 40
+
+    def __getitem__(self, i):
+        return torch.tensor([float(i * i)])
+
+
+@pytest.mark.parametrize("order", ["nnprof first", "lightning first"])
+def test_lightnings_own_init_patch_composes_with_ours(tmp_path, order):
+    """Lightning wraps ``DataLoader.__init__`` while a loader hook runs (to record the
+    arguments) and rebuilds the loader with a DistributedSampler from them: the rebuilt
+    loader keeps every argument whichever patch is outermost."""
+    data = pytest.importorskip("lightning.fabric.utilities.data")
+    from torch.utils.data import DistributedSampler
+
+    def build_and_rebuild():
+        with data._replace_dunder_methods(DataLoader, "dataset"):
+            loader = DataLoader(_Squares(), batch_size=8, drop_last=True)
+        sampler = DistributedSampler(loader.dataset, num_replicas=2, rank=1, shuffle=False)
+        return data._update_dataloader(loader, sampler)
+
+    inst = Instrumentation(lambda rec: None, _Writer(), str(tmp_path), 0)
+    if order == "nnprof first":
+        inst.install()
+        try:
+            rebuilt = build_and_rebuild()
+        finally:
+            inst.uninstall()
+    else:
+        with data._replace_dunder_methods(DataLoader, "dataset"):
+            inst.install()
+            try:
+                loader = DataLoader(_Squares(), batch_size=8, drop_last=True)
+            finally:
+                inst.uninstall()
+        sampler = DistributedSampler(loader.dataset, num_replicas=2, rank=1, shuffle=False)
+        rebuilt = data._update_dataloader(loader, sampler)
+    assert rebuilt.batch_size == 8 and rebuilt.drop_last is True
+    assert isinstance(rebuilt.sampler, DistributedSampler)
+    assert [len(b) for b in rebuilt] == [8, 8]  # 20 items on rank 1 of 2
