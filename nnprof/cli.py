@@ -268,7 +268,8 @@ def _profile(profiler, target, opts) -> int:
         return outcome.exit_code
     if following is not None and following.several:
         from .distcli import _merge_and_report
-        merged = _merge_and_report(following.top, opts, start_cwd)
+        merged = _merge_and_report(following.top, opts, start_cwd,
+                                   job=(outcome.status, outcome.exit_code))
         if following.pending:
             print(f"nnprof: process run(s) {', '.join(following.pending)} still running; "
                   "merged what was written (nnprof report RUN merges again)", file=sys.stderr)

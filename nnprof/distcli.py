@@ -15,13 +15,13 @@ SIGNAL_EXIT = {getattr(signal, n): 128 + int(getattr(signal, n))
                for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)}
 
 
-def _merge_and_report(top: str, opts, start_cwd: str, rank_code: int = 0):
+def _merge_and_report(top: str, opts, start_cwd: str, rank_code: int = 0, job=None):
     """Merge the ranks' runs at ``top``, print the merged report; the merged summary
     (None when nothing could be merged, said in one line)."""
     from .cli import report_run
     from .distributed.merge import MergeError, write_merged
     try:
-        merged, basis_run, _ = write_merged(top)
+        merged, basis_run, _ = write_merged(top, job)
     except MergeError as exc:
         print(f"nnprof: {exc}", file=sys.stderr)
         return None

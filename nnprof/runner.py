@@ -241,6 +241,7 @@ def run(target: Target) -> Outcome:
                 retry.start()
                 return
             raise Terminated()
+        on_term._nnprof_term = True  # a forked child may take it over (distributed.follow)
         try:
             old_term = signal.signal(signal.SIGTERM, on_term)
         except (ValueError, OSError):

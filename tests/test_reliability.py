@@ -13,6 +13,7 @@ nnprof at the same time (two processes), and what the user sees must match.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -387,7 +388,10 @@ def test_the_scripts_own_hook_raises(tmp_path, where, cut_step):
 def test_processes_the_script_starts(tmp_path, how):
     """A child that crashes (its own traceback, exit 1), one that calls os._exit, a
     fork Process and a fork Pool (terminated with SIGTERM at its end), a spawn
-    Process: output as under python, the parent's 10 steps only, one summary."""
+    Process: output as under python, one summary. A bare os.fork() is not followed (the
+    parent's 10 steps only); a multiprocessing child that trains is (its own run: the
+    Process's 4 steps, the Pool's 2 + 3 + 4 over its two workers, finished when the
+    Pool terminates them), and the parent's 10 steps are a run beside theirs."""
     out = tmp_path / "run"
     plain, prof = plain_and_profiled([FORKS, "--how", how], out)
     assert plain.returncode == 0, plain.stderr
@@ -399,8 +403,23 @@ def test_processes_the_script_starts(tmp_path, how):
     if how == "fork-crash":
         assert "child exit 1" in prof.stdout and "child fails on purpose" in prof.stderr
     s = read_summary(out)
-    assert (s["status"], s["steps"]["train"]) == ("completed", 10)
-    assert data_rows(out) == 10
+    if how.startswith("fork-"):
+        assert (s["status"], s["steps"]["train"]) == ("completed", 10)
+        assert data_rows(out) == 10
+        return
+    children = {"mp-fork": 4 + 2 + 3 + 4, "mp-spawn": 4}[how]
+    assert (s["status"], s["exit_code"]) == ("completed", 0)
+    assert data_rows(out) == s["steps"]["total"]
+    # every optimizer step of every process (a Pool worker's tasks each build a new
+    # model and optimizer, whose first steps the step rule may join: count the updates)
+    with open(out / "steps.csv") as fh:
+        updates = sum(int(r["n_optimizer"]) for r in csv.DictReader(fh))
+    assert updates == 10 + children
+    main = [x for x in s["processes"]["trained"] if x["kind"] == "main"]
+    assert main[0]["steps"]["train"] == 10
+    child = [x for x in s["processes"]["trained"] if x["kind"] in ("fork", "spawn")
+             and x["steps"]["train"] == 4]
+    assert child, s["processes"]["trained"]
 
 
 # -- 5. a script that changes directory ------------------------------------------------

@@ -211,9 +211,45 @@ def start_process(until: str = "exit", kind: Optional[str] = None) -> None:
     except Exception:
         return
     _RUN = {"profiler": profiler, "pid": os.getpid(), "top": top, "staging": staging,
-            "kind": kind}
+            "kind": kind, "term": _take_sigterm()}
     if until == "exit":
         atexit.register(_at_exit)
+
+
+def _take_sigterm():
+    """SIGTERM ends a followed process as it would (killed by the signal), once its run
+    is written: a Pool's workers are terminated at its end, torchrun stops the other
+    ranks when one fails. Taken only where the signal would kill the process anyway
+    (no handler of the script's own); returns the handler to put back, or None."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        current = signal.getsignal(signal.SIGTERM)
+        if current is not signal.SIG_DFL and not getattr(current, "_nnprof_term", False):
+            return None
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        return current
+    except (ValueError, OSError):
+        return None
+
+
+_TERM = {"stopping": False, "pending": False}
+
+
+def _on_sigterm(signum, frame) -> None:
+    if _TERM["stopping"]:  # the run is being written: the signal waits until it is
+        _TERM["pending"] = True
+        return
+    end_process(None, status="interrupted")
+    _die_of_sigterm()
+
+
+def _die_of_sigterm() -> None:
+    import signal
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _at_exit() -> None:
@@ -222,18 +258,30 @@ def _at_exit() -> None:
     end_process(1 if crashed else None)
 
 
-def end_process(code: Optional[int]) -> None:
+def end_process(code: Optional[int], status: Optional[str] = None) -> None:
     """Finish this process's followed run (its exit code when known)."""
     global _RUN
     run = _RUN
     if run is None or run["pid"] != os.getpid():
         return
     _RUN = None
-    status = "completed" if code in (0, None) else "crashed"
+    status = status or ("completed" if code in (0, None) else "crashed")
+    _TERM["stopping"] = True
     try:
         run["profiler"].stop(status, code, shutdown_workers=True)
     except Exception:
         pass
+    finally:
+        _TERM["stopping"] = False
+    if _TERM["pending"]:
+        _die_of_sigterm()
+    if run.get("term") is not None and status != "interrupted":
+        import signal
+        try:
+            if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+                signal.signal(signal.SIGTERM, run["term"])
+        except (ValueError, OSError):
+            pass
 
 
 def run_process(process, original, args, kwargs) -> int:

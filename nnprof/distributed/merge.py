@@ -280,10 +280,25 @@ def merge(path: str) -> tuple:
     return merged, runs[basis], table, aligned
 
 
-def write_merged(path: str) -> tuple:
+def job_outcome(merged: dict, status: str, exit_code) -> None:
+    """The job's status and exit code when nnprof ran its main process (the other
+    processes followed): the main process's, as python would exit; ``crashed`` when it
+    completed but a followed process crashed (named in the notices)."""
+    views = dict((merged.get("distributed") or {}).get("ranks") or {})
+    views.update((merged.get("processes") or {}).get("runs") or {})
+    crashed = any(v.get("status") == "crashed" for v in views.values())
+    merged["status"] = "crashed" if status == "completed" and crashed else status
+    merged["exit_code"] = exit_code
+
+
+def write_merged(path: str, job: Optional[tuple] = None) -> tuple:
     """Merge and write ``summary.json``, ``steps.csv`` and ``report.html`` at ``path``.
-    Returns (summary, basis Run, notices of reports that could not be written)."""
+    ``job``: (status, exit code) of the main process when nnprof followed the others
+    (see :func:`job_outcome`). Returns (summary, basis Run, notices of reports that could
+    not be written)."""
     merged, basis_run, table, aligned = merge(path)
+    if job is not None:
+        job_outcome(merged, *job)
     problems = []
     try:
         if aligned is None:  # processes without ranks: their steps, one after the other
