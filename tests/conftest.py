@@ -20,8 +20,11 @@ SCRIPTS = Path(__file__).resolve().parent / "scripts"
 
 
 def _hook_state():
+    import multiprocessing.process as mp_process
     from torch.optim import optimizer as optim_module
     return (
+        mp_process.BaseProcess.__dict__["_bootstrap"],
+        os.environ.get("NNPROF_FOLLOW"), os.environ.get("PYTHONPATH"),
         torch.nn.Module.__dict__["__call__"],
         torch.nn.Module.__dict__["zero_grad"],
         torch.Tensor.__dict__["backward"],

@@ -196,8 +196,12 @@ def start_process(until: str = "exit", kind: Optional[str] = None) -> None:
     top = cfg["top"]
     staging = os.path.join(top, f".proc-{os.getpid()}")
     command = _command()
+    if until == "process" or not sys.argv or sys.argv[0] in ("", "-c"):
+        script, argv = cfg.get("script"), list(cfg.get("argv") or [])  # the job's script
+    else:
+        script, argv = sys.argv[0], list(sys.argv[1:])
     profiler = Profiler(out=staging, budget=cfg.get("budget", 1.0), name="proc",
-                        script=" ".join(command[1:3]) or None, argv=command[2:],
+                        script=script, argv=argv,
                         progress=False, monitors=cfg.get("monitors") or [],
                         monitor_options=cfg.get("monitor_options") or {})
     kind = kind or ("exec" if until == "exit" else "spawn")
@@ -332,7 +336,9 @@ class Following:
         from ..instrument.patching import Patches
         for name in (ENV, "PYTHONPATH"):
             self.saved[name] = os.environ.get(name)
-        os.environ[ENV] = json.dumps(dict(self.options, top=self.top, root_pid=os.getpid()))
+        os.environ[ENV] = json.dumps(dict(self.options, top=self.top, root_pid=os.getpid(),
+                                          script=self.profiler.script,
+                                          argv=self.profiler.argv))
         old = os.environ.get("PYTHONPATH")
         os.environ["PYTHONPATH"] = BOOT + (os.pathsep + old if old else "")
         self.patches = Patches()

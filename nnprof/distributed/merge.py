@@ -195,9 +195,23 @@ def merge_processes(path: str) -> tuple:
     return merged, runs[basis], table, None
 
 
+JOB_FILE = "job.json"  # the main process's outcome when nnprof followed the others
+
+
 def merge(path: str) -> tuple:
     """(merged summary, the basis rank's Run, the per-step frame, the aligned steps) of
     the distributed run at ``path``."""
+    out = _merge(path)
+    try:
+        with open(os.path.join(path, JOB_FILE)) as fh:
+            job = json.load(fh)
+        job_outcome(out[0], job.get("status"), job.get("exit_code"))
+    except (OSError, ValueError, AttributeError):
+        pass
+    return out
+
+
+def _merge(path: str) -> tuple:
     from ..analyses import ranks as rk
     dirs = rank_dirs(path)
     if not dirs and proc_dirs(path):
@@ -296,6 +310,11 @@ def write_merged(path: str, job: Optional[tuple] = None) -> tuple:
     ``job``: (status, exit code) of the main process when nnprof followed the others
     (see :func:`job_outcome`). Returns (summary, basis Run, notices of reports that could
     not be written)."""
+    if job is not None:  # kept, so that ``nnprof report RUN`` merges to the same outcome
+        try:
+            write_json(os.path.join(path, JOB_FILE), {"status": job[0], "exit_code": job[1]})
+        except OSError:
+            pass
     merged, basis_run, table, aligned = merge(path)
     if job is not None:
         job_outcome(merged, *job)

@@ -115,37 +115,58 @@ class TerminalRenderer(Renderer):
 
     def _distributed(self, con, s) -> None:
         d = s.get("distributed")
-        if not d:
-            return
-        con.print(f"[bold]distributed:[/] {d.get('world_size')} ranks on {d.get('nodes')} "
-                  f"node(s), {d.get('aligned_steps')} train steps aligned; the tables below "
-                  f"are rank {d.get('basis_rank')}'s")
-        t = Table(title="per rank: ms per train step (steady steps); comm: waiting for the "
-                        "other ranks, in bwd", title_justify="left")
-        for col in ("rank", "status", "train", "p50", "data", "fwd", "bwd", "comm",
+        if d:
+            total = (d.get("steps") or {}).get("train")
+            con.print(f"[bold]distributed:[/] {d.get('world_size')} ranks on {d.get('nodes')} "
+                      f"node(s), {d.get('aligned_steps')} train steps aligned"
+                      + (f", {total} in the job" if total is not None else "")
+                      + f"; the tables below are rank {d.get('basis_rank')}'s")
+            con.print(self._run_table("per rank: ms per train step (steady steps); comm: "
+                                      "waiting for the other ranks, in bwd", "rank",
+                                      d.get("ranks") or {}))
+            st = d.get("straggler")
+            if st:
+                self._finding(con, "straggler", dict(st, severity={"critical": "fail"}.get(
+                    st.get("severity"), st.get("severity"))))
+            else:
+                con.print("[bold]straggler:[/] [green]none[/] (no rank is consistently the "
+                          "slowest by more than the steps vary and 5% of the step)")
+        p = s.get("processes") or {}
+        if p.get("runs"):
+            con.print(f"[bold]processes:[/] {len(p['runs'])} trained on their own (no process "
+                      f"group), steps summed; the tables below are {escape(str(p.get('basis')))}'s")
+            con.print(self._run_table("per process: ms per train step (steady steps)",
+                                      "process", p["runs"]))
+        quiet = len(p.get("not_trained") or [])
+        if quiet:
+            con.print(f"[bold]processes:[/] {quiet} other Python process(es) of the job "
+                      "trained nothing (processes.jsonl)")
+
+    def _run_table(self, title: str, label: str, views: dict):
+        t = Table(title=title, title_justify="left")
+        for col in (label, "status", "train", "p50", "data", "fwd", "bwd", "comm",
                     "opt", "wkrs", "bottleneck"):
-            t.add_column(col, justify="left" if col in ("rank", "status", "bottleneck")
+            t.add_column(col, justify="left" if col in (label, "status", "bottleneck")
                          else "right", no_wrap=True)
-        for r, v in sorted((d.get("ranks") or {}).items(), key=lambda kv: int(kv[0])):
+
+        def order(kv):
+            digits = "".join(ch for ch in str(kv[0]) if ch.isdigit())
+            return int(digits) if digits else 0
+
+        for r, v in sorted(views.items(), key=order):
             ph = v.get("phases") or {}
             status = str(v.get("status"))
             if v.get("exit_code") not in (None, 0):
                 status += f" ({v['exit_code']})"
-            t.add_row(str(r), escape(status), str((v.get("steps") or {}).get("train", 0)),
+            t.add_row(escape(str(r)), escape(status),
+                      str((v.get("steps") or {}).get("train", 0)),
                       _ms((v.get("step_time") or {}).get("p50_s")),
-                      *[_ms((ph.get(p) or {}).get("mean_s")) if ph.get(p) else "-"
-                        for p in ("data", "forward", "backward", "comm_wait", "optimizer")],
+                      *[_ms((ph.get(q) or {}).get("mean_s")) if ph.get(q) else "-"
+                        for q in ("data", "forward", "backward", "comm_wait", "optimizer")],
                       str(v.get("workers_max") or sum(int(x.get("num_workers") or 0)
                                                       for x in v.get("loaders") or [])),
                       escape(str(v.get("bottleneck") or "-")))
-        con.print(t)
-        st = d.get("straggler")
-        if st:
-            self._finding(con, "straggler", dict(st, severity={"critical": "fail"}.get(
-                st.get("severity"), st.get("severity"))))
-        else:
-            con.print("[bold]straggler:[/] [green]none[/] (no rank keeps the others waiting "
-                      "5% of the step or more)")
+        return t
 
     def _finding(self, con, title: str, f: dict) -> None:
         style = _VERDICT_STYLE.get(f.get("severity", "info"), "white")
