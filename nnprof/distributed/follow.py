@@ -302,20 +302,13 @@ def _forked() -> bool:
 
 
 def bootstrap_patch(patches) -> None:
-    """Fork children of this profiled process: ``BaseProcess._bootstrap`` runs them."""
+    """Fork children of this profiled process: ``BaseProcess._bootstrap`` runs them
+    (the same wrapper the boot file puts in place in followed processes)."""
     import multiprocessing.process as mpp
+    from .boot._nnprof_boot import make_bootstrap
     original = mpp.BaseProcess.__dict__["_bootstrap"]
-    if getattr(original, "_nnprof_follows", False):
-        return
-
-    def _bootstrap(self, *args, **kwargs):
-        target = getattr(self, "_target", None)
-        if getattr(target, "__module__", "") == "torch.utils.data._utils.worker":
-            return original(self, *args, **kwargs)
-        return run_process(self, original, args, kwargs)
-
-    _bootstrap._nnprof_follows = True
-    patches.set(mpp.BaseProcess, "_bootstrap", _bootstrap)
+    if not getattr(original, "_nnprof_follows", False):
+        patches.set(mpp.BaseProcess, "_bootstrap", make_bootstrap(original))
 
 
 # -- in the process nnprof started ----------------------------------------------------
