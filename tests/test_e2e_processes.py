@@ -24,6 +24,10 @@ from conftest import SCRIPTS, processes_naming, read_summary, run_cli, run_pytho
 
 pytestmark = pytest.mark.slow
 ENV = {"OMP_NUM_THREADS": "1"}
+# gloo's teardown sometimes aborts a Lightning rank at exit, under plain python too (its
+# std::thread still joinable); Lightning then reports the child's code
+EXIT_RACE = re.compile(r"terminate called without an active exception|"
+                       r"Child process with PID \d+ terminated with code")
 LINE = re.compile(r"(rank|proc) (\d+) loss (\d+) (-?[0-9.e+-]+?)(?=rank |proc |\n|$)")
 
 
@@ -76,7 +80,7 @@ def assert_same_job(job: Job, deterministic: bool = True):
         assert {k: len(v) for k, v in prof.items()} == {k: len(v) for k, v in plain.items()}
     ours = "\n".join(ln for ln in job.prof.stderr.splitlines() if not ln.startswith("nnprof: "))
     for line, n in Counter(job.plain.stderr.splitlines()).items():
-        if line.strip():
+        if line.strip() and not EXIT_RACE.search(line):
             assert ours.count(line) >= n, f"missing from stderr under nnprof: {line!r}"
     assert len(ours.strip()) <= len(job.plain.stderr.strip()) + 200, ours[-2000:]
     assert not processes_naming(job.script), "a process of the job outlived nnprof"

@@ -136,6 +136,7 @@ class SamplingMonitor:
         self._thread.start()
 
     def _loop(self) -> None:
+        _leave_signals_to_the_main_thread()
         while not self._stop.wait(self.period):
             try:
                 self.sample()
@@ -158,5 +159,19 @@ class SamplingMonitor:
             self.notice = f"{self.label}: {self.errors} samples failed (last: {self.last_error})"
 
     def _after_stop(self) -> None:
+        pass
+
+
+def _leave_signals_to_the_main_thread() -> None:
+    """Block the termination signals in a sampler thread, so that the kernel delivers
+    them to the script's main thread: a signal taken by another thread only sets a flag,
+    and a main thread blocked in a lock or queue wait (a Pool worker waiting for its
+    next task) would never run its Python handler."""
+    try:
+        import signal
+        sigs = {getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+                if hasattr(signal, n)}
+        signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    except (AttributeError, ValueError, OSError):
         pass
 
