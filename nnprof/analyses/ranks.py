@@ -29,7 +29,7 @@ step-to-step noise. All of these must hold:
   and its mean is at least ``MIN_T`` (3) standard errors above zero;
 * that count of slowest steps is improbable for N equally fast ranks (its binomial tail
   probability, each rank slowest with probability 1/N, is under ``MAX_CHANCE``, 0.001),
-  or, on a run too short for that test, the gap is at least ``STRONG_T`` (10) standard
+  or, on a run too short for that test, the gap is at least ``STRONG_T`` (6) standard
   errors above zero;
 * the mean gap is at least the step-to-step noise of the job's step time (its robust
   standard deviation, 1.4826 x the median absolute deviation, over the steady steps):
@@ -48,7 +48,7 @@ from typing import Optional
 
 WARMUP_STEPS = 2
 MINOR, WARN, CRITICAL = 0.05, 0.10, 0.20
-MIN_STEPS, MIN_SLOWEST, MAX_CHANCE, MIN_T, STRONG_T = 5, 0.60, 1e-3, 3.0, 10.0
+MIN_STEPS, MIN_SLOWEST, MAX_CHANCE, MIN_T, STRONG_T = 5, 0.60, 1e-3, 3.0, 6.0
 CAUSES = ("input", "prep", "compute", "optimizer")
 
 ADVICE = {

@@ -116,3 +116,14 @@ def test_an_obvious_straggler_on_a_short_run_is_named():
                         1: rank_steps(n=8, forward=0.05, seed=2)})
     st = rk.straggler(aligned, [0, 1])
     assert st is not None and st["rank"] == 1 and st["chance"] > rk.MAX_CHANCE
+
+
+def test_a_large_but_uneven_gap_on_six_steps_is_named():
+    """What a 60 ms input delay on one rank of a 2-node launch gave: 6 steady steps, gaps
+    of 34-79 ms (t about 10), step-to-step noise 8.5 ms."""
+    fast = rank_steps(n=8, comm=0.0, seed=1)
+    slow = rank_steps(n=8, seed=2)
+    slow["data_s"] = slow["data_s"] + np.array([0.049, 0.0, 0.061, 0.034, 0.072, 0.072,
+                                                0.070, 0.079])
+    st = rk.straggler(rk.align({0: fast, 1: slow}), [0, 1])
+    assert st is not None and st["rank"] == 1 and st["cause"] == "input"
