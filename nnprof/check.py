@@ -31,13 +31,14 @@ from typing import Optional
 from .analyses.generalize import ends, generalize
 from .analyses.loader import training_loader
 from .analyses.metrics import classification_metrics, validation_passes
-from .analyses.overfit import converged_at, loss_at_init, overfit
+from .analyses.overfit import adversarial, converged_at, loss_at_init, overfit
 from .analyses.simplicity import simplicity
 from .analyses.wiring import wiring
 from .run import write_json
 from .subrun import OUTPUT_LOG, SubRun, profile_command, sub_run, train_losses  # noqa: F401
 
 SCHEMA_VERSION = 1
+EXIT_FAILED, EXIT_INCONCLUSIVE = 3, 4
 WIRING_KEYS = ("no_grad", "zero_grad", "not_in_optimizer", "unchanged", "frozen")
 
 
@@ -96,6 +97,31 @@ def _site_of(sub: SubRun, lid: str) -> dict:
 
 NO_TRAIN = "the probe run saw no train step (no backward pass)"
 MANUAL = "no DataLoader fed the train steps (batches made by hand)"
+ADVERSARIAL = ("two models are trained against each other (in {turns} of {steps} train "
+               "steps, {opts:.0f} optimizers step in turn, each after its own backward: "
+               "adversarial training, as in a GAN); their losses are not meant to fall "
+               "to zero, so a loss that does not fall says nothing about the wiring")
+ADVERSARIAL_ADVICE = (
+    "Judge adversarial training by what it makes (samples from the generator) and by "
+    "the discriminator's accuracy on real and generated batches, not by a loss falling "
+    "to zero; the wiring and loss-at-init rungs above still hold.")
+RUNNABLE_ADVICE = (
+    "For the overfit rungs to run, the training batches must come from a DataLoader, "
+    "or, made by hand, reach the model as tensors with a batch dimension and meet a "
+    "torch loss function (F.cross_entropy, nn.MSELoss, ...) rather than a loss "
+    "computed by hand; docs/check.md says what each rung needs.")
+
+
+def adversarial_reason(sub: SubRun) -> Optional[str]:
+    """Why the overfit rungs cannot judge this script's adversarial training, or None."""
+    steps = sub.run.steps if sub.run is not None else None
+    if steps is None or not len(steps):
+        return None
+    found = adversarial(steps[steps["kind"] == "train"])
+    if found is None:
+        return None
+    return ADVERSARIAL.format(turns=found["steps_with_turns"], steps=found["steps"],
+                              opts=found["optimizer_steps_per_step"])
 
 
 def find_training_loader(sub: SubRun):
@@ -277,6 +303,8 @@ class Check:
     failed_run: Optional[SubRun] = None   # the probe, when the script itself failed
     status: str = "passed"
     exit_code: int = 0
+    reason: Optional[str] = None   # why the check is inconclusive
+    advice: list = field(default_factory=list)  # what the user can do about it
 
     def record(self) -> dict:
         from .summary import _clean
@@ -289,6 +317,8 @@ class Check:
             "settings": self.settings.to_dict(),
             "status": self.status,
             "exit_code": self.exit_code,
+            "reason": self.reason,
+            "advice": self.advice,
             "rungs": self.rungs,
             "wiring": {k: list(w.get(k) or []) for k in WIRING_KEYS},
             "loss_at_init": probe.get("loss_at_init"),
@@ -349,6 +379,9 @@ def run_check(target, settings: Settings, out: str) -> Check:
         return check
     check.loader, reason = find_training_loader(probe_sub)
     method = "loader" if check.loader is not None else "replay" if reason == MANUAL else None
+    turns = adversarial_reason(probe_sub)
+    if turns:
+        method, reason = None, turns
     for i, n in enumerate(settings.examples):
         name = overfit_names[i]
         if method is None:
@@ -374,7 +407,9 @@ def run_check(target, settings: Settings, out: str) -> Check:
             n, sub, (check.probe or {}).get("wiring"), settings, check.loader,
             classification=bool((check.probe or {}).get("loss_at_init")), method=method)
         check.rungs.append(result)
-    if settings.generalize and check.status == "passed":
+    if settings.generalize and check.status == "passed" and turns:
+        check.rungs.append(skipped("generalize", turns))
+    elif settings.generalize and check.status == "passed":
         sub = _timed(f"generalize run (full data, up to {settings.max_steps} train steps)",
                      sub_run, "generalize", target, os.path.join(out, "generalize"),
                      settings.max_steps, None, settings.max_time)
@@ -385,7 +420,28 @@ def run_check(target, settings: Settings, out: str) -> Check:
         else:
             result, check.curves["generalize"] = judge_generalize(sub, settings)
             check.rungs.append(result)
-    if check.status == "passed" and any(r["status"] == "fail" for r in check.rungs):
-        check.status, check.exit_code = "failed", 3
+    conclude(check, adversarial=bool(turns))
     check.write()
     return check
+
+
+def conclude(check: Check, adversarial: bool = False) -> None:
+    """The check's result once its rungs are judged: ``failed`` when a rung failed;
+    ``inconclusive`` when no overfit rung could run (all SKIP: nothing says the model
+    can learn), with the reason and what to do; else it stays ``passed``."""
+    if check.status != "passed":
+        return
+    if any(r["status"] == "fail" for r in check.rungs):
+        check.status, check.exit_code = "failed", EXIT_FAILED
+        return
+    overfit_rungs = [r for r in check.rungs if r["name"].startswith("overfit-")]
+    if not overfit_rungs or any(r["status"] != "skip" for r in overfit_rungs):
+        return
+    reasons = []
+    for r in overfit_rungs:
+        why = (r.get("evidence") or {}).get("reason")
+        if why and why not in reasons:
+            reasons.append(why)
+    check.status, check.exit_code = "inconclusive", EXIT_INCONCLUSIVE
+    check.reason = "no overfit rung could run: " + "; ".join(reasons or ["no reason recorded"])
+    check.advice = [ADVERSARIAL_ADVICE if adversarial else RUNNABLE_ADVICE]

@@ -85,6 +85,7 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
     shares = {p: table[p]["share"] for p in PHASES}
     means = {p: phases[p]["mean_s"] for p in PHASES}
     means["wall"] = float(steady["wall_s"].mean()) if len(steady) else None
+    means["forwards"] = float(steady["n_forward"].mean()) if len(steady) else None
     bn = bottleneck(shares, means, tl, device, cores, source) if len(basis) else None
     if bn is not None:
         bn.evidence["warmup_steps_excluded"] = len(basis) - len(steady)

@@ -12,6 +12,7 @@ OVERHEAD_SHARE = 0.30
 COMPUTE_SHARE = 0.50
 DOMINANT_PART = 0.50   # a part of loading that takes this share of it is named
 MIN_BATCH_FOR_WORKERS = 0.002  # below this, worker IPC costs about what it saves
+MANY_FORWARDS = 4      # forwards per train step from which one backward serves a rollout
 
 
 def _pct(x: float) -> str:
@@ -36,6 +37,10 @@ def bottleneck(shares: dict, means: dict, loader: Optional[dict], device: str,
     verdict applies. ``source`` says whether the shares are host times or
     device (CUDA event) times. ``loader`` is the training loader's stats from
     :func:`nnprof.analyses.loader.loader_stats` (None without a DataLoader).
+    ``means["forwards"]``: the mean number of forward passes per train step. From
+    MANY_FORWARDS on (a rollout: one backward over an episode of small forwards),
+    the advice speaks of that shape: ``other`` is the work between the forwards,
+    and backward is compared with all of them together.
     """
     inp = shares.get("data", 0) + shares.get("prep", 0)
     compute = shares.get("forward", 0) + shares.get("loss", 0) + shares.get("backward", 0)
@@ -60,10 +65,10 @@ def bottleneck(shares: dict, means: dict, loader: Optional[dict], device: str,
         advice += optimizer_advice(opt, device)
     elif other >= OVERHEAD_SHARE and other > compute:
         verdict, severity = "host-overhead-bound", "warn"
-        advice += overhead_advice(other, device)
+        advice += overhead_advice(other, device, means.get("forwards"))
     elif compute >= COMPUTE_SHARE:
         verdict, severity = "compute-bound", "info"
-        advice += compute_advice(shares, device)
+        advice += compute_advice(shares, device, means.get("forwards"))
     else:
         verdict, severity = "balanced", "info"
         advice.append("No single part dominates the step: "
@@ -206,7 +211,18 @@ def optimizer_advice(opt: float, device: str) -> list:
             "per-parameter Python loops in a custom optimizer."]
 
 
-def overhead_advice(other: float, device: str) -> list:
+def _rollout(forwards: Optional[float]) -> bool:
+    return forwards is not None and forwards >= MANY_FORWARDS
+
+
+def overhead_advice(other: float, device: str, forwards: Optional[float] = None) -> list:
+    if _rollout(forwards):
+        return [f"{_pct(other)} of each step is spent outside the model's {forwards:.0f} "
+                "forward passes, its backward and the optimizer: the work between the "
+                "forwards (an environment stepped in Python, sampling actions, building "
+                "the next input one item at a time). Batch it: step several environments "
+                "or sequences at once, so that each forward serves many of them, and keep "
+                "that work in tensors rather than Python loops."]
     msg = (f"{_pct(other)} of each step is spent outside data, forward, loss, backward and "
            "optimizer: logging, metrics, printing, checkpointing in the loop.")
     if device != "cpu":
@@ -217,7 +233,7 @@ def overhead_advice(other: float, device: str) -> list:
     return [msg]
 
 
-def compute_advice(shares: dict, device: str) -> list:
+def compute_advice(shares: dict, device: str, forwards: Optional[float] = None) -> list:
     fwd, bwd = shares.get("forward", 0), shares.get("backward", 0)
     out = []
     if device == "cpu":
@@ -226,7 +242,19 @@ def compute_advice(shares: dict, device: str) -> list:
     else:
         out.append("The step is compute-bound: good for a GPU. For more speed: mixed "
                    "precision (torch.autocast), TF32 matmuls, larger batches, torch.compile.")
-    if fwd > 0 and bwd > 3 * fwd:
-        out.append(f"backward takes {bwd / fwd:.1f}x the forward pass (about 2x is usual): "
+    if not (fwd > 0 and bwd > 3 * fwd):
+        return out
+    if _rollout(forwards):
+        out.append(f"backward takes {bwd / fwd:.1f}x the {forwards:.0f} forward passes of "
+                   "each step together: one backward runs over all their graphs and over "
+                   "the operations between them (sampling, log-probabilities, the loss "
+                   "built item by item), each a small tensor whose cost is per-operation "
+                   "overhead. Batch the forwards (several environments or sequences per "
+                   "call) and build the loss from stacked tensors, so that fewer, larger "
+                   "operations run.")
+    else:
+        several = f" {forwards:.0f} forward passes of each step" if (
+            forwards is not None and forwards >= 1.5) else " forward pass"
+        out.append(f"backward takes {bwd / fwd:.1f}x the{several} (about 2x is usual): "
                    "look for gradient checkpointing or costly custom autograd functions.")
     return out

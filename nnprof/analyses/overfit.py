@@ -119,6 +119,31 @@ def _trivial(examples: Optional[int], classes: Optional[int],
             "items of a dataset sorted by class are, a constant prediction fits them.")
 
 
+ADVERSARIAL_SHARE = 0.5  # of the train steps
+
+
+def adversarial(train_steps) -> Optional[dict]:
+    """Two models trained against each other (a GAN), from the probe's train steps.
+
+    Rule: in at least ADVERSARIAL_SHARE of the train steps, two or more optimizer
+    steps each follow a backward of their own (``n_optimizer >= 2`` and
+    ``n_backward >= 2``; nnprof's steps put one optimizer's repeated steps in
+    separate steps, so these are distinct optimizers stepping in turn). One
+    backward feeding two optimizers (sparse and dense parameters) is not this.
+    Returns the evidence, or None. ``train_steps``: a frame with ``n_optimizer``
+    and ``n_backward`` columns (train steps only).
+    """
+    n = len(train_steps)
+    if not n:
+        return None
+    pairs = train_steps[(train_steps["n_optimizer"] >= 2) & (train_steps["n_backward"] >= 2)]
+    if len(pairs) < ADVERSARIAL_SHARE * n:
+        return None
+    return {"steps": n, "steps_with_turns": len(pairs),
+            "optimizer_steps_per_step": float(pairs["n_optimizer"].median()),
+            "backwards_per_step": float(pairs["n_backward"].median())}
+
+
 def converged_at(losses: list, ratio: float, patience: int) -> Optional[int]:
     """How many of ``losses`` had run when an overfit run's stop rule first held (the
     mean of the last ``patience`` finite losses <= ``ratio`` x the first finite one, as

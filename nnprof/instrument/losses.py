@@ -89,7 +89,8 @@ class LossObserver:
         input needing a gradient (the other factor is a constant: a Python
         number, the accumulation count, a GradScaler's scale); when the walk
         reaches the ``grad_fn`` of a recent loss output, that output is the
-        loss. A sum of several losses, or any other operation, keeps ``t``.
+        loss, as the loss function returned it: a copy taken at the call, so that
+        an in-place division (``loss /= accum_steps``) does not change it. A sum of several losses, or any other operation, keeps ``t``.
 
         A ``reduction='sum'`` output that is scaled (divided by a count, as
         Hugging Face models do with ``num_items_in_batch``, the tokens of all
@@ -110,7 +111,7 @@ class LossObserver:
             for fn, out, reduction, count in recent:
                 if fn is node:
                     if hops == 0:
-                        return t
+                        return out  # the value returned, whatever was done to it since
                     return out if reduction != "sum" else _per_element(out, count, t)
             if type(node).__name__ not in SCALE_NODES:
                 return t
@@ -131,7 +132,9 @@ class LossObserver:
                 recent = self.recent
                 if len(recent) >= RECENT_LOSSES:
                     del recent[0]
-                recent.append((fn, result.detach(), reduction,
+                # a copy (queued on the device, nothing read): ``loss /= k`` in place,
+                # as timm does for accumulation, must not change the loss recorded
+                recent.append((fn, result.detach().clone(), reduction,
                                _count_of(name, args, kwargs) if reduction == "sum" else None))
             if self.targets is not None and len(self.targets) < WATCH_TARGETS:
                 self._keep_targets(name, args, kwargs)

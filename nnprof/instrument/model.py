@@ -134,7 +134,7 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
         outer = not (clock.stack and clock.stack[-1] == LOSS)
         if replay is not None and outer and is_grad_enabled():
             args, kwargs = replay.loss_call(args, kwargs, clock.in_forward)
-        clock.push(LOSS)
+        clock.loss_enter()
         try:
             result = original_call(self, *args, **kwargs)
         finally:
@@ -174,7 +174,7 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
         grad = is_grad_enabled()
         if replay is not None and grad:
             args, kwargs = replay.inputs(self, args, kwargs)
-        clock.forward_enter(grad)
+        clock.forward_enter(grad, id(self))
         result = None
         try:
             result = original_call(self, *args, **kwargs)
@@ -210,7 +210,7 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
                 return fn(*args, **kwargs)  # inside a loss module already
             if replay is not None and is_grad_enabled():
                 args, kwargs = replay.loss_call(args, kwargs, clock.in_forward)
-            clock.push(LOSS)
+            clock.loss_enter()
             try:
                 result = fn(*args, **kwargs)
             finally:

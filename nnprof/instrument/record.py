@@ -34,7 +34,7 @@ class StepRecord:
                  "n_backward", "n_optimizer", "optimizers", "loss_ref", "eval_loss_ref", "gpu",
                  "gpu_phases", "gpu_mem_peak", "train_activity", "base", "n_batches", "ahead",
                  "pass_start", "other_mark", "comm_wait", "rss", "gpu_mem_alloc",
-                 "gpu_mem_reserved")
+                 "gpu_mem_reserved", "n_loss", "eval_keys")
 
     def __init__(self, start: int, loader: Optional[str] = None, gpu=None) -> None:
         self.start = start
@@ -62,6 +62,8 @@ class StepRecord:
         self.rss: Optional[int] = None              # host resident bytes, last sample
         self.gpu_mem_alloc: Optional[int] = None    # allocator's bytes at the step's end
         self.gpu_mem_reserved: Optional[int] = None
+        self.n_loss = 0          # loss calls (a gradient-free step with none is no eval step)
+        self.eval_keys: tuple = ()  # top-level modules called without gradients, no loader
 
     @property
     def spare(self) -> int:
@@ -86,6 +88,7 @@ class StepRecord:
         self.n_forward += later.n_forward
         self.n_backward += later.n_backward
         self.n_optimizer += later.n_optimizer
+        self.n_loss += later.n_loss
         self.optimizers = self.optimizers + later.optimizers
         if later.gpu_mem_alloc is not None:
             self.gpu_mem_alloc, self.gpu_mem_reserved = later.gpu_mem_alloc, \

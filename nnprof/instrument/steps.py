@@ -36,9 +36,24 @@ Step boundaries (see ARCHITECTURE.md):
   of the step's last backward to its end is the update: it is charged to
   ``optimizer``. When several optimizers step in turn (a GAN's D and G), the
   record of a step is held back until the next optimizer step shows whether
-  the same optimizer comes round again; a different one is merged into the
-  held step. A forward pass that follows gradient-free forwards only (a
-  validation loop) ends the evaluation step they form.
+  the first optimizer comes round again (a cycle: one step); when instead the
+  last one steps again (a model trained layer by layer, a new optimizer per
+  layer), each was a step of its own.
+* a loader that does not drive the loop: when a forward with gradients follows
+  an optimizer step inside one loader step (one batch taken with
+  ``next(iter(loader))``, then many updates on it; several updates per batch),
+  the optimizer steps define the steps from there on, as free steps; the next
+  request of a loader ends the last of them (what followed its update is its
+  ``other``). A GAN's D and G stepping on one batch stay one step (the held
+  cycle above).
+* gradient-free forwards outside a loader step: an evaluation step is a pass
+  that computes a loss. A gradient-free forward ends the open gradient-free
+  step when that step computed a loss or already called the same top-level
+  module (a loop over batches); different modules called in a row (a method
+  chaining submodules, a frozen encoder before the trained model) join one
+  step. Once the script has trained, a gradient-free step without a loss (a
+  sample drawn after each epoch, a visualisation) is no step at all; before
+  (an inference script, a sanity forward) it is an eval step.
 
 Only the thread that installed the clock drives it; other threads pass
 through untouched.
@@ -86,7 +101,10 @@ class StepClock:
         self.thread_id = threading.get_ident() if thread_id is None else thread_id
         self.mode = IDLE
         self.open: Optional[StepRecord] = None
-        self.held: Optional[StepRecord] = None
+        # optimizer steps of distinct optimizers held back until the cycle shows (see
+        # the module docstring): counted as one train step meanwhile
+        self.group: list = []
+        self.discount = 0
         # partners(a, b): may optimizers a and b (ids) step together in one training
         # step (a GAN's D and G: disjoint parameters)? None: always
         self.partners: Optional[Callable[[int, int], bool]] = None
@@ -104,6 +122,9 @@ class StepClock:
         # (merged when the optimizer steps) or steps updated by hand (emitted as such)
         self.micro: list = []
         self.by_hand = False
+        self.trained = False         # a backward has run
+        # the loader whose pass has its optimizer steps as steps (see the docstring)
+        self.loader_free: Optional[str] = None
 
     # -- the phase clock -------------------------------------------------
     def _charge(self, now: int) -> None:
@@ -172,6 +193,14 @@ class StepClock:
             return None
         self._charge(now)
         self.open = None
+        self._closed(o, now)
+        if (self.mode == FREE_STEP and self.trained and not o.train_activity
+                and not o.n_loss):
+            return None  # gradient-free, no loss, no loader: a sample, not an eval step
+        return o
+
+    def _closed(self, o: StepRecord, now: int) -> None:
+        """``o`` (charged up to ``now``) ends."""
         o.end = now
         if o.n_backward:
             self.train_steps += 1
@@ -182,14 +211,51 @@ class StepClock:
                 o.gpu_mem_peak = self.mem_peak()
             if self.mem_now is not None:
                 o.gpu_mem_alloc, o.gpu_mem_reserved = self.mem_now()
-        return o
 
     def _emit_held(self) -> None:
         if self.micro:
             self._flush_micro()
-        if self.held is not None:
-            held, self.held = self.held, None
-            self.sink(held)
+        if self.group:
+            group, self.group = self.group, []
+            self.discount = 0
+            first = group[0]
+            for rec in group[1:]:
+                first.absorb(rec)
+            self.sink(first)
+
+    def _hold(self, rec: StepRecord) -> None:
+        """An optimizer step's record: held while a cycle of distinct optimizers may
+        be going on (see the module docstring)."""
+        group = self.group
+        if not group:
+            group.append(rec)
+            return
+        ids = set(rec.optimizers)
+        if ids & set(group[0].optimizers):  # the first comes round again: a cycle
+            self._emit_held()
+            self.group.append(rec)
+            return
+        if ids & set(group[-1].optimizers) or any(ids & set(g.optimizers) for g in group):
+            # the last steps again: the parts were steps of their own
+            self.train_steps += self.discount  # counted as one with the first
+            self.discount = 0
+            for part in group[:-1]:
+                self.sink(part)
+            self.group = group[-1:]
+            self._hold(rec)
+            return
+        if self.partners is not None and not all(
+                self.partners(a, b) for g in group for a in g.optimizers
+                for b in rec.optimizers):
+            # an optimizer that replaced one of them (a new one over the same
+            # parameters, per stage or per epoch): a new step
+            self._emit_held()
+            self.group.append(rec)
+            return
+        if rec.kind == "train" and any(g.kind == "train" for g in group):
+            self.train_steps -= 1
+            self.discount += 1
+        group.append(rec)
 
     def _emit(self, rec: Optional[StepRecord]) -> None:
         self._emit_held()
@@ -237,6 +303,9 @@ class StepClock:
         now = self.clock()
         if self.tail:
             self._end_loop()
+        if self.loader_free is not None:
+            self._end_free_pass(self.last if startup else now if asked is None else asked,
+                                self.loader_free == loader)
         o = self.open
         if (self.mode == LOADER_STEP and o is not None and not o.active
                 and (o.loader != loader or wrapped)):
@@ -326,21 +395,27 @@ class StepClock:
             self.sink(self._as_update(rec))
         self._check_stop(now)
 
-    def forward_enter(self, grad_enabled: bool) -> None:
+    def forward_enter(self, grad_enabled: bool, key: int = 0) -> None:
+        """A top-level module's forward; ``key`` names the module (its id)."""
         now = self.clock()
         o = self.open
-        if o is not None and o.n_backward and not self.stack and (
-                (self.mode == FREE_STEP and not self.seen_optimizer)
-                or (self.mode == LOADER_STEP and o.spare > 0)):
-            self._split(now)
-            o = self.open
+        if o is not None and o.n_backward and not self.stack:
+            if ((self.mode == FREE_STEP and not self.seen_optimizer)
+                    or (self.mode == LOADER_STEP and o.spare > 0)):
+                self._split(now)
+                o = self.open
+            elif self.mode == LOADER_STEP and o.n_optimizer and grad_enabled:
+                self._leave_loader()
+                o = self.open
         if self.mode != LOADER_STEP and (o is None or not o.active):
             self._check_stop(now)
         if o is None:
             self._open_free(now)
             o = self.open
-        elif (self.mode == FREE_STEP and o.n_forward and not o.train_activity):
-            # gradient-free forwards so far: they formed an evaluation step
+        elif (self.mode == FREE_STEP and o.n_forward and not o.train_activity
+              and (o.n_loss or key in o.eval_keys)):
+            # gradient-free forwards so far, that computed a loss or that call the same
+            # module again: they formed an evaluation step
             self._emit(self._close(now))
             self._open_free(now)
             o = self.open
@@ -349,6 +424,8 @@ class StepClock:
         o.n_forward += 1
         if grad_enabled:
             o.train_activity = True
+        elif self.mode == FREE_STEP and not o.train_activity:
+            o.eval_keys += (key,)
         self.stack.append(FORWARD)
         self.in_forward = True
         self._fwd_mark = o.phases[FORWARD]
@@ -362,6 +439,42 @@ class StepClock:
             o.phases[FORWARD] -= moved
             o.phases[LOSS] += moved
             o.n_forward -= 1
+            o.n_loss += 1
+
+    def loss_enter(self) -> None:
+        """A loss call: the ``loss`` phase until :meth:`pop`."""
+        self.push(LOSS)
+        self.open.n_loss += 1
+
+    def _leave_loader(self) -> None:
+        """A forward with gradients after an optimizer step in the open loader step:
+        from here the optimizer steps define the steps (see the module docstring).
+        The loader step ends at its last event and is held as an optimizer step."""
+        rec = self._close(self.last)
+        if self.micro:
+            self._flush_micro()
+        self._hold(rec)
+        self.mode = FREE_STEP
+        self.loader_free = rec.loader
+        self.tail = False
+        self._open_free(self.last)
+
+    def _end_free_pass(self, now: int, same: bool) -> None:
+        """A loader pass whose steps were its optimizer steps ends: its loader is asked
+        again (``same``: what followed the last update, up to ``now``, is that step's
+        ``other``), or another loader is."""
+        o, self.open = self.open, None
+        self.loader_free = None
+        if o is not None and same and self.group and not o.n_backward:
+            self._closed(o, now)
+            o.phases[OTHER] += o.phases[PREP]
+            o.phases[PREP] = 0
+            self.group[-1].absorb(o)
+        elif o is not None and o.active:
+            self.open = o
+            self._emit(self._close(now))
+            return
+        self._emit_held()
 
     def backward_enter(self, loss_ref=None, counts: bool = True) -> None:
         self.push(BACKWARD)
@@ -369,6 +482,7 @@ class StepClock:
         if counts:
             o.n_backward += 1
             o.train_activity = True
+            self.trained = True
         if loss_ref is not None:
             o.loss_ref = loss_ref
 
@@ -396,19 +510,7 @@ class StepClock:
                     self.train_steps -= 1
                 first.absorb(r)
             rec = first
-        if self.held is None:
-            self.held = rec
-        elif opt_id in self.held.optimizers or (
-                self.partners is not None
-                and not all(self.partners(a, opt_id) for a in self.held.optimizers)):
-            # the same optimizer again, or one that replaced the last (a new optimizer
-            # over the same parameters, per stage or per epoch): a new step
-            self.sink(self.held)
-            self.held = rec
-        else:
-            if self.held.kind == "train" and rec.kind == "train":
-                self.train_steps -= 1
-            self.held.absorb(rec)
+        self._hold(rec)
         self._open_free(now)
 
     def finish(self) -> None:

@@ -7,6 +7,8 @@ import textwrap
 from ..analyses.wiring import CATEGORIES, name_list
 
 _COLORS = {"pass": "32", "warn": "33", "fail": "31", "skip": "2"}
+_RESULT_COLORS = {"passed": "32", "inconclusive": "33", "failed": "31", "script-failed": "31",
+                  "interrupted": "33"}
 
 
 def _num(v, fmt: str = ".4g") -> str:
@@ -128,4 +130,14 @@ def render_checklist(check: dict, color: bool = False, width: int = 100) -> str:
         for a in r.get("advice") or []:
             lines.append(textwrap.fill(str(a), width=width, initial_indent="  - ",
                                        subsequent_indent="    "))
+    status = str(check.get("status") or "?")
+    word = status.upper()
+    if color and status in _RESULT_COLORS:
+        word = f"\x1b[{_RESULT_COLORS[status]}m{word}\x1b[0m"
+    lines += ["", textwrap.fill(f"result: {word}" + (
+        f": {check['reason']}" if check.get("reason") else ""), width=width,
+        subsequent_indent="  ")]
+    for a in check.get("advice") or []:
+        lines.append(textwrap.fill(str(a), width=width, initial_indent="  - ",
+                                   subsequent_indent="    "))
     return "\n".join(lines) + "\n"

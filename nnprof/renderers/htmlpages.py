@@ -33,6 +33,9 @@ def render_check(check: dict) -> str:
     cls = "ok" if status == "passed" else "bad"
     argv = " ".join(str(a) for a in check.get("argv") or [])
     advice = []
+    if check.get("reason"):
+        items = "".join(f"<li>{esc(a)}</li>" for a in check.get("advice") or [])
+        advice.append(f"<h3>{esc(status)}: {esc(check['reason'])}</h3><ul>{items}</ul>")
     for r in check.get("rungs") or []:
         items = "".join(f"<li>{esc(a)}</li>" for a in r.get("advice") or [])
         if items:

@@ -44,3 +44,38 @@ def test_without_names_the_whole_transform_is_quoted():
                            "(15.0 ms per batch)"), text
     text = bn.transform_advice(loader([{"name": "Resize", "total_s": 0.5}], batches=0), PARTS)
     assert "75%" in text and "Resize the costliest part" in text, text
+
+
+# -- the shape of the step: one backward over many forwards ---------------------
+COMPUTE = dict(data=0.0, prep=0.0, forward=0.1, loss=0.0, backward=0.8, optimizer=0.02,
+               other=0.08)
+
+
+def test_backward_is_compared_with_all_the_forwards_of_a_rollout_step():
+    """30 small forwards then one backward (a policy-gradient episode): the ratio is
+    to all 30 together, and the advice is to batch them, not gradient checkpointing."""
+    text = " ".join(bottleneck(COMPUTE, {"wall": 0.01, "forwards": 30.0}, None,
+                               "cpu", 2).advice)
+    assert "backward takes 8.0x the 30 forward passes of each step together" in text
+    assert "Batch the forwards" in text
+    assert "checkpointing" not in text
+
+
+def test_backward_of_a_single_forward_still_points_at_checkpointing():
+    text = " ".join(bottleneck(COMPUTE, {"wall": 0.01, "forwards": 1.0}, None,
+                               "cpu", 2).advice)
+    assert "backward takes 8.0x the forward pass (about 2x is usual)" in text
+    assert "checkpointing" in text
+    text = " ".join(bottleneck(COMPUTE, {"wall": 0.01, "forwards": 2.0}, None,
+                               "cpu", 2).advice)
+    assert "backward takes 8.0x the 2 forward passes of each step" in text
+
+
+def test_overhead_between_the_forwards_of_a_rollout_is_named_as_such():
+    shares = dict(COMPUTE, backward=0.05, other=0.83)
+    f = bottleneck(shares, {"wall": 0.01, "forwards": 25.0}, None, "cpu", 2)
+    assert f.verdict == "host-overhead-bound"
+    text = " ".join(f.advice)
+    assert "outside the model's 25 forward passes" in text and "environment" in text
+    f = bottleneck(shares, {"wall": 0.01, "forwards": 1.0}, None, "cpu", 2)
+    assert "logging, metrics, printing" in " ".join(f.advice)

@@ -145,9 +145,7 @@ def test_two_optimizers_in_turn_make_one_step():
     assert clock.train_steps == 3
 
 
-def test_gradient_free_forwards_form_eval_steps_without_loader():
-    clock, fc, out = make()
-    # a train step
+def _train_step(clock, fc):
     clock.forward_enter(True)
     fc.adv(5)
     clock.forward_exit()
@@ -156,13 +154,52 @@ def test_gradient_free_forwards_form_eval_steps_without_loader():
     clock.pop()
     clock.push(OPTIMIZER)
     clock.optimizer_step_exit(1)
-    # validation: three no-grad forwards
-    for _ in range(3):
-        clock.forward_enter(False)
-        fc.adv(3)
-        clock.forward_exit()
+
+
+def _eval_forward(clock, fc, key=0, loss=False):
+    clock.forward_enter(False, key)
+    fc.adv(3)
+    clock.forward_exit()
+    if loss:
+        clock.loss_enter()
+        fc.adv(1)
+        clock.pop()
+
+
+def test_gradient_free_forwards_with_a_loss_form_eval_steps_without_loader():
+    clock, fc, out = make()
+    _train_step(clock, fc)
+    for _ in range(3):  # validation: three no-grad batches, each with its loss
+        _eval_forward(clock, fc, loss=True)
     clock.finish()
     assert [r.kind for r in out] == ["train", "eval", "eval", "eval"]
+    assert [r.n_loss for r in out[1:]] == [1, 1, 1]
+
+
+def test_a_sample_without_loss_after_training_is_no_step():
+    """``model.decode(torch.randn(64, 20))`` under no_grad after an epoch: two
+    submodules called in a row, no loss, no loader: not an eval step."""
+    clock, fc, out = make()
+    _train_step(clock, fc)
+    _eval_forward(clock, fc, key=1)
+    _eval_forward(clock, fc, key=2)
+    _train_step(clock, fc)
+    _eval_forward(clock, fc, key=1)   # the same sample after the last epoch
+    _eval_forward(clock, fc, key=2)
+    clock.finish()
+    assert [r.kind for r in out] == ["train", "train"]
+    # the next epoch's first step: a frozen-encoder-like pass joins the train step
+    assert out[1].n_forward == 3 and out[1].n_backward == 1
+
+
+def test_gradient_free_calls_before_training_are_eval_steps_one_per_call_of_a_model():
+    clock, fc, out = make()
+    for _ in range(3):               # inference: the same model, batch after batch
+        _eval_forward(clock, fc, key=1)
+    _eval_forward(clock, fc, key=2)  # another module after it joins its step
+    clock.finish()
+    assert [r.kind for r in out] == ["eval"] * 3
+    assert [r.n_forward for r in out] == [1, 1, 2]
 
 
 def test_lbfgs_closure_phases_inside_optimizer():

@@ -11,10 +11,13 @@ def make():
     return StepClock(out.append, clock=fc, thread_id=0), fc, out
 
 
-def work(clock, fc, fwd=10, bwd=20, opt=None, grad=True, after=0):
+def work(clock, fc, fwd=10, bwd=20, opt=None, grad=True, after=0, loss=False):
     clock.forward_enter(grad)
     fc.adv(fwd)
     clock.forward_exit()
+    if loss:
+        clock.loss_enter()
+        clock.pop()
     if bwd is not None:
         clock.backward_enter()
         fc.adv(bwd)
@@ -39,7 +42,7 @@ def test_updates_by_hand_are_one_step_per_iteration_charged_to_optimizer():
         fc.adv(2)                          # slicing the next batch by hand
         work(clock, fc, after=7)           # p.data.add_(p.grad, alpha=-lr): 7 ms
     for _ in range(3):                     # evaluation under no_grad
-        work(clock, fc, bwd=None, grad=False, after=1)
+        work(clock, fc, bwd=None, grad=False, after=1, loss=True)
     work(clock, fc)                        # training again
     clock.finish()
     kinds = [r.kind for r in out]
@@ -122,7 +125,7 @@ def test_a_wrapper_without_lookahead_ends_the_pass_at_stop_iteration():
     work(clock, fc, opt=3)
     clock.loader_next("L0", True)
     clock.loader_exhausted(ahead=False)
-    work(clock, fc, bwd=None, grad=False)    # an evaluation without a loader
+    work(clock, fc, bwd=None, grad=False, loss=True)  # an evaluation without a loader
     clock.finish()
     assert [r.kind for r in out] == ["train", "eval"]
     assert out[1].loader is None

@@ -8,7 +8,9 @@ after each epoch, no loader)
 steps K-1, 2K-1, ..., the first micro-batch's forward, backward or optimizer
 step sleeps S more) --loader (feed the micro-batches from a
 DataLoader instead) --print-loss (one "loss <i> <repr>" line per backward: the
-loss function's output, before the division by --accum).
+loss function's output, before the division by --accum) --inplace (divide the loss
+in place, ``loss /= accum``, before ``backward()``, as timm's train.py does).
+The validation pass computes its loss (mse) on each batch.
 """
 import argparse
 import time
@@ -30,6 +32,7 @@ ap.add_argument("--slow-every", type=int, default=0)
 ap.add_argument("--slow-phase", choices=("forward", "backward", "optimizer"), default="forward")
 ap.add_argument("--loader", action="store_true")
 ap.add_argument("--print-loss", action="store_true")
+ap.add_argument("--inplace", action="store_true")
 args = ap.parse_args()
 
 extra = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
@@ -88,21 +91,26 @@ def main():
             x = x.contiguous()
             out = model(x)
             loss = F.mse_loss(SleepyBackward.apply(out), y)
-            (loss / args.accum).backward()
+            value = loss.item() if args.print_loss else None
+            if args.inplace:
+                loss /= args.accum
+                loss.backward()
+            else:
+                (loss / args.accum).backward()
             if args.slow_phase != "optimizer":
                 extra[args.slow_phase] = 0.0
             if args.print_loss:
-                print("loss", n_backward, repr(loss.item()))
+                print("loss", n_backward, repr(value))
             n_backward += 1
             if (i + 1) % args.accum == 0:
                 opt.step()
                 opt.zero_grad()
                 extra[args.slow_phase] = 0.0
         if args.val_batches:
-            xv = torch.randn(args.batch_size, 8)
+            xv, yv = torch.randn(args.batch_size, 8), torch.randn(args.batch_size)
             with torch.no_grad():
                 for _ in range(args.val_batches):
-                    model(xv)
+                    F.mse_loss(model(xv), yv)
     print("done", n_backward)
 
 
