@@ -104,7 +104,8 @@ ADVERSARIAL = ("two models are trained against each other (in {turns} of {steps}
 ADVERSARIAL_ADVICE = (
     "Judge adversarial training by what it makes (samples from the generator) and by "
     "the discriminator's accuracy on real and generated batches, not by a loss falling "
-    "to zero; the wiring and loss-at-init rungs above still hold.")
+    "to zero; the probe's rungs above (simplicity, wiring, and loss-at-init where it "
+    "applies) still hold.")
 RUNNABLE_ADVICE = (
     "For the overfit rungs to run, the training batches must come from a DataLoader, "
     "or, made by hand, reach the model as tensors with a batch dimension and meet a "

@@ -162,7 +162,8 @@ class Profiler:
             on_optimizer=self.probe.on_optimizer, on_scheduler=self.probe.on_scheduler,
             probe=self.probe.wiring, observer_factory=self.probe.make_observer,
             restrict_loader=restrict, freeze_schedulers=self.probe.simplify,
-            on_forward=self.probe.on_forward, replay=self.replay)
+            on_forward=self.probe.on_forward, replay=self.replay,
+            on_direct=self.probe.on_direct)
         clock = self._inst.clock
         clock.max_train_steps = self.max_steps
         if self.max_time is not None:

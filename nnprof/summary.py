@@ -86,7 +86,11 @@ def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
     means = {p: phases[p]["mean_s"] for p in PHASES}
     means["wall"] = float(steady["wall_s"].mean()) if len(steady) else None
     means["forwards"] = float(steady["n_forward"].mean()) if len(steady) else None
-    bn = bottleneck(shares, means, tl, device, cores, source) if len(basis) else None
+    unseen = tuple(probe.get("direct_forward") or ())
+    if unseen:
+        notices.append(f"{', '.join(unseen)}: forward called directly (module.forward(x)); "
+                       "its work is not in the forward phase (see the bottleneck advice)")
+    bn = bottleneck(shares, means, tl, device, cores, source, unseen) if len(basis) else None
     if bn is not None:
         bn.evidence["warmup_steps_excluded"] = len(basis) - len(steady)
     hot = pyspy_hotspots(run, notices)

@@ -522,3 +522,38 @@ def test_judge_overfit_says_when_the_script_stopped_itself(tmp_path):
     rung, _ = judge_overfit(4, sub, None, Settings(max_steps=8), LOADER)
     assert "ended_by_script" not in rung["evidence"]
     assert any("learning rate" in a for a in rung["advice"])
+
+
+def test_the_result_line_closes_the_checklist():
+    record = {"script": "t.py", "status": "inconclusive", "reason": "no overfit rung could "
+              "run: a loss computed by hand", "advice": ["Use a loss function."],
+              "rungs": [skipped("overfit-1", "a loss computed by hand")]}
+    lines = render_checklist(record).splitlines()
+    assert lines[-2] == ("result: INCONCLUSIVE: no overfit rung could run: a loss computed "
+                         "by hand")
+    assert lines[-1] == "  - Use a loss function."
+    record = {"script": "t.py", "status": "passed", "rungs": []}
+    assert render_checklist(record).splitlines()[-1] == "result: PASSED"
+
+
+def test_conclude_weighs_the_rungs():
+    from nnprof.check import Check, conclude
+
+    def concluded(*rungs, adversarial=False):
+        c = Check(None, Settings(), "out", rungs=list(rungs))
+        conclude(c, adversarial=adversarial)
+        return c
+
+    ok = {"name": "overfit-1", "status": "pass"}
+    warn = {"name": "overfit-10", "status": "warn"}
+    fail = {"name": "wiring", "status": "fail"}
+    skip1, skip10 = skipped("overfit-1", "why"), skipped("overfit-10", "why")
+    assert (concluded(ok, skip10).status, concluded(ok, skip10).exit_code) == ("passed", 0)
+    assert concluded(warn, skip1).status == "passed"
+    assert (concluded(skip1, fail).status, concluded(skip1, fail).exit_code) == ("failed", 3)
+    c = concluded(skip1, skip10, skipped("generalize", "no validation"))
+    assert (c.status, c.exit_code) == ("inconclusive", 4)
+    assert c.reason == "no overfit rung could run: why"  # each reason once
+    assert "DataLoader" in c.advice[0]
+    assert "samples" in concluded(skip1, adversarial=True).advice[0]
+    assert concluded({"name": "wiring", "status": "pass"}).status == "passed"  # no rung asked

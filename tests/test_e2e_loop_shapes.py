@@ -72,6 +72,9 @@ def test_a_sample_under_no_grad_is_not_an_eval_step(tmp_path):
     assert (steps["loader"] == ["L0"] * 4 + ["L1"] * 2 + ["L0"] * 4 + ["L1"] * 2).all()
     assert list(steps[steps["kind"] == "train"]["loss"]) == pytest.approx(
         printed_losses(r.stdout), rel=1e-6)
+    # the test loss is summed as the train loss is: kept a sum, not divided per sample
+    assert list(steps[steps["kind"] == "eval"]["loss"]) == pytest.approx(
+        printed(r.stdout, "bce"), rel=1e-6)
     assert read_summary(out)["steps"] == {"train": 8, "eval": 4, "total": 12}
 
 
@@ -181,3 +184,21 @@ def test_check_whose_overfit_rungs_cannot_run_is_inconclusive(tmp_path):
     assert "DataLoader" in data["advice"][0]
     assert "result: INCONCLUSIVE: no overfit rung could run" in r.stdout
     assert "inconclusive" in (tmp_path / "chk" / "report.html").read_text()
+
+
+def test_a_forward_called_directly_is_named_not_misread(tmp_path):
+    """``self.forward(x)`` sleeping 20 ms: that time is not in the forward phase (nnprof
+    cannot see it), and the report says so instead of calling it input or logging."""
+    r, out, steps = profile(tmp_path, SCRIPTS / "direct_forward.py", "--steps", "8",
+                            "--forward", "0.02")
+    assert r.returncode == 0, r.stderr
+    assert list(steps["kind"]) == ["train"] * 8
+    assert list(steps["loss"]) == pytest.approx(printed_losses(r.stdout), rel=1e-6)
+    s = read_summary(out)
+    assert any(n.startswith("Layer: forward called directly") for n in s["notices"])
+    bn = s["bottleneck"]
+    assert bn["evidence"]["forward_called_directly"] == ["Layer"]
+    assert bn["evidence"]["input_share"] == 0.0
+    text = " ".join(bn["advice"])
+    assert text.startswith("Layer.forward is called directly")
+    assert "DataLoader" not in text and "logging" not in text

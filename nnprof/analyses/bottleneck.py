@@ -24,7 +24,7 @@ def _ms(x: Optional[float]) -> str:
 
 
 def bottleneck(shares: dict, means: dict, loader: Optional[dict], device: str,
-               cores: int, source: str = "host") -> Finding:
+               cores: int, source: str = "host", unseen: tuple = ()) -> Finding:
     """Rule, on the shares of train-step wall time (``shares[phase]``, summing to 1):
 
     1. input = data + prep >= 20%                     -> ``input-bound`` (highly)
@@ -41,7 +41,12 @@ def bottleneck(shares: dict, means: dict, loader: Optional[dict], device: str,
     MANY_FORWARDS on (a rollout: one backward over an episode of small forwards),
     the advice speaks of that shape: ``other`` is the work between the forwards,
     and backward is compared with all of them together.
+    ``unseen``: classes whose ``forward`` the script calls directly (``m.forward(x)``):
+    that work lands before the first seen forward (``prep``) or after it
+    (``other``), so ``prep`` is read as ``other`` (not input) and the advice says why.
     """
+    if unseen:
+        shares = dict(shares, prep=0.0, other=shares.get("other", 0) + shares.get("prep", 0))
     inp = shares.get("data", 0) + shares.get("prep", 0)
     compute = shares.get("forward", 0) + shares.get("loss", 0) + shares.get("backward", 0)
     opt = shares.get("optimizer", 0)
@@ -56,6 +61,14 @@ def bottleneck(shares: dict, means: dict, loader: Optional[dict], device: str,
         "mean_step_s": means.get("wall"),
     }
     advice: list = []
+    if unseen:
+        evidence["forward_called_directly"] = list(unseen)
+        names = ", ".join(f"{n}.forward" for n in unseen)
+        advice.append(f"{names} is called directly (module.forward(x), not module(x)): a "
+                      "module's forward is seen only through its call, so its work is "
+                      "counted in prep and other, not forward, and is read here as other. "
+                      "Call the module itself (which also runs its hooks) to have it "
+                      "measured.")
     if inp >= HIGH_INPUT:
         verdict, severity = "input-bound", "warn"
         evidence["level"] = "high"
@@ -65,7 +78,8 @@ def bottleneck(shares: dict, means: dict, loader: Optional[dict], device: str,
         advice += optimizer_advice(opt, device)
     elif other >= OVERHEAD_SHARE and other > compute:
         verdict, severity = "host-overhead-bound", "warn"
-        advice += overhead_advice(other, device, means.get("forwards"))
+        if not unseen:  # else that forward is the likeliest part of other (said above)
+            advice += overhead_advice(other, device, means.get("forwards"))
     elif compute >= COMPUTE_SHARE:
         verdict, severity = "compute-bound", "info"
         advice += compute_advice(shares, device, means.get("forwards"))

@@ -28,7 +28,8 @@ class Instrumentation:
     def __init__(self, emit: Callable[[StepRecord], None], writer, run_dir: str,
                  t0: int, on_module=None, on_optimizer=None, on_scheduler=None,
                  probe=None, observer_factory=None, restrict_loader: Optional[dict] = None,
-                 freeze_schedulers: bool = False, on_forward=None, replay=None) -> None:
+                 freeze_schedulers: bool = False, on_forward=None, replay=None,
+                 on_direct=None) -> None:
         self.emit = emit
         self.writer = writer
         self.run_dir = run_dir
@@ -37,6 +38,7 @@ class Instrumentation:
         self.on_optimizer = on_optimizer
         self.on_scheduler = on_scheduler
         self.on_forward = on_forward
+        self.on_direct = on_direct
         self.probe = probe
         self.restrict_loader = restrict_loader
         self.freeze_schedulers = freeze_schedulers
@@ -103,7 +105,8 @@ class Instrumentation:
         try:
             self._handles.append(self.comm)
             self._handles.append(model.install(self.clock, self.on_module, self.observer,
-                                               self.on_forward, self.replay))
+                                               self.on_forward, self.replay,
+                                               self.on_direct))
             self._handles.append(autograd.install(self.clock, self._capture_loss,
                                                   self.observer, self.comm))
             self._handles.append(optim.install(self.clock, self.on_optimizer, self.probe))

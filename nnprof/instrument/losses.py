@@ -76,6 +76,9 @@ class LossObserver:
         # that backward (or until RECENT_LOSSES newer losses replace it), as the
         # script's own variable does
         self.recent: list = []
+        # the train loss calls' reduction was 'sum': the recorded train losses are sums,
+        # and an eval sum is kept as one (a VAE), not divided per sample (mnist's test)
+        self.train_sum = False
         # in overfit rungs: the targets of the first train losses (whether the few
         # examples span several classes), else None
         self.targets: Optional[list] = None
@@ -129,6 +132,7 @@ class LossObserver:
         if grad:
             fn = getattr(result, "grad_fn", None)
             if fn is not None and result.numel() == 1:
+                self.train_sum = reduction == "sum"
                 recent = self.recent
                 if len(recent) >= RECENT_LOSSES:
                     del recent[0]
@@ -147,7 +151,7 @@ class LossObserver:
             return
         o = self.clock.open
         if o is not None and isinstance(result, torch.Tensor) and result.numel() == 1:
-            if reduction == "sum":  # per sample, comparable with the train loss
+            if reduction == "sum" and not self.train_sum:  # per sample, as the train loss
                 x, _ = self._io(args, kwargs)
                 n = x.shape[0] if isinstance(x, torch.Tensor) and x.dim() > 0 else 1
                 result = result / max(1, n)

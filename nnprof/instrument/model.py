@@ -14,6 +14,7 @@ what it wraps (see ``patching.compiling_check``).
 """
 from __future__ import annotations
 
+import sys
 import threading
 
 import torch
@@ -83,8 +84,21 @@ def eager_submodules(module) -> int:
 FORWARD_WATCH = 3  # top-level model calls passed to ``on_forward``
 
 
+def _direct_forward(frame):
+    """The class of the module whose ``forward`` is running in ``frame`` (the caller
+    of a top-level module call), or None: a module called from the ``forward`` of
+    another that is not itself being called (``layer.forward(x)`` called directly)."""
+    try:
+        if frame is None or frame.f_code.co_name != "forward":
+            return None
+        owner = frame.f_locals.get("self")
+    except Exception:
+        return None
+    return type(owner).__name__ if isinstance(owner, torch.nn.Module) else None
+
+
 def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
-            replay=None) -> Patches:
+            replay=None, on_direct=None) -> Patches:
     """Patch module calls, functional losses and ``Module.zero_grad``.
 
     A top-level module is a loss when it subclasses ``_Loss``, or has no
@@ -100,7 +114,9 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
     ``on_forward(module)`` at the first ``FORWARD_WATCH`` top-level model calls
     (inside the script's autocast context, if any); ``replay`` (an overfit rung
     without a DataLoader, :mod:`.replay`) gives train forwards and loss calls their
-    arguments.
+    arguments. ``on_direct(class_name)``: a module's ``forward`` was called directly
+    (``self.forward(x)``, not ``self(x)``), seen at the first top-level call of a
+    module made from it; that forward's own work is then in no ``forward`` phase.
     """
     patches = Patches()
     get_ident = threading.get_ident
@@ -164,6 +180,10 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
         kind = kinds.get(id(self), _UNSEEN)
         if kind is _UNSEEN:
             kind = kinds[id(self)] = _classify(self)
+            if on_direct is not None:
+                owner = _direct_forward(sys._getframe(1))
+                if owner is not None:
+                    on_direct(owner)
             if kind is not None:  # an undecided one is noted once its output decides
                 note(self, kind)
         if kind is True:

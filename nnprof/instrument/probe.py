@@ -301,6 +301,11 @@ class TrainingProbe:
         self.wiring = WiringProbe(window)
         self.observer: Optional[LossObserver] = None
         self.precision: Optional[dict] = None
+        self.direct_forward: list = []  # classes whose forward was called directly
+
+    def on_direct(self, name: str) -> None:
+        if name not in self.direct_forward and len(self.direct_forward) < self.MAX_ITEMS:
+            self.direct_forward.append(name)
 
     def on_module(self, module, is_loss: bool) -> None:
         if is_loss:
@@ -366,7 +371,7 @@ class TrainingProbe:
                 "loss_at_init": self.observer.loss_at_init() if self.observer else None,
                 "rung": self.rung, "precision": self.precision,
                 "targets": self.observer.targets_seen() if self.observer else None,
-                "memory": held_bytes(self.wiring)}
+                "memory": held_bytes(self.wiring), "direct_forward": self.direct_forward}
 
 
 def _unwrapped(models: list) -> list:

@@ -48,10 +48,11 @@ Step boundaries (see ARCHITECTURE.md):
   cycle above).
 * gradient-free forwards outside a loader step: an evaluation step is a pass
   that computes a loss. A gradient-free forward ends the open gradient-free
-  step when that step computed a loss or already called the same top-level
-  module (a loop over batches); different modules called in a row (a method
-  chaining submodules, a frozen encoder before the trained model) join one
-  step. Once the script has trained, a gradient-free step without a loss (a
+  step when that step computed a loss, or, itself gradient-free, calls a
+  top-level module that step already called (a loop over batches); different
+  modules called in a row (a method chaining submodules, a frozen encoder
+  before the trained model) join one step, as does a forward with gradients
+  after gradient-free ones without a loss (a target computed first). Once the script has trained, a gradient-free step without a loss (a
   sample drawn after each epoch, a visualisation) is no step at all; before
   (an inference script, a sanity forward) it is an eval step.
 
@@ -287,6 +288,8 @@ class StepClock:
         """A DataLoader's ``iter()``: a new pass; a loader step still open has ended."""
         if self.mode == LOADER_STEP:
             self._end_loop()
+        elif self.loader_free is not None:  # its last update's step ends at its last event
+            self._end_free_pass(self.last, False)
 
     def loader_next(self, loader: str, wrapped: bool = False, first: bool = False,
                     startup: bool = False, asked: Optional[int] = None) -> bool:
@@ -413,9 +416,10 @@ class StepClock:
             self._open_free(now)
             o = self.open
         elif (self.mode == FREE_STEP and o.n_forward and not o.train_activity
-              and (o.n_loss or key in o.eval_keys)):
+              and (o.n_loss or (not grad_enabled and key in o.eval_keys))):
             # gradient-free forwards so far, that computed a loss or that call the same
-            # module again: they formed an evaluation step
+            # module again without gradients: they formed an evaluation step (the same
+            # module with gradients after it: a target computed without them, joined)
             self._emit(self._close(now))
             self._open_free(now)
             o = self.open
@@ -463,6 +467,7 @@ class StepClock:
         """A loader pass whose steps were its optimizer steps ends: its loader is asked
         again (``same``: what followed the last update, up to ``now``, is that step's
         ``other``), or another loader is."""
+        self._charge(now)
         o, self.open = self.open, None
         self.loader_free = None
         if o is not None and same and self.group and not o.n_backward:

@@ -79,3 +79,20 @@ def test_overhead_between_the_forwards_of_a_rollout_is_named_as_such():
     assert "outside the model's 25 forward passes" in text and "environment" in text
     f = bottleneck(shares, {"wall": 0.01, "forwards": 1.0}, None, "cpu", 2)
     assert "logging, metrics, printing" in " ".join(f.advice)
+
+
+def test_a_forward_called_directly_is_not_read_as_input_or_logging():
+    """``layer.forward(x)`` called directly: its work lands in prep and other; prep is
+    not input then, and the advice names the cause, not loaders or logging."""
+    shares = dict(data=0.0, prep=0.25, forward=0.02, loss=0.0, backward=0.1,
+                  optimizer=0.03, other=0.6)
+    f = bottleneck(shares, {"wall": 0.01, "forwards": 1.0}, None, "cpu", 2,
+                   unseen=("Layer",))
+    assert f.evidence["input_share"] == 0.0
+    assert f.evidence["forward_called_directly"] == ["Layer"]
+    text = " ".join(f.advice)
+    assert text.startswith("Layer.forward is called directly")
+    assert "DataLoader" not in text and "logging" not in text
+    plain = " ".join(bottleneck(shares, {"wall": 0.01}, None, "cpu", 2).advice)
+    assert "input-bound" in bottleneck(shares, {"wall": 0.01}, None, "cpu", 2).verdict
+    assert "called directly" not in plain

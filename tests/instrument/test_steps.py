@@ -192,6 +192,29 @@ def test_a_sample_without_loss_after_training_is_no_step():
     assert out[1].n_forward == 3 and out[1].n_backward == 1
 
 
+def test_a_target_computed_without_gradients_joins_the_train_step():
+    """DQN without a target network: ``net(s2)`` under no_grad, then ``net(s)``."""
+    clock, fc, out = make()
+    for _ in range(3):
+        _eval_forward(clock, fc, key=1)
+        _train_step(clock, fc)
+    clock.finish()
+    assert [r.kind for r in out] == ["train"] * 3
+    assert [r.n_forward for r in out] == [2, 2, 2]
+
+
+def test_a_validation_pass_without_loss_is_no_step_once_trained():
+    """Accuracy from argmax alone, 3 batches, between two epochs: no eval step."""
+    clock, fc, out = make()
+    _train_step(clock, fc)
+    for _ in range(3):
+        _eval_forward(clock, fc, key=1)
+    _train_step(clock, fc)
+    clock.finish()
+    assert [r.kind for r in out] == ["train", "train"]
+    assert out[1].n_forward <= 2  # at most the pass's last forward joins the next step
+
+
 def test_gradient_free_calls_before_training_are_eval_steps_one_per_call_of_a_model():
     clock, fc, out = make()
     for _ in range(3):               # inference: the same model, batch after batch

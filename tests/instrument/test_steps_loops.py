@@ -180,3 +180,89 @@ def test_a_wait_for_a_worker_still_starting_is_no_step():
     assert out[1].wall == 33 * 10**6 and out[1].phases[PHASES.index("data")] == 0
     assert out[1].start - out[0].end == 300 * 10**6
     assert not out[1].pass_start
+
+
+# -- a loader that does not drive the loop, and cycles of optimizers -------------------
+def update(clock, fc, opt_id, fwd=10, bwd=20, opt=3, after=0):
+    clock.forward_enter(True)
+    fc.adv(fwd)
+    clock.forward_exit()
+    clock.backward_enter()
+    fc.adv(bwd)
+    clock.pop()
+    clock.push(OPTIMIZER)
+    fc.adv(opt)
+    clock.optimizer_step_exit(opt_id)
+    fc.adv(after)
+
+
+def test_one_batch_then_many_updates_is_one_step_per_update():
+    clock, fc, out = make()
+    clock.loader_iter()
+    fetch(clock, fc, wrapped=False, first=True)   # next(iter(loader))
+    for _ in range(5):
+        update(clock, fc, 1, after=2)
+    clock.finish()
+    assert [r.kind for r in out] == ["train"] * 5
+    assert ms(out[0], "data") == 5 and all(ms(r, "data") == 0 for r in out[1:])
+    assert [r.loader for r in out] == ["L0"] + [None] * 4
+    # the time after an update, before the next forward, is the next step's prep
+    assert [ms(r, "prep") for r in out[1:]] == [2] * 4
+    assert clock.train_steps == 5
+
+
+def test_several_updates_per_batch_cover_the_loop_from_request_to_request():
+    clock, fc, out = make()
+    clock.loader_iter()
+    for b in range(2):
+        fetch(clock, fc, wrapped=False, first=b == 0)
+        for _ in range(3):
+            update(clock, fc, 1, after=4)          # logging after each update
+    clock.loader_next("L0", False)                 # the loop asks again: exhausted
+    clock.loader_exhausted()
+    clock.finish()
+    assert len(out) == 6
+    for a, b in zip(out, out[1:]):
+        assert a.end == b.start
+    # its logging up to the request is its other; the previous one's logging its prep
+    assert ms(out[2], "other") == 4 and ms(out[2], "prep") == 4
+    assert out[-1].end == fc.t
+
+
+def test_a_gan_on_each_batch_stays_one_step():
+    clock, fc, out = make()
+    clock.partners = lambda a, b: True             # D and G: disjoint parameters
+    clock.loader_iter()
+    for b in range(3):
+        fetch(clock, fc, wrapped=False, first=b == 0)
+        update(clock, fc, 1)                       # D
+        update(clock, fc, 2, after=1)              # G, then logging
+    clock.finish()
+    assert [(r.n_optimizer, r.n_backward) for r in out] == [(2, 2)] * 3
+    assert [r.loader for r in out] == ["L0"] * 3
+    assert out[0].end == out[1].start and ms(out[0], "other") == 1
+    assert clock.train_steps == 3
+
+
+def test_a_new_optimizer_per_layer_starts_a_new_step():
+    """Layer 1 with optimizer 1 (3 updates), then layer 2 with optimizer 2: the last
+    update of layer 1 and the first of layer 2 are two steps, not a D/G pair."""
+    clock, fc, out = make()
+    clock.partners = lambda a, b: True
+    for opt_id in (1, 1, 1, 2, 2, 2):
+        update(clock, fc, opt_id)
+    clock.finish()
+    assert [r.optimizers for r in out] == [(1,)] * 3 + [(2,)] * 3
+    assert clock.train_steps == 6
+
+
+def test_a_critic_stepping_k_times_per_generator_step():
+    clock, fc, out = make()
+    clock.partners = lambda a, b: True
+    for _ in range(2):
+        for _ in range(3):
+            update(clock, fc, 1)                   # the critic
+        update(clock, fc, 2)                       # the generator
+    clock.finish()
+    assert [r.optimizers for r in out] == [(1,), (1,), (1, 2)] * 2
+    assert clock.train_steps == 6

@@ -3,7 +3,9 @@ under torch.no_grad(), a sample is drawn with model.decode(torch.randn(...)) (tw
 submodules called in a row, no loss): a sample, not an evaluation step.
 
 Options: --epochs E --batches B (train batches) --test-batches T.
-Prints "loss <i> <repr>" for every train batch and "test <epoch> <repr>".
+Prints "loss <i> <repr>" for every train batch (the summed loss, as pytorch/examples'
+vae), "bce <epoch> <repr>" for every test batch (the summed binary cross-entropy, the
+loss function's part of the test loss) and "test <epoch> <repr>".
 """
 import argparse
 
@@ -40,7 +42,7 @@ class VAE(nn.Module):
 
 def loss_function(recon, x, mu, logvar):
     bce = F.binary_cross_entropy(recon, x, reduction="sum")
-    return bce - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return bce - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()), bce
 
 
 torch.manual_seed(0)
@@ -54,7 +56,7 @@ for epoch in range(args.epochs):
     for (x,) in train:
         opt.zero_grad()
         recon, mu, logvar = model(x)
-        loss = loss_function(recon, x, mu, logvar)
+        loss, _ = loss_function(recon, x, mu, logvar)
         loss.backward()
         opt.step()
         print("loss", n, repr(loss.item()))
@@ -64,7 +66,9 @@ for epoch in range(args.epochs):
     with torch.no_grad():
         for (x,) in test:
             recon, mu, logvar = model(x)
-            total += loss_function(recon, x, mu, logvar).item()
+            loss, bce = loss_function(recon, x, mu, logvar)
+            total += loss.item()
+            print("bce", epoch, repr(bce.item()))
         sample = model.decode(torch.randn(8, 4))
     print("test", epoch, repr(total))
 print("done", n)
