@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -31,19 +32,28 @@ EXIT_RACE = re.compile(r"terminate called without an active exception|"
 LINE = re.compile(r"(rank|proc) (\d+) loss (\d+) (-?[0-9.e+-]+?)(?=rank |proc |\n|$)")
 
 
+def raced_once(run):
+    """``run()``, again once when gloo's exit race (see EXIT_RACE) killed it: that abort
+    happens under plain python too, and says nothing of nnprof."""
+    r = run()
+    if r.returncode != 0 and EXIT_RACE.search(r.stderr):
+        r = run()
+    return r
+
+
 class Job:
     def __init__(self, tmp: Path, script: str, args=(), launcher=None):
         path = SCRIPTS / script
         self.script = path
-        if launcher is None:
-            self.plain = run_python([path, *args], env=ENV, timeout=300)
-            target = [path, *args]
-        else:
-            self.plain = run_python(["-m", *launcher, path, *args], env=ENV, timeout=300)
-            target = ["-m", *launcher, path, *args]
+        target = [path, *args] if launcher is None else ["-m", *launcher, path, *args]
+        self.plain = raced_once(lambda: run_python(target, env=ENV, timeout=300))
         self.out = tmp / "run"
-        self.prof = run_cli(["profile", "--out", self.out, "--no-progress", "--quiet",
-                             *target], env=ENV, timeout=300)
+
+        def profiled():
+            shutil.rmtree(self.out, ignore_errors=True)
+            return run_cli(["profile", "--out", self.out, "--no-progress", "--quiet",
+                            *target], env=ENV, timeout=300)
+        self.prof = raced_once(profiled)
         self.summary = read_summary(self.out) if (self.out / "summary.json").exists() else None
 
     def printed(self, stdout: str) -> dict:

@@ -68,11 +68,13 @@ class Instrumentation:
             self._pool = cuda_pool()
         return GpuTimeline(self._pool)
 
-    def _capture_loss(self, t):
+    def _capture_loss(self, t, watch=None):
+        """``t``: the loss to record; ``watch``: the script's tensor that backward() ran
+        on (default ``t``), watched for staying alive (a leak)."""
         n = self._captures = self._captures + 1
         if n >= KEEP_WATCH_FROM and n & (n - 1) == 0:  # a few, log-spaced: 16, 32, 64, ...
             try:
-                self._watched.append((n, weakref.ref(t)))
+                self._watched.append((n, weakref.ref(t if watch is None else watch)))
             except TypeError:
                 pass
         if t.is_cuda:

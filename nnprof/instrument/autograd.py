@@ -48,11 +48,12 @@ def install(clock: StepClock, capture_loss=None, observer=None, comm=None) -> Pa
     compiling = compiling_check()  # traced by torch.compile: a plain call
 
     def loss_ref(t):
+        mine = t  # the script's tensor: whether it stays alive tells of a leak
         if unscaled is not None:
             t = unscaled(t)  # also lets go of the losses it was matched against
         if capture_loss is None or not isinstance(t, torch.Tensor) or t.numel() != 1:
             return None
-        return capture_loss(t)
+        return capture_loss(t, mine)
 
     def tensor_backward(self, *args, **kwargs):
         if compiling():
