@@ -82,7 +82,9 @@ def bottleneck(shares: dict, means: dict, loader: Optional[dict], device: str,
             advice += overhead_advice(other, device, means.get("forwards"))
     elif compute >= COMPUTE_SHARE:
         verdict, severity = "compute-bound", "info"
-        advice += compute_advice(shares, device, means.get("forwards"))
+        # a forward not seen whole cannot be compared with its backward
+        advice += compute_advice(shares, device, None if unseen else means.get("forwards"),
+                                 compare=not unseen)
     else:
         verdict, severity = "balanced", "info"
         advice.append("No single part dominates the step: "
@@ -247,7 +249,8 @@ def overhead_advice(other: float, device: str, forwards: Optional[float] = None)
     return [msg]
 
 
-def compute_advice(shares: dict, device: str, forwards: Optional[float] = None) -> list:
+def compute_advice(shares: dict, device: str, forwards: Optional[float] = None,
+                   compare: bool = True) -> list:
     fwd, bwd = shares.get("forward", 0), shares.get("backward", 0)
     out = []
     if device == "cpu":
@@ -256,7 +259,7 @@ def compute_advice(shares: dict, device: str, forwards: Optional[float] = None) 
     else:
         out.append("The step is compute-bound: good for a GPU. For more speed: mixed "
                    "precision (torch.autocast), TF32 matmuls, larger batches, torch.compile.")
-    if not (fwd > 0 and bwd > 3 * fwd):
+    if not (compare and fwd > 0 and bwd > 3 * fwd):
         return out
     if _rollout(forwards):
         out.append(f"backward takes {bwd / fwd:.1f}x the {forwards:.0f} forward passes of "

@@ -96,3 +96,11 @@ def test_a_forward_called_directly_is_not_read_as_input_or_logging():
     plain = " ".join(bottleneck(shares, {"wall": 0.01}, None, "cpu", 2).advice)
     assert "input-bound" in bottleneck(shares, {"wall": 0.01}, None, "cpu", 2).verdict
     assert "called directly" not in plain
+
+
+def test_a_forward_called_directly_is_not_compared_with_its_backward():
+    shares = dict(COMPUTE, forward=0.02, backward=0.8, other=0.16)
+    f = bottleneck(shares, {"wall": 0.01, "forwards": 2.0}, None, "cpu", 2,
+                   unseen=("Layer",))
+    assert f.verdict == "compute-bound"
+    assert "backward takes" not in " ".join(f.advice)
