@@ -37,7 +37,8 @@ def random_transforms(spec: str) -> list:
 def simplicity(probe: Optional[dict], loaders: Optional[list] = None) -> Finding:
     """Checks (each one a reason to simplify first, never a failure):
 
-    - ``parameters``: the models' total parameters > ``MAX_PARAMETERS`` (1,000,000);
+    - ``parameters``: the models' total parameters (or the optimizers', when more) >
+      ``MAX_PARAMETERS`` (1,000,000);
     - ``dropout``: a dropout module with p > 0;
     - ``normalization``: batch/layer/group/instance normalisation layers
       (``norms`` in ``probe.json``);
@@ -65,6 +66,11 @@ def simplicity(probe: Optional[dict], loaders: Optional[list] = None) -> Finding
         advice.append(line)
 
     total = sum(int(m.get("parameters") or 0) for m in models)
+    # the optimizers' parameters, when more: a model whose own call was not seen (its
+    # forward called directly) is known by what its optimizer trains
+    trained = sum(int(g.get("numel") or 0) for o in probe.get("optimizers") or []
+                  for g in o.get("groups") or [])
+    total = max(total, trained)
     evidence["total_parameters"] = total
     if total > MAX_PARAMETERS:
         hit("parameters", {"total": total, "limit": MAX_PARAMETERS,

@@ -43,7 +43,8 @@ def describe_optimizer(opt) -> dict:
     groups = []
     for g in opt.param_groups:
         groups.append({"lr": _num(g.get("lr")), "weight_decay": _num(g.get("weight_decay", 0)),
-                       "momentum": _num(g.get("momentum")), "params": len(g["params"])})
+                       "momentum": _num(g.get("momentum")), "params": len(g["params"]),
+                       "numel": sum(p.numel() for p in g["params"])})
     return {"class": type(opt).__name__, "groups": groups}
 
 

@@ -71,3 +71,14 @@ def test_random_transform_names():
 def test_skip_without_probe_and_tolerates_sparse_probe():
     assert simplicity(None, []).verdict == "skip"
     assert simplicity({}, None).verdict == "pass"
+
+
+def test_parameters_are_counted_from_the_optimizers_when_the_models_were_not_seen():
+    """A layer trained through ``layer.forward(x)`` called directly: only its parameter-
+    free submodules were seen as models; its optimizer holds its 2,000,500 parameters."""
+    probe = {"models": [{"name": "ReLU", "parameters": 0, "dropout": [], "norms": []}],
+             "optimizers": [{"class": "Adam", "groups": [{"lr": 0.03, "weight_decay": 0,
+                                                          "params": 2, "numel": 2000500}]}]}
+    f = simplicity(probe, [])
+    assert f.evidence["total_parameters"] == 2000500
+    assert "parameters" in f.evidence["triggered"]
