@@ -1,6 +1,8 @@
 """End to end: a script under ``torch.compile`` profiled through the real CLI prints
 exactly what it prints under plain python, Dynamo's own counts of graph breaks, graphs
 and compiled frames included (the script prints them), and its steps are measured."""
+import re
+
 import pytest
 
 import nnprof
@@ -40,3 +42,23 @@ def test_compiled_script_is_untouched_and_measured(tmp_path, how):
     if how == "module":  # the loss computed outside the compiled region
         assert train["loss_s"].gt(0).all()
     assert train["loss"].notna().all()
+
+
+def test_dynamo_logs_name_the_users_forward_as_without_nnprof(tmp_path):
+    """``TORCH_LOGS=recompiles``: the function Dynamo recompiles, and the guard that
+    failed, read as under plain python (the user's ``forward`` and its argument ``x``),
+    never nnprof's patched ``Module.__call__``; Dynamo's frame count is the same."""
+    env = dict(ENV, TORCH_LOGS="recompiles")
+    script = SCRIPTS / "recompiles.py"
+    plain = run_python([script], env=env)
+    r = run_cli(["profile", "--out", tmp_path / "run", "--no-progress", "--quiet", script],
+                env=env)
+    assert plain.returncode == r.returncode == 0, r.stderr
+
+    def said(stderr):
+        return [re.sub(r"^.*\[__recompiles\]\s*", "", ln) for ln in stderr.splitlines()
+                if "Recompiling function" in ln or "mismatch" in ln]
+    assert said(plain.stderr) and said(r.stderr) == said(plain.stderr)
+    assert "Recompiling function forward in" in said(plain.stderr)[0]
+    assert "module_call" not in r.stderr
+    assert r.stdout == plain.stdout  # Dynamo's frame and graph counts

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
-from .patching import Patches, compiling_check, in_phase_eager, keep_eager, look_like
+from .patching import (Patches, compiling_check, in_phase_eager, keep_eager, look_like,
+                       not_a_frame_root)
 from .steps import LOSS, OPTIMIZER, StepClock
 
 FUNCTIONAL_LOSSES = tuple(sorted(
@@ -95,6 +96,30 @@ def _direct_forward(frame):
     except Exception:
         return None
     return type(owner).__name__ if isinstance(owner, torch.nn.Module) else None
+
+
+def _bound_functions(clock, *callbacks) -> list:
+    """The functions behind the clock's methods and the callbacks (bound methods
+    included), to be kept out of ``torch.compile``'s frames (see ``keep_eager``)."""
+    out = [getattr(type(clock), name) for name in (
+        "forward_enter", "forward_exit", "loss_enter", "push", "pop", "_charge",
+        "_open_free", "_new_open", "_close", "_closed", "_emit", "_emit_held", "_split",
+        "_check_stop", "_leave_loader", "_hold", "_flush_micro")]
+    for cb in callbacks:
+        if cb is None:
+            continue
+        fn = getattr(cb, "__func__", cb)
+        if not hasattr(fn, "__code__"):
+            fn = getattr(type(cb), "__call__", None)
+            fn = getattr(fn, "__func__", fn)
+        if hasattr(fn, "__code__"):
+            out.append(fn)
+    for obj in callbacks:  # the replay's per-call methods
+        for name in ("inputs", "output", "loss_call"):
+            fn = getattr(type(obj), name, None) if obj is not None else None
+            if hasattr(fn, "__code__"):
+                out.append(fn)
+    return [f for f in out if hasattr(f, "__code__")]
 
 
 def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
@@ -213,6 +238,13 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
                     note(self, False)
                 clock.forward_exit()
 
+    # the patched call is no frame of Dynamo's own (its logs name the user's forward,
+    # as under plain python); what it calls of ours is never compiled either, and the
+    # loss module a top-level loss call runs is compiled as under plain python
+    not_a_frame_root(module_call)
+    not_a_frame_root(call_loss)
+    keep_eager(nested_loss, note, _classify, _is_scalar, _direct_forward,
+               *_bound_functions(clock, observer, replay, on_module, on_forward, on_direct))
     original_call = patches.set(torch.nn.Module, "__call__", module_call)
     # a submodule call then skips torch's own dispatcher (``_wrapped_call_impl``: its
     # compiled call if any, else ``_call_impl``), doing its two lines itself: one

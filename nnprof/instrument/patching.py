@@ -45,6 +45,22 @@ def keep_eager(*fns) -> None:
         pass
 
 
+def not_a_frame_root(fn) -> None:
+    """Never let ``torch.compile`` start a frame of its own at ``fn`` (the patched
+    ``Module.__call__``), while the frames it calls are compiled as usual: as under
+    plain python, where torch's own ``_call_impl`` is skipped, Dynamo's frame is then
+    the user's ``forward``, so its logs (``TORCH_LOGS=recompiles``) and guards name
+    that function and its arguments, not ours. Same private API as :func:`keep_eager`;
+    a no-op where it is missing."""
+    try:
+        from torch._C._dynamo import eval_frame as frames
+        strategy = frames._FrameExecStrategy(frames._FrameAction.SKIP,
+                                             frames._FrameAction.DEFAULT)
+        frames.set_code_exec_strategy(fn.__code__, strategy)
+    except (ImportError, AttributeError, TypeError, RuntimeError):
+        pass
+
+
 def in_phase_eager(clock, phase: int, method):
     """``method`` charged to ``phase`` when called from the clock's thread, and a
     plain call of it where ``torch.compile`` traces the call: one frame, for hooks
