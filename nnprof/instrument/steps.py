@@ -34,11 +34,8 @@ Step boundaries (see ARCHITECTURE.md):
   LBFGS closures stay inside their step). Without any optimizer step (weights
   updated by hand, ``p.data.add_(p.grad, alpha=-lr)``), the time from the end
   of the step's last backward to its end is the update: it is charged to
-  ``optimizer``. When several optimizers step in turn (a GAN's D and G), the
-  record of a step is held back until the next optimizer step shows whether
-  the first optimizer comes round again (a cycle: one step); when instead the
-  last one steps again (a model trained layer by layer, a new optimizer per
-  layer), each was a step of its own.
+  ``optimizer``. Several optimizers stepping in turn (a GAN's D and G) make one
+  step, a new optimizer per layer a new one (``cycle.Cycle``).
 * a loader that does not drive the loop: when a forward with gradients follows
   an optimizer step inside one loader step (one batch taken with
   ``next(iter(loader))``, then many updates on it; several updates per batch),
@@ -65,6 +62,7 @@ import threading
 import time
 from typing import Callable, Optional
 
+from .cycle import Cycle
 from .record import (BACKWARD, COLLATE, DATA, FETCH, FORWARD, LOADER_PHASES,  # noqa: F401
                      LOSS, OPTIMIZER, OTHER, PHASES, PREP, TRANSFORM, StepRecord)
 
@@ -102,10 +100,8 @@ class StepClock:
         self.thread_id = threading.get_ident() if thread_id is None else thread_id
         self.mode = IDLE
         self.open: Optional[StepRecord] = None
-        # optimizer steps of distinct optimizers held back until the cycle shows (see
-        # the module docstring): counted as one train step meanwhile
-        self.group: list = []
-        self.discount = 0
+        # optimizer steps of distinct optimizers held until the cycle shows
+        self.group = Cycle()
         # partners(a, b): may optimizers a and b (ids) step together in one training
         # step (a GAN's D and G: disjoint parameters)? None: always
         self.partners: Optional[Callable[[int, int], bool]] = None
@@ -216,47 +212,11 @@ class StepClock:
     def _emit_held(self) -> None:
         if self.micro:
             self._flush_micro()
-        if self.group:
-            group, self.group = self.group, []
-            self.discount = 0
-            first = group[0]
-            for rec in group[1:]:
-                first.absorb(rec)
-            self.sink(first)
+        self.group.flush(self.sink)
 
     def _hold(self, rec: StepRecord) -> None:
-        """An optimizer step's record: held while a cycle of distinct optimizers may
-        be going on (see the module docstring)."""
-        group = self.group
-        if not group:
-            group.append(rec)
-            return
-        ids = set(rec.optimizers)
-        if ids & set(group[0].optimizers):  # the first comes round again: a cycle
-            self._emit_held()
-            self.group.append(rec)
-            return
-        if ids & set(group[-1].optimizers) or any(ids & set(g.optimizers) for g in group):
-            # the last steps again: the parts were steps of their own
-            self.train_steps += self.discount  # counted as one with the first
-            self.discount = 0
-            for part in group[:-1]:
-                self.sink(part)
-            self.group = group[-1:]
-            self._hold(rec)
-            return
-        if self.partners is not None and not all(
-                self.partners(a, b) for g in group for a in g.optimizers
-                for b in rec.optimizers):
-            # an optimizer that replaced one of them (a new one over the same
-            # parameters, per stage or per epoch): a new step
-            self._emit_held()
-            self.group.append(rec)
-            return
-        if rec.kind == "train" and any(g.kind == "train" for g in group):
-            self.train_steps -= 1
-            self.discount += 1
-        group.append(rec)
+        """An optimizer step's record, held while a cycle may be going on."""
+        self.train_steps += self.group.hold(rec, self.sink, self.partners)
 
     def _emit(self, rec: Optional[StepRecord]) -> None:
         self._emit_held()
@@ -474,7 +434,7 @@ class StepClock:
             self._closed(o, now)
             o.phases[OTHER] += o.phases[PREP]
             o.phases[PREP] = 0
-            self.group[-1].absorb(o)
+            self.group.last.absorb(o)
         elif o is not None and o.active:
             self.open = o
             self._emit(self._close(now))
