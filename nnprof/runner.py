@@ -232,6 +232,14 @@ def run(target: Target) -> Outcome:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
+            # the process is ending. Loader workers die of the same signal, and torch's
+            # SIGCHLD handler would raise "worker killed by signal" in the iterator's
+            # __del__ as it is collected on the way out (printed as an ignored
+            # exception): plain python, dead already, never shows that
+            try:
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            except (ValueError, OSError, AttributeError):
+                pass
             if _in_finalizer(frame):
                 # Python prints and drops an exception raised in a __del__ (a DataLoader
                 # iterator shutting its workers down when collected): the run would go on.
