@@ -83,8 +83,7 @@ def bottleneck(shares: dict, means: dict, loader: Optional[dict], device: str,
     elif compute >= COMPUTE_SHARE:
         verdict, severity = "compute-bound", "info"
         # a forward not seen whole cannot be compared with its backward
-        advice += compute_advice(shares, device, None if unseen else means.get("forwards"),
-                                 compare=not unseen)
+        advice += compute_advice(shares, device, means.get("forwards"), compare=not unseen)
     else:
         verdict, severity = "balanced", "info"
         advice.append("No single part dominates the step: "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import types
 
 import torch
 import torch.nn.functional as F
@@ -98,28 +99,20 @@ def _direct_forward(frame):
     return type(owner).__name__ if isinstance(owner, torch.nn.Module) else None
 
 
-def _bound_functions(clock, *callbacks) -> list:
-    """The functions behind the clock's methods and the callbacks (bound methods
-    included), to be kept out of ``torch.compile``'s frames (see ``keep_eager``)."""
-    out = [getattr(type(clock), name) for name in (
-        "forward_enter", "forward_exit", "loss_enter", "push", "pop", "_charge",
-        "_open_free", "_new_open", "_close", "_closed", "_emit", "_emit_held", "_split",
-        "_check_stop", "_leave_loader", "_hold", "_flush_micro")]
+def _ours(clock, replay, *callbacks) -> list:
+    """The functions a patched module call may run of nnprof's: the clock's and the
+    replay's methods, and the callbacks' (a function, a bound method, or a callable
+    object's methods), to be kept out of ``torch.compile``'s frames (``keep_eager``)."""
+    def methods(obj):
+        return [f for f in vars(type(obj)).values() if isinstance(f, types.FunctionType)]
+    fns = methods(clock) + (methods(replay) if replay is not None else [])
     for cb in callbacks:
-        if cb is None:
-            continue
         fn = getattr(cb, "__func__", cb)
-        if not hasattr(fn, "__code__"):
-            fn = getattr(type(cb), "__call__", None)
-            fn = getattr(fn, "__func__", fn)
-        if hasattr(fn, "__code__"):
-            out.append(fn)
-    for obj in callbacks:  # the replay's per-call methods
-        for name in ("inputs", "output", "loss_call"):
-            fn = getattr(type(obj), name, None) if obj is not None else None
-            if hasattr(fn, "__code__"):
-                out.append(fn)
-    return [f for f in out if hasattr(f, "__code__")]
+        if isinstance(fn, types.FunctionType):
+            fns.append(fn)
+        elif cb is not None:
+            fns += methods(cb)
+    return fns
 
 
 def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
@@ -244,7 +237,7 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
     not_a_frame_root(module_call)
     not_a_frame_root(call_loss)
     keep_eager(nested_loss, note, _classify, _is_scalar, _direct_forward,
-               *_bound_functions(clock, observer, replay, on_module, on_forward, on_direct))
+               *_ours(clock, replay, observer, on_module, on_forward, on_direct))
     original_call = patches.set(torch.nn.Module, "__call__", module_call)
     # a submodule call then skips torch's own dispatcher (``_wrapped_call_impl``: its
     # compiled call if any, else ``_call_impl``), doing its two lines itself: one
