@@ -16,10 +16,10 @@ from torch import nn
 
 from .losses import CLASSIFICATION, FUNCTION_NAMES, LossObserver  # noqa: F401
 from .model import eager_submodules
+from .wiring import WiringProbe, unwrapped as _unwrapped  # noqa: F401
 
 DROPOUT_TYPES = (nn.modules.dropout._DropoutNd,)
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
-SNAPSHOT_LIMIT = 50_000_000  # parameter elements cloned for the 'unchanged' check
 
 
 def describe_model(module: nn.Module) -> dict:
@@ -55,140 +55,6 @@ def _num(v):
         return float(v)
     except (TypeError, ValueError):
         return None
-
-
-class WiringProbe:
-    """Gradients and updates of every parameter over each optimizer's first steps."""
-
-    def __init__(self, window: int = 3) -> None:
-        self.window = window
-        self.models: list = []
-        self.optimizers: list = []
-        self.steps: dict = {}      # id(opt) -> optimizer steps seen
-        self.saw_grad: dict = {}   # id(param) -> bool
-        self.saw_nonzero: dict = {}
-        self.snapshots: dict = {}  # id(param) -> tensor
-        self.changed: dict = {}
-        self.snapshot_budget = SNAPSHOT_LIMIT
-        self.notes: list = []
-        self.active = True
-
-    def add_model(self, module) -> None:
-        self.models.append(module)
-
-    def add_optimizer(self, opt) -> None:
-        self.optimizers.append(opt)
-
-    def _params(self, opt):
-        for g in opt.param_groups:
-            for p in g["params"]:
-                yield p
-
-    def _loose_params(self):
-        """Parameters of seen models that are in no optimizer."""
-        owned = {id(p) for o in self.optimizers for p in self._params(o)}
-        for m in self.models:
-            for p in m.parameters():
-                if p.requires_grad and id(p) not in owned:
-                    yield p
-
-    def _look(self, p) -> None:
-        g = p.grad
-        if g is None:
-            self.saw_grad.setdefault(id(p), False)
-            self.saw_nonzero.setdefault(id(p), False)
-            return
-        self.saw_grad[id(p)] = True
-        if not self.saw_nonzero.get(id(p)):
-            try:
-                nz = bool(g.coalesce().values().any()) if g.is_sparse else bool(g.any())
-            except RuntimeError:
-                nz = True
-            self.saw_nonzero[id(p)] = nz
-
-    def before_step(self, opt) -> None:
-        n = self.steps.get(id(opt), 0)
-        if n >= self.window:
-            return
-        with torch.no_grad():
-            for p in self._params(opt):
-                if not p.requires_grad:
-                    continue
-                self._look(p)
-                if n == 0 and id(p) not in self.snapshots:
-                    if p.numel() <= self.snapshot_budget:
-                        self.snapshot_budget -= p.numel()
-                        self.snapshots[id(p)] = p.detach().clone()
-            for p in self._loose_params():
-                self._look(p)
-
-    def after_step(self, opt) -> None:
-        if self.steps.get(id(opt), 0) >= self.window:
-            return
-        n = self.steps.get(id(opt), 0) + 1
-        self.steps[id(opt)] = n
-        if n == self.window:
-            self._compare(opt)
-        if all(self.steps.get(id(o), 0) >= self.window for o in self.optimizers):
-            self.active = False
-
-    def _compare(self, opt) -> None:
-        with torch.no_grad():
-            for p in self._params(opt):
-                snap = self.snapshots.pop(id(p), None)
-                if snap is not None:
-                    self.changed[id(p)] = not torch.equal(snap, p.detach())
-
-    def names(self) -> dict:
-        out = {}
-        models = _unwrapped(self.models)
-        multi = len(models) > 1
-        for m in models:
-            for name, p in m.named_parameters():
-                out.setdefault(id(p), f"{type(m).__name__}:{name}" if multi else name)
-        for o in self.optimizers:
-            for gi, g in enumerate(o.param_groups):
-                for pi, p in enumerate(g["params"]):
-                    out.setdefault(id(p), f"{type(o).__name__}.param_groups[{gi}][{pi}]")
-        return out
-
-    def result(self) -> dict:
-        """The wiring lists (see docs/check-contract.md)."""
-        for o in self.optimizers:  # runs shorter than the window: compare what we have
-            if 0 < self.steps.get(id(o), 0) < self.window:
-                self._compare(o)
-        names = self.names()
-        in_opt = {id(p) for o in self.optimizers for p in self._params(o)}
-        params = {}
-        for m in self.models:
-            for p in m.parameters():
-                params[id(p)] = p
-        for o in self.optimizers:
-            for p in self._params(o):
-                params[id(p)] = p
-        out = {k: [] for k in ("no_grad", "zero_grad", "not_in_optimizer", "unchanged",
-                               "frozen")}
-        checked = 0
-        seen_any = any(self.steps.values())
-        for pid, p in params.items():
-            name = names.get(pid, "?")
-            if not p.requires_grad:
-                out["frozen"].append(name)
-                continue
-            if pid not in in_opt:
-                out["not_in_optimizer"].append(name)
-            if not seen_any or pid not in self.saw_grad:
-                continue
-            checked += 1
-            if not self.saw_grad[pid]:
-                out["no_grad"].append(name)
-            elif not self.saw_nonzero.get(pid):
-                out["zero_grad"].append(name)
-            elif pid in in_opt and self.changed.get(pid) is False:
-                out["unchanged"].append(name)
-        steps = min((self.steps.get(id(o), 0) for o in self.optimizers), default=0)
-        return dict(out, window=self.window, steps_seen=steps, checked=checked,
-                    complete=bool(self.optimizers) and steps >= self.window)
 
 
 def autocast_enabled(device: str = "cuda") -> bool:
@@ -373,25 +239,6 @@ class TrainingProbe:
                 "rung": self.rung, "precision": self.precision,
                 "targets": self.observer.targets_seen() if self.observer else None,
                 "memory": held_bytes(self.wiring), "direct_forward": self.direct_forward}
-
-
-def _unwrapped(models: list) -> list:
-    """The models with data-parallel wrappers (DDP, DataParallel: a ``module`` holding all
-    their parameters) replaced by the model they wrap, each once: parameter names then
-    read as in the script's own model, without the wrapper's ``module.`` prefix."""
-    out, seen = [], set()
-    for m in models:
-        inner = getattr(m, "module", None)
-        if isinstance(inner, torch.nn.Module) and inner is not m:
-            try:
-                if sum(1 for _ in m.parameters()) == sum(1 for _ in inner.parameters()):
-                    m = inner
-            except Exception:
-                pass
-        if id(m) not in seen:
-            seen.add(id(m))
-            out.append(m)
-    return out
 
 
 def _nbytes(t) -> int:

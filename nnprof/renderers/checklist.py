@@ -36,6 +36,11 @@ def short(rung: dict) -> str:
         bad = [f"{k}: {name_list(ev.get(k) or [], 3)}" for k in CATEGORIES if ev.get(k)]
         if bad:
             return "; ".join(bad)
+        noted = [f"{words}: {name_list(ev.get(k) or [], 3)}" for k, words in (
+            ("below_resolution", "updates below float resolution"),
+            ("unjudged", "unchanged, update unreadable")) if ev.get(k)]
+        if noted:
+            return "; ".join(noted)
         return (f"{ev.get('checked')} parameters get gradients and updates "
                 f"({ev.get('steps_seen')} optimizer steps)")
     if name == "loss-at-init":

@@ -113,7 +113,8 @@ class HtmlRenderer(Renderer):
     def _wiring_lists(f) -> str:
         ev = f.get("evidence") or {}
         out = []
-        for k in ("no_grad", "zero_grad", "not_in_optimizer", "unchanged", "frozen"):
+        for k in ("no_grad", "zero_grad", "not_in_optimizer", "unchanged", "below_resolution",
+                  "unjudged", "frozen"):
             names = ev.get(k) or []
             if names:
                 shown = ", ".join(str(n) for n in names[:12])
