@@ -96,7 +96,8 @@ def resolution_advice(grp: dict, window) -> str:
         text += f" They changed by optimizer step {grp['moved_by_step']}" + (
             f", the lr then {grp['moved_lr']:.3g}." if grp.get("moved_lr") else ".")
     elif moves:
-        text += f" They start moving once the lr reaches about {moves:.2g}."
+        text += (f" With the gradients of these steps they would move at an lr of about "
+                 f"{moves:.2g}.")
     fixes = []
     if grp.get("warmup"):
         fixes.append("a larger warm-up start lr")
