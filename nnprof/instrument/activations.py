@@ -1,0 +1,249 @@
+"""Activation memory: the bytes autograd keeps for the backward, measured on a few train
+steps by reading the autograd graph at the start of their backward.
+
+From the tensor ``backward()`` is called on, the graph is walked through
+``next_functions``; every node's saved tensors (``_raw_saved_*`` of built-in nodes, the
+``saved_tensors`` of custom functions and of compiled graphs) are counted once per
+storage, parameters (and views of them) excluded. Reading is passive: no hook is
+installed, no saved tensor is unpacked through a hook (a tensor saved under
+``saved_tensors_hooks`` is not read: activation checkpointing's are recomputed, and what
+its frames keep for the recompute, the checkpointed segments' inputs, is counted from
+the frames instead). It never changes what the script computes.
+
+On CUDA the allocator's counters are read as well: the bytes allocated when the step's
+outermost forward began and when its backward began (what the forward left for the
+backward, with the loss and outputs). The batch is the leading dimension of the
+outermost forward's first tensor input.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+SAMPLED_STEPS = (0, 1, 2)  # train steps measured (indices of train steps)
+MAX_NODES = 200_000        # nodes walked per step at most
+_CLOSURE_DEPTH = 4         # how deep a checkpoint frame is searched for the inputs it keeps
+
+
+def _storage_key(t) -> Optional[tuple]:
+    try:
+        st = t.untyped_storage()
+        return (t.device.type, t.device.index, st.data_ptr()), int(st.nbytes())
+    except Exception:
+        return None
+
+
+class ActivationMeter:
+    """Measures the train steps in ``SAMPLED_STEPS``; ``result()`` for probe.json."""
+
+    def __init__(self, models: list) -> None:
+        self.models = models        # the probe's list of models seen (grows)
+        self.samples: list = []     # per measured step
+        self.batch: Optional[int] = None
+        self.batch_from: Optional[str] = None
+        self._fwd_alloc: Optional[int] = None
+        self._step: Optional[int] = None
+        self.done = False
+
+    # -- hooks from the clock ------------------------------------------------------------
+    def forward_start(self, train_index: int, args, kwargs) -> None:
+        """The outermost forward of a train step: its batch, and the allocator then."""
+        if train_index not in SAMPLED_STEPS:
+            return
+        self._step = train_index
+        lead = _leading_dim(args, kwargs)
+        if lead is not None and (self.batch is None or train_index == 0):
+            self.batch, self.batch_from = lead, "leading dimension of the model's first input"
+        self._fwd_alloc = _cuda_allocated()
+
+    def backward_start(self, train_index: int, root) -> None:
+        """At the start of the step's (first) backward: walk the graph from ``root``."""
+        if train_index not in SAMPLED_STEPS or any(s["step"] == train_index
+                                                   for s in self.samples):
+            return
+        try:
+            sample = self._measure(root)
+        except Exception as exc:  # a graph nnprof cannot read: say so, never fail the run
+            sample = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+        sample["step"] = train_index
+        alloc = _cuda_allocated()
+        if alloc is not None and self._fwd_alloc is not None and self._step == train_index:
+            sample["cuda_forward_held_bytes"] = max(0, alloc - self._fwd_alloc)
+        self.samples.append(sample)
+        if len(self.samples) >= len(SAMPLED_STEPS):
+            self.done = True
+
+    # -- the walk ------------------------------------------------------------------------
+    def _param_storages(self) -> set:
+        keys = set()
+        for m in self.models:
+            try:
+                for t in list(m.parameters()) + list(m.buffers()):
+                    k = _storage_key(t)
+                    if k:
+                        keys.add(k[0])
+            except Exception:
+                continue
+        return keys
+
+    def _measure(self, root) -> dict:
+        roots = [root] if isinstance(root, torch.Tensor) else [
+            t for t in (root or []) if isinstance(t, torch.Tensor)]
+        params = self._param_storages()
+        seen_nodes: set = set()
+        storages: dict = {}
+        largest = 0
+        hooked = 0
+        kept: dict = {}  # what checkpoint frames keep for the recompute
+        stack = [t.grad_fn for t in roots if t.grad_fn is not None]
+        nodes = 0
+        while stack and nodes < MAX_NODES:
+            node = stack.pop()
+            if node is None or id(node) in seen_nodes:
+                continue
+            seen_nodes.add(id(node))
+            nodes += 1
+            for t, hook in _saved(node):
+                if hook is not None:
+                    hooked += 1
+                    _frame_tensors(hook, kept)
+                    continue
+                k = _storage_key(t)
+                if k is None or k[0] in params:
+                    continue
+                storages[k[0]] = k[1]
+                largest = max(largest, k[1])
+            for nxt, _ in getattr(node, "next_functions", ()) or ():
+                if nxt is not None and id(nxt) not in seen_nodes:
+                    stack.append(nxt)
+        extra = 0
+        for key, nbytes in kept.items():
+            if key not in params and key not in storages:
+                storages[key] = nbytes
+                extra += nbytes
+                largest = max(largest, nbytes)
+        return {"saved_bytes": int(sum(storages.values())), "storages": len(storages),
+                "largest_bytes": int(largest), "nodes": nodes,
+                "truncated": bool(stack), "recomputed_saved": hooked,
+                "checkpoint_inputs_bytes": int(extra)}
+
+    def result(self) -> Optional[dict]:
+        good = [s for s in self.samples if "saved_bytes" in s]
+        if not good and not self.samples:
+            return None
+        out = {"samples": self.samples, "batch_size": self.batch, "batch_from": self.batch_from}
+        if good:
+            top = max(good, key=lambda s: s["saved_bytes"])
+            out.update({"saved_bytes": top["saved_bytes"], "largest_bytes": top["largest_bytes"],
+                        "recomputed_saved": top["recomputed_saved"],
+                        "checkpoint_inputs_bytes": top["checkpoint_inputs_bytes"]})
+            held = [s["cuda_forward_held_bytes"] for s in good if "cuda_forward_held_bytes" in s]
+            if held:
+                out["cuda_forward_held_bytes"] = max(held)
+        return out
+
+
+_SAVED_NAMES: dict = {}
+
+
+def _saved(node):
+    """``(tensor, unpack hook)`` for each tensor the node saved; a hooked one is given as
+    ``(None, hook)`` and never unpacked."""
+    cls = type(node)
+    names = _SAVED_NAMES.get(cls)
+    if names is None:
+        names = _SAVED_NAMES[cls] = tuple(n for n in dir(node) if n.startswith("_raw_saved_"))
+    for n in names:
+        try:
+            raw = getattr(node, n)
+        except Exception:
+            continue
+        for r in (raw if isinstance(raw, (list, tuple)) else (raw,)):
+            hook = getattr(r, "unpack_hook", None)
+            if hook is not None:
+                yield None, hook
+                continue
+            try:
+                t = r.data
+            except Exception:
+                continue
+            if isinstance(t, torch.Tensor):
+                yield t, None
+    if not names and hasattr(node, "saved_tensors"):  # custom Function, compiled graph
+        raws = getattr(node, "_raw_saved_tensors", None)
+        if raws is not None and any(getattr(r, "unpack_hook", None) is not None
+                                    for r in raws):
+            for r in raws:
+                yield None, getattr(r, "unpack_hook", None)
+            return
+        try:
+            for t in node.saved_tensors:
+                if isinstance(t, torch.Tensor):
+                    yield t, None
+        except Exception:
+            return
+
+
+def _frame_tensors(hook, out: dict) -> None:
+    """The tensors a saved-tensor hook's closures keep (a checkpoint frame's inputs for
+    its recompute), by storage; searched a few levels deep, read only."""
+    seen: set = set()
+    todo = [(hook, 0)]
+    while todo:
+        obj, depth = todo.pop()
+        if id(obj) in seen or depth > _CLOSURE_DEPTH:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.Tensor):
+            if not isinstance(obj, torch.nn.Parameter):
+                k = _storage_key(obj)
+                if k:
+                    out[k[0]] = k[1]
+            continue
+        if isinstance(obj, (list, tuple)):
+            todo.extend((v, depth + 1) for v in obj[:64])
+            continue
+        if isinstance(obj, (str, bytes, int, float, bool, type(None), torch.nn.Module)):
+            continue
+        for cell in getattr(obj, "__closure__", None) or ():
+            try:
+                todo.append((cell.cell_contents, depth + 1))
+            except ValueError:  # an empty cell
+                continue
+        if type(obj).__name__ == "SavedTensor":  # a frame's saved input, read unhooked
+            if getattr(obj, "unpack_hook", None) is None:
+                try:
+                    todo.append((obj.data, depth + 1))
+                except Exception:
+                    pass
+            continue
+        if hasattr(obj, "_raw_saved_tensors"):  # the node that saves a frame's inputs
+            for t, hook in _saved(obj):
+                if t is not None:
+                    todo.append((t, depth + 1))
+            continue
+        for attr in ("saved_args", "recompute_fn", "input_saver", "__self__", "__func__"):
+            v = getattr(obj, attr, None) if not isinstance(obj, type) else None
+            if v is not None:
+                todo.append((v, depth + 1))
+
+
+def _leading_dim(args, kwargs) -> Optional[int]:
+    for v in list(args) + list((kwargs or {}).values()):
+        t = v if isinstance(v, torch.Tensor) else next(
+            (x for x in (v.values() if isinstance(v, dict) else v
+                         if isinstance(v, (list, tuple)) else ())
+             if isinstance(x, torch.Tensor)), None)
+        if isinstance(t, torch.Tensor) and t.dim() >= 1:
+            return int(t.shape[0])
+    return None
+
+
+def _cuda_allocated() -> Optional[int]:
+    try:
+        if torch.cuda.is_initialized():
+            return int(torch.cuda.memory_allocated())
+    except Exception:
+        return None
+    return None
