@@ -163,7 +163,7 @@ class Profiler:
             probe=self.probe.wiring, observer_factory=self.probe.make_observer,
             restrict_loader=restrict, freeze_schedulers=self.probe.simplify,
             on_forward=self.probe.on_forward, replay=self.replay,
-            on_direct=self.probe.on_direct)
+            on_direct=self.probe.on_direct, activations=self.probe.activations)
         clock = self._inst.clock
         clock.max_train_steps = self.max_steps
         if self.max_time is not None:
@@ -174,6 +174,7 @@ class Profiler:
         self._monitors = start_monitors(self.monitor_names, self.path, self.t0,
                                         self.monitor_options)
         self._host = next((m for m in self._monitors if hasattr(m, "last_rss")), None)
+        self.probe.own_bytes = _own_bytes()
         return self
 
     def stop(self, status: str = "completed", exit_code: Optional[int] = 0,
@@ -437,6 +438,16 @@ class Profiler:
             "torch_threads": torch.get_num_threads(),
             **self.meta_extra,
         }
+
+
+def _own_bytes() -> Optional[int]:
+    """What nnprof added to the process's resident memory before the script started (its
+    imports past torch, its monitors' threads and buffers): not counted against the
+    script."""
+    from .instrument import RSS_AFTER_TORCH
+    from .instrument.activations import process_rss
+    now = process_rss()
+    return max(0, now - RSS_AFTER_TORCH) if now and RSS_AFTER_TORCH else None
 
 
 def _host_memory() -> dict:

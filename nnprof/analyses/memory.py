@@ -219,62 +219,172 @@ def memory_summary(steps, meta: dict, probe: dict, samples=None,
     return out
 
 
+TEMP_LARGEST = 2  # host: backward temporaries ~ this many of the largest saved tensor
+BASIS_SAVED = ("measured: the tensors autograd saved for the backward, read from the graph "
+               "at the start of the backward of train steps 0-2, once per storage, "
+               "parameters excluded")
+BASIS_TEMP_CUDA = ("measured: the allocator's peak less parameters, gradients, optimizer "
+                   "state and activations")
+BASIS_TEMP_HOST = (f"estimated: {TEMP_LARGEST}x the largest saved tensor (the gradients of "
+                   "a layer's output and input live at once during the backward); the host "
+                   "allocator has no peak counter")
+BASIS_INFERRED = ("inferred: the resident memory of the first train steps less what was "
+                  "resident before training, gradients and optimizer state (allocator "
+                  "caches and libraries included: not activations alone)")
+
+
 def _breakdown(probe: dict, out: dict, train, rss_before: Optional[float],
                batch_size: Optional[int]) -> Optional[dict]:
+    """The step's memory by part, each with its basis (measured, estimated, inferred)."""
     held = (probe or {}).get("memory") or {}
     if not held:
         return None
-    fixed = sum(int(held.get(k) or 0) for k in ("parameters", "gradients", "optimizer_state"))
-    act = None
-    basis = None
+    acts = (probe or {}).get("activations") or {}
+    proc = (probe or {}).get("process") or {}
+    params, grads, state = (int(held.get(k) or 0) for k in
+                            ("parameters", "gradients", "optimizer_state"))
+    fixed = params + grads + state
+    own = proc.get("nnprof_bytes") or 0
     cuda = out.get("cuda") or {}
-    if cuda.get("peak_bytes"):
-        act, basis = max(0, cuda["peak_bytes"] - fixed), "cuda peak allocated"
+    b = {"parameters": params, "gradients": grads, "optimizer_state": state,
+         "activations": None, "activations_basis": None, "temporaries": None,
+         "temporaries_basis": None, "activations_and_temporaries": None, "basis": None,
+         "rss_before_train_bytes": int(rss_before) if rss_before else None,
+         "nnprof_bytes": int(own) if own else None,
+         "batch_size": batch_size, "batch_from": "the train DataLoader's batch_size"
+         if batch_size else None, "per_sample_activation_bytes": None,
+         "device": "cuda" if cuda.get("peak_bytes") else "host",
+         "peak_bytes": None, "other_bytes": None}
+    if not batch_size and acts.get("batch_size"):
+        b["batch_size"], b["batch_from"] = int(acts["batch_size"]), acts.get("batch_from")
+    if acts.get("saved_bytes") is not None:
+        act = int(acts["saved_bytes"])
+        b["activations"], b["activations_basis"] = act, BASIS_SAVED
+        if cuda.get("peak_bytes"):
+            b["temporaries"] = max(0, int(cuda["peak_bytes"]) - fixed - act)
+            b["temporaries_basis"] = BASIS_TEMP_CUDA
+        else:
+            b["temporaries"] = TEMP_LARGEST * int(acts.get("largest_bytes") or 0)
+            b["temporaries_basis"] = BASIS_TEMP_HOST
+        b["activations_and_temporaries"] = act + b["temporaries"]
+        b["basis"] = "measured activations"
+        if b["batch_size"]:
+            b["per_sample_activation_bytes"] = act / b["batch_size"]
+    elif cuda.get("peak_bytes"):
+        b["activations_and_temporaries"] = max(0, cuda["peak_bytes"] - fixed)
+        b["basis"] = "cuda peak allocated"
     elif "rss_bytes" in train and train["rss_bytes"].notna().sum() >= 2 and rss_before:
         peak = float(train["rss_bytes"].dropna().iloc[:FIRST_STEPS].max())
-        # the resident memory before training holds the parameters (not yet gradients
-        # or optimizer state); memory freed after a step mostly stays resident, so the
-        # peak over the first train steps holds a step's activations (later growth is
-        # a leak or a cache, not the step's own)
-        act = max(0, int(peak - rss_before
-                         - int(held.get("gradients") or 0)
-                         - int(held.get("optimizer_state") or 0)))
-        basis = "host resident memory"
-    return {"parameters": int(held.get("parameters") or 0),
-            "gradients": int(held.get("gradients") or 0),
-            "optimizer_state": int(held.get("optimizer_state") or 0),
-            "activations_and_temporaries": act, "basis": basis,
-            "rss_before_train_bytes": int(rss_before) if rss_before else None,
-            "batch_size": batch_size}
+        b["activations_and_temporaries"] = max(0, int(peak - rss_before - grads - state))
+        b["basis"] = "host resident memory"
+        b["activations_basis"] = BASIS_INFERRED
+    if b["device"] == "cuda":
+        b["peak_bytes"] = int(cuda["peak_bytes"])
+    else:
+        peaks = [v for v in (proc.get("peak_rss_bytes"),
+                             (out.get("host") or {}).get("rss_peak_bytes")) if v]
+        if peaks:  # the script's own: nnprof's bytes left out
+            b["peak_bytes"] = int(max(peaks) - own)
+    if b["peak_bytes"] and b["activations_and_temporaries"] is not None:
+        # what the parts do not name: the runtime, the data, allocator caches
+        b["other_bytes"] = max(0, b["peak_bytes"] - fixed - b["activations_and_temporaries"])
+        b["shares"] = {k: round(v / b["peak_bytes"], 4) for k, v in (
+            ("parameters", params), ("gradients", grads), ("optimizer_state", state),
+            ("activations", b["activations"] or 0), ("temporaries", b["temporaries"] or 0),
+            ("other", b["other_bytes"])) if b["peak_bytes"] > 0}
+    return b
 
 
 def _fits(out: dict, meta: dict) -> Optional[dict]:
+    """The peak at k times the batch: the measured peak, plus (k - 1) times what scales
+    with the batch (activations and backward temporaries); the largest batch keeping
+    ``SAFETY`` of the device's (or the host's available) memory free."""
     b = out.get("breakdown") or {}
-    act = b.get("activations_and_temporaries")
-    if not act:
+    scaling = b.get("activations_and_temporaries")
+    if not scaling:
         return None
     fixed = b["parameters"] + b["gradients"] + b["optimizer_state"]
-    if b.get("basis") == "cuda peak allocated":
+    if b.get("device") == "cuda" or b.get("basis") == "cuda peak allocated":
         total, what = meta.get("gpu_total_memory_bytes"), "device memory"
-        base = fixed
     else:
         total, what = meta.get("host_available_bytes"), "available host memory"
-        # the host process holds its runtime and data besides: all that was resident
-        # before training, with gradients and optimizer state on top
+    peak = b.get("peak_bytes")
+    if peak:
+        base = max(0, peak - scaling)
+    elif what == "device memory":
+        base = fixed
+    else:  # the process holds its runtime and data besides
         base = int(b.get("rss_before_train_bytes") or 0) + b["gradients"] \
             + b["optimizer_state"]
     if not total:
         return None
     room = total * (1 - SAFETY) - base
-    k_max = room / act if act > 0 else None
+    k_max = room / scaling if scaling > 0 else None
     bs = b.get("batch_size")
-    return {"assumption": "activations and temporaries scale with the batch size; "
-                          "parameters, gradients and optimizer state do not",
-            "against": what, "total_bytes": int(total),
-            "peak_at_2x_bytes": int(base + 2 * act), "peak_at_4x_bytes": int(base + 4 * act),
+    return {"assumption": "activations and backward temporaries scale with the batch size; "
+                          "parameters, gradients, optimizer state and the runtime do not",
+            "against": what, "total_bytes": int(total), "base_bytes": int(base),
+            "scaling_bytes": int(scaling), "peak_at_1x_bytes": int(base + scaling),
+            "peak_at_2x_bytes": int(base + 2 * scaling),
+            "peak_at_4x_bytes": int(base + 4 * scaling),
             "max_batch_factor": round(k_max, 2) if k_max is not None else None,
-            "batch_size": bs,
+            "batch_size": bs, "batch_from": b.get("batch_from"),
             "max_batch_size": int(bs * k_max) if bs and k_max and k_max > 0 else None}
+
+
+def _mb(v) -> str:
+    if v is None:
+        return "?"
+    return f"{v / 1e9:.2f} GB" if v >= 1e9 else f"{v / 1e6:.1f} MB" if v >= 1e6 \
+        else f"{v / 1e3:.1f} kB"
+
+
+def breakdown_text(b: dict) -> str:
+    """The breakdown in one line, each part with its basis and share of the peak."""
+    shares = b.get("shares") or {}
+
+    def part(name, key, value, basis=None):
+        share = shares.get(key)
+        text = f"{name} {_mb(value)}" + (f" ({share * 100:.0f}%)" if share is not None else "")
+        return text + (f" [{basis}]" if basis else "")
+    parts = [part("parameters", "parameters", b.get("parameters")),
+             part("gradients", "gradients", b.get("gradients")),
+             part("optimizer state", "optimizer_state", b.get("optimizer_state"))]
+    if b.get("activations") is not None:
+        per = b.get("per_sample_activation_bytes")
+        per_text = (f", {_mb(per)} per sample x batch {b['batch_size']} ({b.get('batch_from')})"
+                    if per else "")
+        parts.append(part("activations", "activations", b["activations"],
+                          "measured: saved for the backward" + per_text))
+        parts.append(part("backward temporaries", "temporaries", b.get("temporaries"),
+                          str(b.get("temporaries_basis") or "").split(":")[0]))
+    elif b.get("activations_and_temporaries") is not None:
+        parts.append(f"activations and temporaries ~{_mb(b['activations_and_temporaries'])} "
+                     f"[{'inferred' if b.get('basis') == 'host resident memory' else 'from the '}"
+                     f"{'' if b.get('basis') == 'host resident memory' else b.get('basis')}]")
+    if b.get("other_bytes") is not None:
+        parts.append(part("other (runtime, data, allocator caches, optimizer-step "
+                          "temporaries)", "other", b["other_bytes"]))
+    head = ""
+    if b.get("peak_bytes"):
+        where = "the device allocator's" if b.get("device") == "cuda" else \
+            "the script's resident peak, nnprof's memory left out"
+        head = (f"peak {_mb(b['peak_bytes'])} ({where}"
+                + (f"; nnprof's own {_mb(b['nnprof_bytes'])} reported apart"
+                   if b.get("nnprof_bytes") else "") + "): ")
+    return head + ", ".join(parts)
+
+
+def fits_text(fits: dict) -> str:
+    """What fits, in one line."""
+    text = (f"at 2x the batch ~{_mb(fits.get('peak_at_2x_bytes'))}, at 4x "
+            f"~{_mb(fits.get('peak_at_4x_bytes'))} of {_mb(fits.get('total_bytes'))} "
+            f"{fits.get('against')}")
+    if fits.get("max_batch_factor") is not None:
+        text += (f"; fits up to ~{fits['max_batch_factor']:.3g}x the batch"
+                 + (f" (batch size {fits['max_batch_size']:,})"
+                    if fits.get("max_batch_size") else "") + " with 10% to spare")
+    return text + f" (the peak plus (k-1) x what scales: {fits.get('assumption')})"
 
 
 FULL_SHARE = 0.90

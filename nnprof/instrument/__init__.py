@@ -12,6 +12,9 @@ from .comm import CommWait
 from .cuda import (LossCopies, PendingSteps, cuda_pool, GpuTimeline, mem_now_reader,
                    mem_peak_reader)
 from .steps import StepClock, StepRecord, StopRun  # noqa: F401
+from .activations import process_rss
+
+RSS_AFTER_TORCH = process_rss()  # nnprof's own memory: what the process adds after this
 
 _ACTIVE: Optional["Instrumentation"] = None
 KEEP_WATCH_FROM = 16  # the losses watched for being kept: captures 16, 32, 64, ...
@@ -29,7 +32,7 @@ class Instrumentation:
                  t0: int, on_module=None, on_optimizer=None, on_scheduler=None,
                  probe=None, observer_factory=None, restrict_loader: Optional[dict] = None,
                  freeze_schedulers: bool = False, on_forward=None, replay=None,
-                 on_direct=None) -> None:
+                 on_direct=None, activations=None) -> None:
         self.emit = emit
         self.writer = writer
         self.run_dir = run_dir
@@ -39,6 +42,7 @@ class Instrumentation:
         self.on_scheduler = on_scheduler
         self.on_forward = on_forward
         self.on_direct = on_direct
+        self.activations = activations  # an ActivationMeter, or None
         self.probe = probe
         self.restrict_loader = restrict_loader
         self.freeze_schedulers = freeze_schedulers
@@ -108,9 +112,10 @@ class Instrumentation:
             self._handles.append(self.comm)
             self._handles.append(model.install(self.clock, self.on_module, self.observer,
                                                self.on_forward, self.replay,
-                                               self.on_direct))
+                                               self.on_direct, self.activations))
             self._handles.append(autograd.install(self.clock, self._capture_loss,
-                                                  self.observer, self.comm))
+                                                  self.observer, self.comm,
+                                                  self.activations))
             self._handles.append(optim.install(self.clock, self.on_optimizer, self.probe))
             self._handles.append(sched.install(self.on_scheduler, self.freeze_schedulers))
             self.loader = loader.install(self.clock, self.writer, self.run_dir, self.t0,

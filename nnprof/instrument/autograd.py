@@ -21,7 +21,8 @@ from .patching import Patches, compiling_check, keep_eager
 from .steps import BACKWARD, StepClock
 
 
-def install(clock: StepClock, capture_loss=None, observer=None, comm=None) -> Patches:
+def install(clock: StepClock, capture_loss=None, observer=None, comm=None,
+            meter=None) -> Patches:
     """``capture_loss(tensor)`` turns a scalar tensor into a loss reference;
     ``observer.unscaled(tensor)`` (optional) maps a backward tensor to the loss
     output it scales; ``comm`` (a ``comm.CommWait``, optional) measures the wait for
@@ -60,6 +61,8 @@ def install(clock: StepClock, capture_loss=None, observer=None, comm=None) -> Pa
             return original_tensor_backward(self, *args, **kwargs)
         if get_ident() != clock.thread_id or clock.stack and clock.stack[-1] == BACKWARD:
             return original_tensor_backward(self, *args, **kwargs)
+        if meter is not None and not meter.done:  # a few train steps: saved activations
+            meter.backward_start(clock.train_steps, self)
         clock.backward_enter(loss_ref(self))
         try:
             return timed_backward(original_tensor_backward, self, args, kwargs)
@@ -74,6 +77,8 @@ def install(clock: StepClock, capture_loss=None, observer=None, comm=None) -> Pa
         if get_ident() != clock.thread_id or clock.stack and clock.stack[-1] == BACKWARD:
             return original_autograd_backward(tensors, *args, **kwargs)
         first = tensors[0] if isinstance(tensors, (list, tuple)) and len(tensors) == 1 else tensors
+        if meter is not None and not meter.done:
+            meter.backward_start(clock.train_steps, tensors)
         clock.backward_enter(loss_ref(first))
         try:
             return timed_backward(original_autograd_backward, tensors, args, kwargs)

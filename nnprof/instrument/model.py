@@ -116,7 +116,7 @@ def _ours(clock, replay, *callbacks) -> list:
 
 
 def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
-            replay=None, on_direct=None) -> Patches:
+            replay=None, on_direct=None, meter=None) -> Patches:
     """Patch module calls, functional losses and ``Module.zero_grad``.
 
     A top-level module is a loss when it subclasses ``_Loss``, or has no
@@ -210,6 +210,8 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
             watch[0] -= 1
             on_forward(self)
         grad = is_grad_enabled()
+        if grad and meter is not None and not meter.done:  # a few train steps only
+            meter.forward_start(clock.train_steps, args, kwargs)
         if replay is not None and grad:
             args, kwargs = replay.inputs(self, args, kwargs)
         clock.forward_enter(grad, id(self))
@@ -237,7 +239,7 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
     not_a_frame_root(module_call)
     not_a_frame_root(call_loss)
     keep_eager(nested_loss, note, _classify, _is_scalar, _direct_forward,
-               *_ours(clock, replay, observer, on_module, on_forward, on_direct))
+               *_ours(clock, replay, observer, on_module, on_forward, on_direct, meter))
     original_call = patches.set(torch.nn.Module, "__call__", module_call)
     # a submodule call then skips torch's own dispatcher (``_wrapped_call_impl``: its
     # compiled call if any, else ``_call_impl``), doing its two lines itself: one

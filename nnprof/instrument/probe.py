@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .losses import CLASSIFICATION, FUNCTION_NAMES, LossObserver  # noqa: F401
+from .activations import ActivationMeter, process_peak_rss
 from .model import eager_submodules
 from .wiring import WiringProbe, unwrapped as _unwrapped  # noqa: F401
 
@@ -166,6 +167,8 @@ class TrainingProbe:
         self.optimizers: list = []
         self.schedulers: list = []
         self.wiring = WiringProbe(window)
+        self.activations = ActivationMeter(self.wiring.models)
+        self.own_bytes: Optional[int] = None  # nnprof's own resident bytes at the start
         self.observer: Optional[LossObserver] = None
         self.precision: Optional[dict] = None
         self.direct_forward: list = []  # classes whose forward was called directly
@@ -238,7 +241,10 @@ class TrainingProbe:
                 "loss_at_init": self.observer.loss_at_init() if self.observer else None,
                 "rung": self.rung, "precision": self.precision,
                 "targets": self.observer.targets_seen() if self.observer else None,
-                "memory": held_bytes(self.wiring), "direct_forward": self.direct_forward}
+                "memory": held_bytes(self.wiring), "direct_forward": self.direct_forward,
+                "activations": self.activations.result(),
+                "process": {"peak_rss_bytes": process_peak_rss(),
+                            "nnprof_bytes": self.own_bytes}}
 
 
 def _nbytes(t) -> int:

@@ -7,6 +7,7 @@ the ``nnprof check`` and ``nnprof compare`` pages are in
 """
 from __future__ import annotations
 
+from ..analyses.memory import breakdown_text, fits_text
 from ..instrument.steps import LOADER_PHASES, PHASES
 from . import Renderer
 from .chartdata import histogram, line_series, memory_series, sample_series, step_buckets
@@ -340,21 +341,13 @@ class HtmlRenderer(Renderer):
                          + (f"; loader workers up to {gb(host['workers_rss_peak_bytes'])}"
                             if host.get("workers_rss_peak_bytes") else "")])
         if b:
-            act = b.get("activations_and_temporaries")
-            rows.append(["what it is made of", f"parameters {gb(b.get('parameters'))}, "
-                         f"gradients {gb(b.get('gradients'))}, optimizer state "
-                         f"{gb(b.get('optimizer_state'))}, activations and temporaries "
-                         + (f"~{gb(act)} (from the {b.get('basis')})" if act else "unknown")])
+            rows.append(["what it is made of", breakdown_text(b)])
+            for key, title in (("activations_basis", "activations: basis"),
+                               ("temporaries_basis", "backward temporaries: basis")):
+                if b.get(key):
+                    rows.append([title, b[key]])
         if fits:
-            rows.append(["what fits (estimate)",
-                         f"at 2x the batch ~{gb(fits.get('peak_at_2x_bytes'))}, at 4x "
-                         f"~{gb(fits.get('peak_at_4x_bytes'))} of {gb(fits.get('total_bytes'))} "
-                         f"{fits.get('against')}"
-                         + (f"; up to ~{fits['max_batch_factor']:.3g}x the batch"
-                            if fits.get("max_batch_factor") is not None else "")
-                         + (f" (batch size {fits['max_batch_size']:,})"
-                            if fits.get("max_batch_size") else "")
-                         + f" with 10% to spare; {fits.get('assumption')}"])
+            rows.append(["what fits (projection)", fits_text(fits)])
         tr = m.get("trace") or {}
         for site in (tr.get("top_sites") or [])[:10]:
             rows.append([f"allocation site (--memory-trace, {tr.get('file')})",

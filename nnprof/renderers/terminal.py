@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..analyses.memory import breakdown_text, fits_text
 from ..instrument.steps import LOADER_PHASES, PHASES
 from . import Renderer
 
@@ -284,24 +285,12 @@ class TerminalRenderer(Renderer):
             parts.append(f"host RSS {_gb(host.get('rss_start_bytes'))} at start, "
                          f"{_gb(host.get('rss_end_bytes'))} at end, peak "
                          f"{_gb(host.get('rss_peak_bytes'))}")
-        if b:
-            act = b.get("activations_and_temporaries")
-            parts.append(f"parameters {_gb(b.get('parameters'))}, gradients "
-                         f"{_gb(b.get('gradients'))}, optimizer state "
-                         f"{_gb(b.get('optimizer_state'))}"
-                         + (f", activations ~{_gb(act)} ({b.get('basis')})" if act else ""))
         if parts:
             con.print("[bold]memory:[/] " + escape("; ".join(parts)))
+        if b:
+            con.print("  " + escape(breakdown_text(b)))
         if fits:
-            line = (f"  at 2x the batch ~{_gb(fits.get('peak_at_2x_bytes'))}, 4x "
-                    f"~{_gb(fits.get('peak_at_4x_bytes'))} of {_gb(fits.get('total_bytes'))} "
-                    f"{fits.get('against')}")
-            if fits.get("max_batch_factor") is not None:
-                line += (f"; fits up to ~{fits['max_batch_factor']:.3g}x the batch"
-                         + (f" (batch size {fits['max_batch_size']:,})"
-                            if fits.get("max_batch_size") else "")
-                         + " with 10% to spare")
-            con.print(escape(line + " (estimate: " + str(fits.get("assumption")) + ")"))
+            con.print("  " + escape(fits_text(fits)))
         tr = m.get("trace") or {}
         for site in (tr.get("top_sites") or [])[:5]:
             con.print(escape(f"  allocated {_gb(site.get('bytes'))} in "
