@@ -77,3 +77,26 @@ def test_top_sites_from_a_snapshot():
     top = top_sites(snap)
     assert [(t["site"], t["bytes"], t["allocations"]) for t in top] == [
         ("train.py:20 in step", 300, 1), ("train.py:10 in step", 150, 2)]
+
+
+def test_activation_bytes_are_measured_and_the_batch_read_from_the_model_input(tmp_path):
+    """No DataLoader: the batch is the model input's leading dimension; the activations
+    are what autograd saved, against the arithmetic of the layers; the report shows the
+    breakdown with its basis and the projection."""
+    out = tmp_path / "known"
+    r = run_cli(["profile", "--out", out, "--no-progress", SCRIPTS / "mem_known.py",
+                 "--batch", "96"], timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.startswith("done")
+    b = read_summary(out)["memory"]["breakdown"]
+    assert b["batch_size"] == 96 and "leading dimension" in b["batch_from"]
+    arith = 96 * (256 + 1024 + 1024 + 10) * 4
+    assert b["activations"] == pytest.approx(arith, rel=0.10)
+    assert b["activations_basis"].startswith("measured")
+    assert b["temporaries_basis"].startswith("estimated")
+    assert b["nnprof_bytes"] is None or b["nnprof_bytes"] < 64 * 2**20
+    f = read_summary(out)["memory"]["fits"]
+    assert f["batch_size"] == 96 and f["max_batch_size"] > 96
+    assert f["peak_at_2x_bytes"] - f["peak_at_1x_bytes"] == b["activations_and_temporaries"]
+    html = (out / "report.html").read_text()
+    assert "what fits (projection)" in html and "saved for the backward" in html

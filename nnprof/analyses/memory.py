@@ -225,8 +225,10 @@ BASIS_SAVED = ("measured: the tensors autograd saved for the backward, read from
                "parameters excluded")
 BASIS_TEMP_CUDA = ("measured: the allocator's peak less parameters, gradients, optimizer "
                    "state and activations")
-BASIS_TEMP_HOST = (f"estimated: {TEMP_LARGEST}x the largest saved tensor (the gradients of "
-                   "a layer's output and input live at once during the backward); the host "
+BASIS_TEMP_HOST = (f"estimated: {TEMP_LARGEST}x the largest tensor saved by the 3 graph nodes "
+                   "nearest the loss that save one (the backward starts there with the "
+                   "gradients of their output "
+                   "and input, and frees each node's saved tensors as it goes); the host "
                    "allocator has no peak counter")
 BASIS_INFERRED = ("inferred: the resident memory of the first train steps less what was "
                   "resident before training, gradients and optimizer state (allocator "
@@ -247,7 +249,8 @@ def _breakdown(probe: dict, out: dict, train, rss_before: Optional[float],
     own = proc.get("nnprof_bytes") or 0
     cuda = out.get("cuda") or {}
     b = {"parameters": params, "gradients": grads, "optimizer_state": state,
-         "activations": None, "activations_basis": None, "temporaries": None,
+         "activations": None, "activations_basis": None, "outputs_held": None,
+         "temporaries": None,
          "temporaries_basis": None, "activations_and_temporaries": None, "basis": None,
          "rss_before_train_bytes": int(rss_before) if rss_before else None,
          "nnprof_bytes": int(own) if own else None,
@@ -260,13 +263,17 @@ def _breakdown(probe: dict, out: dict, train, rss_before: Optional[float],
     if acts.get("saved_bytes") is not None:
         act = int(acts["saved_bytes"])
         b["activations"], b["activations_basis"] = act, BASIS_SAVED
+        held_out = int(acts.get("outputs_held_bytes") or 0)
+        b["outputs_held"] = held_out
         if cuda.get("peak_bytes"):
-            b["temporaries"] = max(0, int(cuda["peak_bytes"]) - fixed - act)
+            b["temporaries"] = max(0, int(cuda["peak_bytes"]) - fixed - act - held_out)
             b["temporaries_basis"] = BASIS_TEMP_CUDA
         else:
-            b["temporaries"] = TEMP_LARGEST * int(acts.get("largest_bytes") or 0)
+            near = acts.get("near_loss_bytes")
+            b["temporaries"] = TEMP_LARGEST * int(near if near is not None
+                                                  else acts.get("largest_bytes") or 0)
             b["temporaries_basis"] = BASIS_TEMP_HOST
-        b["activations_and_temporaries"] = act + b["temporaries"]
+        b["activations_and_temporaries"] = act + held_out + b["temporaries"]
         b["basis"] = "measured activations"
         if b["batch_size"]:
             b["per_sample_activation_bytes"] = act / b["batch_size"]
@@ -290,7 +297,8 @@ def _breakdown(probe: dict, out: dict, train, rss_before: Optional[float],
         b["other_bytes"] = max(0, b["peak_bytes"] - fixed - b["activations_and_temporaries"])
         b["shares"] = {k: round(v / b["peak_bytes"], 4) for k, v in (
             ("parameters", params), ("gradients", grads), ("optimizer_state", state),
-            ("activations", b["activations"] or 0), ("temporaries", b["temporaries"] or 0),
+            ("activations", b["activations"] or 0), ("outputs_held", b["outputs_held"] or 0),
+            ("temporaries", b["temporaries"] or 0),
             ("other", b["other_bytes"])) if b["peak_bytes"] > 0}
     return b
 
@@ -321,8 +329,9 @@ def _fits(out: dict, meta: dict) -> Optional[dict]:
     room = total * (1 - SAFETY) - base
     k_max = room / scaling if scaling > 0 else None
     bs = b.get("batch_size")
-    return {"assumption": "activations and backward temporaries scale with the batch size; "
-                          "parameters, gradients, optimizer state and the runtime do not",
+    return {"assumption": "activations, the forward's outputs and the backward's temporaries "
+                          "scale with the batch size; parameters, gradients, optimizer state "
+                          "and the runtime do not",
             "against": what, "total_bytes": int(total), "base_bytes": int(base),
             "scaling_bytes": int(scaling), "peak_at_1x_bytes": int(base + scaling),
             "peak_at_2x_bytes": int(base + 2 * scaling),
@@ -356,6 +365,9 @@ def breakdown_text(b: dict) -> str:
                     if per else "")
         parts.append(part("activations", "activations", b["activations"],
                           "measured: saved for the backward" + per_text))
+        if b.get("outputs_held"):
+            parts.append(part("forward outputs held", "outputs_held", b["outputs_held"],
+                              "measured: not saved by autograd, held by the script"))
         parts.append(part("backward temporaries", "temporaries", b.get("temporaries"),
                           str(b.get("temporaries_basis") or "").split(":")[0]))
     elif b.get("activations_and_temporaries") is not None:

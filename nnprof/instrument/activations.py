@@ -17,12 +17,16 @@ outermost forward's first tensor input.
 """
 from __future__ import annotations
 
+import weakref
+from collections import deque
 from typing import Optional
 
 import torch
 
 SAMPLED_STEPS = (0, 1, 2)  # train steps measured (indices of train steps)
-MAX_NODES = 200_000        # nodes walked per step at most
+NEAR_LOSS = 3              # the nodes nearest the loss that save a tensor: they size the
+#                            backward's first gradients (its temporaries)
+MAX_NODES = 50_000         # nodes walked per step at most (a larger graph: "truncated")
 _CLOSURE_DEPTH = 4         # how deep a checkpoint frame is searched for the inputs it keeps
 
 
@@ -44,6 +48,7 @@ class ActivationMeter:
         self.batch_from: Optional[str] = None
         self._fwd_alloc: Optional[int] = None
         self._step: Optional[int] = None
+        self._outputs: list = []    # weak references to the step's forward outputs
         self.done = False
 
     # -- hooks from the clock ------------------------------------------------------------
@@ -51,11 +56,24 @@ class ActivationMeter:
         """The outermost forward of a train step: its batch, and the allocator then."""
         if train_index not in SAMPLED_STEPS:
             return
+        if self._step != train_index:
+            self._outputs = []
         self._step = train_index
         lead = _leading_dim(args, kwargs)
         if lead is not None and (self.batch is None or train_index == 0):
             self.batch, self.batch_from = lead, "leading dimension of the model's first input"
         self._fwd_alloc = _cuda_allocated()
+
+    def forward_end(self, train_index: int, result) -> None:
+        """The outermost forward's output tensors: the script holds them through the
+        backward (logits), though autograd may not save them."""
+        if train_index not in SAMPLED_STEPS or self._step != train_index:
+            return
+        for t in _tensors(result):
+            try:
+                self._outputs.append(weakref.ref(t))
+            except TypeError:
+                continue
 
     def backward_start(self, train_index: int, root) -> None:
         """At the start of the step's (first) backward: walk the graph from ``root``."""
@@ -96,14 +114,16 @@ class ActivationMeter:
         largest = 0
         hooked = 0
         kept: dict = {}  # what checkpoint frames keep for the recompute
-        stack = [t.grad_fn for t in roots if t.grad_fn is not None]
+        queue = deque(t.grad_fn for t in roots if t.grad_fn is not None)
         nodes = 0
-        while stack and nodes < MAX_NODES:
-            node = stack.pop()
+        near, savers = 0, 0
+        while queue and nodes < MAX_NODES:  # breadth first: the nodes nearest the loss first
+            node = queue.popleft()
             if node is None or id(node) in seen_nodes:
                 continue
             seen_nodes.add(id(node))
             nodes += 1
+            saves = False
             for t, hook in _saved(node):
                 if hook is not None:
                     hooked += 1
@@ -114,19 +134,30 @@ class ActivationMeter:
                     continue
                 storages[k[0]] = k[1]
                 largest = max(largest, k[1])
+                saves = True
+                if savers < NEAR_LOSS:
+                    near = max(near, k[1])
+            savers += saves
             for nxt, _ in getattr(node, "next_functions", ()) or ():
                 if nxt is not None and id(nxt) not in seen_nodes:
-                    stack.append(nxt)
+                    queue.append(nxt)
         extra = 0
         for key, nbytes in kept.items():
             if key not in params and key not in storages:
                 storages[key] = nbytes
                 extra += nbytes
                 largest = max(largest, nbytes)
+        held = {}  # outputs the script still holds that autograd did not save
+        for ref in self._outputs:
+            t = ref()
+            k = _storage_key(t) if t is not None else None
+            if k and k[0] not in storages and k[0] not in params:
+                held[k[0]] = k[1]
         return {"saved_bytes": int(sum(storages.values())), "storages": len(storages),
-                "largest_bytes": int(largest), "nodes": nodes,
-                "truncated": bool(stack), "recomputed_saved": hooked,
-                "checkpoint_inputs_bytes": int(extra)}
+                "largest_bytes": int(largest), "near_loss_bytes": int(near), "nodes": nodes,
+                "truncated": bool(queue), "recomputed_saved": hooked,
+                "checkpoint_inputs_bytes": int(extra),
+                "outputs_held_bytes": int(sum(held.values()))}
 
     def result(self) -> Optional[dict]:
         good = [s for s in self.samples if "saved_bytes" in s]
@@ -135,9 +166,9 @@ class ActivationMeter:
         out = {"samples": self.samples, "batch_size": self.batch, "batch_from": self.batch_from}
         if good:
             top = max(good, key=lambda s: s["saved_bytes"])
-            out.update({"saved_bytes": top["saved_bytes"], "largest_bytes": top["largest_bytes"],
-                        "recomputed_saved": top["recomputed_saved"],
-                        "checkpoint_inputs_bytes": top["checkpoint_inputs_bytes"]})
+            out.update({k: top[k] for k in (
+                "saved_bytes", "largest_bytes", "near_loss_bytes", "recomputed_saved",
+                "checkpoint_inputs_bytes", "outputs_held_bytes")})
             held = [s["cuda_forward_held_bytes"] for s in good if "cuda_forward_held_bytes" in s]
             if held:
                 out["cuda_forward_held_bytes"] = max(held)
@@ -195,8 +226,8 @@ def _frame_tensors(hook, out: dict) -> None:
         if id(obj) in seen or depth > _CLOSURE_DEPTH:
             continue
         seen.add(id(obj))
-        if isinstance(obj, torch.Tensor):
-            if not isinstance(obj, torch.nn.Parameter):
+        if isinstance(obj, torch.Tensor):  # floating: a frame's RNG states are not activations
+            if not isinstance(obj, torch.nn.Parameter) and obj.is_floating_point():
                 k = _storage_key(obj)
                 if k:
                     out[k[0]] = k[1]
@@ -227,6 +258,20 @@ def _frame_tensors(hook, out: dict) -> None:
             v = getattr(obj, attr, None) if not isinstance(obj, type) else None
             if v is not None:
                 todo.append((v, depth + 1))
+
+
+def _tensors(result, depth: int = 0):
+    """The tensors of a forward's output: a tensor, or one level of a tuple, list, dict
+    or dataclass-like output (``ModelOutput``)."""
+    if isinstance(result, torch.Tensor):
+        yield result
+        return
+    if depth > 1:
+        return
+    values = result.values() if isinstance(result, dict) else result \
+        if isinstance(result, (list, tuple)) else ()
+    for v in values:
+        yield from _tensors(v, depth + 1)
 
 
 def _leading_dim(args, kwargs) -> Optional[int]:

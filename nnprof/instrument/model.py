@@ -220,6 +220,8 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
             result = original_call(self, *args, **kwargs)
             if replay is not None and grad:
                 replay.output(result)
+            if grad and meter is not None and not meter.done:
+                meter.forward_end(clock.train_steps, result)
             return result
         finally:
             if kind is None and _is_scalar(result):

@@ -24,7 +24,7 @@ from typing import Optional
 
 import torch
 
-SNAPSHOT_LIMIT = 50_000_000  # parameter elements cloned for the 'unchanged' check
+SAMPLED_ELEMENTS = 1024  # elements of each parameter kept as they were (the rest: norms)
 # The spacing of floats at w lies between eps·|w|/2 and eps·|w|; the update read from
 # an optimizer's state is exact or an upper bound (Nesterov's). An unmoved parameter
 # whose asked update stayed within twice eps·|w| is explained by rounding.
@@ -104,6 +104,30 @@ def asked_update(opt, group, p) -> tuple:
     return None, f"{type(opt).__name__}'s update is not of a form nnprof reads"
 
 
+def fingerprint(p) -> Optional[tuple]:
+    """What tells a parameter's value apart from any update of it, without a copy: its L1
+    and L2 norms in float64 (no float64 copy is made) and ``SAMPLED_ELEMENTS`` of its
+    elements, evenly spaced. An update that changes any element changes the norms."""
+    try:
+        w = p.detach()
+        flat = w.reshape(-1)
+        step = max(1, flat.numel() // SAMPLED_ELEMENTS)
+        return (torch.linalg.vector_norm(w, 1, dtype=torch.float64),
+                torch.linalg.vector_norm(w, 2, dtype=torch.float64),
+                flat[::step][:SAMPLED_ELEMENTS].clone())
+    except Exception:  # a parameter type without these operations: not checked
+        return None
+
+
+def same(fp: tuple, p) -> bool:
+    """Whether ``p`` still has the value ``fp`` was taken of."""
+    now = fingerprint(p)
+    if now is None:
+        return False
+    return bool(torch.equal(fp[0], now[0]) and torch.equal(fp[1], now[1])
+                and torch.equal(fp[2], now[2]))
+
+
 def resolution_ratio(u, p) -> float:
     """The largest ``|u| / (eps·|w|)`` over the elements that were asked to move
     (``inf`` where a zero weight was asked to move)."""
@@ -125,14 +149,13 @@ class WiringProbe:
         self.steps: dict = {}      # id(opt) -> optimizer steps seen
         self.saw_grad: dict = {}   # id(param) -> bool
         self.saw_nonzero: dict = {}
-        self.snapshots: dict = {}  # id(param) -> its value before the first step, while unmoved
+        self.snapshots: dict = {}  # id(param) -> its fingerprint before the first step (unmoved)
         self.changed: dict = {}    # id(param) -> bool, over the window
         self.stalls: dict = {}     # id(param) -> what the window's steps asked of it unmoved
         self.lrs: dict = {}        # (id(opt), group index) -> lr at each window step
         self.watch: dict = {}      # id(param) -> (category, optimizer, param) after the window
         self.later: dict = {}      # id(param) -> (category, optimizer step it resolved by)
         self.next_look: dict = {}  # id(opt) -> the optimizer step of the next look
-        self.snapshot_budget = SNAPSHOT_LIMIT
         self.active = True
 
     def add_model(self, module) -> None:
@@ -190,9 +213,9 @@ class WiringProbe:
                     continue
                 self._look(p)
                 if n == 0 and id(p) not in self.snapshots and id(p) not in self.changed:
-                    if p.numel() <= self.snapshot_budget:
-                        self.snapshot_budget -= p.numel()
-                        self.snapshots[id(p)] = p.detach().clone()
+                    fp = fingerprint(p)
+                    if fp is not None:
+                        self.snapshots[id(p)] = fp
             for p in self._loose_params():
                 self._look(p)
 
@@ -224,7 +247,7 @@ class WiringProbe:
                 snap = self.snapshots.get(id(p))
                 if snap is None:
                     continue
-                if not torch.equal(snap, p.detach()):
+                if not same(snap, p):
                     self.changed[id(p)] = True
                     del self.snapshots[id(p)]
                     self.stalls.pop(id(p), None)
@@ -268,7 +291,7 @@ class WiringProbe:
     def _resolve(self, pid, cat, p, step, grads: bool) -> None:
         if cat == "unchanged" and not grads:
             snap = self.snapshots.get(pid)
-            if snap is not None and not torch.equal(snap, p.detach()):
+            if snap is not None and not same(snap, p):
                 self.later[pid] = (cat, step, self._lr_of(pid))
                 self.watch.pop(pid, None)
                 self.snapshots.pop(pid, None)

@@ -76,10 +76,38 @@ def test_summary_projection_causes_and_breakdown_on_the_host():
     assert b["activations_and_temporaries"] == pytest.approx(
         max(y[:mem.FIRST_STEPS]) - 250 * MB - 12 * MB, abs=1)
     f = out["fits"]
-    base = 250 * MB + 12 * MB
     act = b["activations_and_temporaries"]
+    # anchored on the measured peak: what does not scale is the peak less what does
+    assert b["peak_bytes"] == out["host"]["rss_peak_bytes"]
+    base = b["peak_bytes"] - act
     assert f["peak_at_2x_bytes"] == pytest.approx(base + 2 * act, abs=1)
     assert f["max_batch_size"] == int(64 * (0.9 * 8 * 2**30 - base) / act)
+
+
+def test_measured_activations_scale_the_projection_and_nnprof_is_left_out():
+    _, y = series(per_step=0.0)
+    probe = {"memory": {"parameters": 40 * MB, "gradients": 40 * MB, "optimizer_state": 80 * MB},
+             "activations": {"saved_bytes": 30 * MB, "largest_bytes": 8 * MB,
+                             "near_loss_bytes": 5 * MB,
+                             "batch_size": 128, "batch_from": "leading dimension"},
+             "process": {"peak_rss_bytes": 900 * MB, "nnprof_bytes": 20 * MB}}
+    meta = {"host_available_bytes": 8 * 2**30}
+    out = mem.memory_summary(steps_frame(y), meta, probe, samples_frame(y))
+    b = out["breakdown"]
+    assert b["activations"] == 30 * MB and b["activations_basis"] == mem.BASIS_SAVED
+    assert b["temporaries"] == 10 * MB and b["temporaries_basis"] == mem.BASIS_TEMP_HOST
+    assert b["batch_size"] == 128 and b["per_sample_activation_bytes"] == 30 * MB / 128
+    assert b["peak_bytes"] == 880 * MB and b["nnprof_bytes"] == 20 * MB
+    assert b["other_bytes"] == 880 * MB - 160 * MB - 40 * MB
+    assert sum(b["shares"].values()) == pytest.approx(1.0, abs=1e-3)
+    f = out["fits"]
+    assert f["peak_at_1x_bytes"] == 880 * MB
+    assert f["peak_at_2x_bytes"] == 880 * MB + 40 * MB
+    assert f["peak_at_4x_bytes"] == 880 * MB + 3 * 40 * MB
+    assert f["max_batch_size"] == int(128 * (0.9 * 8 * 2**30 - 840 * MB) / (40 * MB))
+    assert "36.9" not in mem.breakdown_text(b) and "per sample x batch 128" in \
+        mem.breakdown_text(b)
+    assert f"at 2x the batch ~{920 * MB / 1e6:.1f} MB" in mem.fits_text(f)
 
 
 def test_cuda_series_comes_first_and_fits_the_device():
