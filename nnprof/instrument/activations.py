@@ -52,16 +52,20 @@ class ActivationMeter:
         self.done = False
 
     # -- hooks from the clock ------------------------------------------------------------
-    def forward_start(self, train_index: int, args, kwargs) -> None:
+    def forward_start(self, train_index: int, args, kwargs, module=None) -> None:
         """The outermost forward of a train step: its batch, and the allocator then."""
         if train_index not in SAMPLED_STEPS:
             return
         if self._step != train_index:
             self._outputs = []
         self._step = train_index
-        lead = _leading_dim(args, kwargs)
-        if lead is not None and (self.batch is None or train_index == 0):
-            self.batch, self.batch_from = lead, "leading dimension of the model's first input"
+        dim = 1 if module is not None and _sequence_first(module) else 0
+        size = _leading_dim(args, kwargs, dim)
+        if size is not None and (self.batch is None or train_index == 0):
+            self.batch = size
+            self.batch_from = ("leading dimension of the model's first input" if dim == 0 else
+                               "dimension 1 of the model's first input (its recurrent or "
+                               "attention layers are sequence-first: batch_first=False)")
         self._fwd_alloc = _cuda_allocated()
 
     def forward_end(self, train_index: int, result) -> None:
@@ -274,14 +278,34 @@ def _tensors(result, depth: int = 0):
         yield from _tensors(v, depth + 1)
 
 
-def _leading_dim(args, kwargs) -> Optional[int]:
+_SEQ_FIRST: dict = {}
+
+
+def _sequence_first(module) -> bool:
+    """Whether the model's recurrent or attention layers take (sequence, batch, ...)
+    inputs: one with ``batch_first=False`` and none with True. Decided once per model."""
+    key = id(module)
+    if key not in _SEQ_FIRST:
+        flags = set()
+        try:
+            for m in module.modules():
+                v = getattr(m, "batch_first", None)
+                if isinstance(v, bool):
+                    flags.add(v)
+        except Exception:
+            pass
+        _SEQ_FIRST[key] = flags == {False}
+    return _SEQ_FIRST[key]
+
+
+def _leading_dim(args, kwargs, dim: int = 0) -> Optional[int]:
     for v in list(args) + list((kwargs or {}).values()):
         t = v if isinstance(v, torch.Tensor) else next(
             (x for x in (v.values() if isinstance(v, dict) else v
                          if isinstance(v, (list, tuple)) else ())
              if isinstance(x, torch.Tensor)), None)
-        if isinstance(t, torch.Tensor) and t.dim() >= 1:
-            return int(t.shape[0])
+        if isinstance(t, torch.Tensor) and t.dim() > dim:
+            return int(t.shape[dim])
     return None
 
 

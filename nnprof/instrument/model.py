@@ -211,7 +211,7 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
             on_forward(self)
         grad = is_grad_enabled()
         if grad and meter is not None and not meter.done:  # a few train steps only
-            meter.forward_start(clock.train_steps, args, kwargs)
+            meter.forward_start(clock.train_steps, args, kwargs, self)
         if replay is not None and grad:
             args, kwargs = replay.inputs(self, args, kwargs)
         clock.forward_enter(grad, id(self))

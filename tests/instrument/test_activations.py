@@ -114,3 +114,14 @@ def test_leading_dimension_of_the_first_tensor_input():
     assert _leading_dim(([torch.zeros(5, 2)],), {}) == 5
     assert _leading_dim((), {"input_ids": torch.zeros(9, 4, dtype=torch.long)}) == 9
     assert _leading_dim((3,), {}) is None
+
+
+def test_batch_of_a_sequence_first_model_is_dimension_1():
+    lstm = nn.LSTM(8, 16)  # batch_first=False: (sequence, batch, features)
+    meter = ActivationMeter([lstm])
+    meter.forward_start(0, (torch.zeros(35, 20, 8),), {}, lstm)
+    assert meter.batch == 20 and "sequence-first" in meter.batch_from
+    first = nn.LSTM(8, 16, batch_first=True)
+    meter = ActivationMeter([first])
+    meter.forward_start(0, (torch.zeros(20, 35, 8),), {}, first)
+    assert meter.batch == 20 and meter.batch_from.startswith("leading")
