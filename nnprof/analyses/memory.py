@@ -219,6 +219,8 @@ def memory_summary(steps, meta: dict, probe: dict, samples=None,
     return out
 
 
+HOST_CAVEAT = ("the projection is the live memory; the host allocator (glibc) keeps freed "
+               "blocks resident, so the process's peak can grow faster with the batch")
 TEMP_LARGEST = 2  # host: backward temporaries ~ this many of the largest saved tensor
 BASIS_SAVED = ("measured: the tensors autograd saved for the backward, read from the graph "
                "at the start of the backward of train steps 0-2, once per storage, "
@@ -338,7 +340,8 @@ def _fits(out: dict, meta: dict) -> Optional[dict]:
             "peak_at_4x_bytes": int(base + 4 * scaling),
             "max_batch_factor": round(k_max, 2) if k_max is not None else None,
             "batch_size": bs, "batch_from": b.get("batch_from"),
-            "max_batch_size": int(bs * k_max) if bs and k_max and k_max > 0 else None}
+            "max_batch_size": int(bs * k_max) if bs and k_max and k_max > 0 else None,
+            "caveat": HOST_CAVEAT if what == "available host memory" else None}
 
 
 def _mb(v) -> str:
@@ -396,7 +399,8 @@ def fits_text(fits: dict) -> str:
         text += (f"; fits up to ~{fits['max_batch_factor']:.3g}x the batch"
                  + (f" (batch size {fits['max_batch_size']:,})"
                     if fits.get("max_batch_size") else "") + " with 10% to spare")
-    return text + f" (the peak plus (k-1) x what scales: {fits.get('assumption')})"
+    text += f" (the peak plus (k-1) x what scales: {fits.get('assumption')})"
+    return text + (f"; {fits['caveat']}" if fits.get("caveat") else "")
 
 
 FULL_SHARE = 0.90
