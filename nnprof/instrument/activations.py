@@ -26,6 +26,7 @@ import torch
 SAMPLED_STEPS = (0, 1, 2)  # train steps measured (indices of train steps)
 NEAR_LOSS = 3              # the nodes nearest the loss that save a tensor: they size the
 #                            backward's first gradients (its temporaries)
+MAX_FORWARDS = 1000        # grad forwards seen with no backward: stop looking
 MAX_NODES = 50_000         # nodes walked per step at most (a larger graph: "truncated")
 _CLOSURE_DEPTH = 4         # how deep a checkpoint frame is searched for the inputs it keeps
 
@@ -49,12 +50,17 @@ class ActivationMeter:
         self._fwd_alloc: Optional[int] = None
         self._step: Optional[int] = None
         self._outputs: list = []    # weak references to the step's forward outputs
+        self._forwards = 0
         self.done = False
 
     # -- hooks from the clock ------------------------------------------------------------
     def forward_start(self, train_index: int, args, kwargs, module=None) -> None:
         """The outermost forward of a train step: its batch, and the allocator then."""
         if train_index not in SAMPLED_STEPS:
+            return
+        self._forwards += 1
+        if self._forwards > MAX_FORWARDS and not self.samples:  # forwards that never train
+            self.done = True
             return
         if self._step != train_index:
             self._outputs = []

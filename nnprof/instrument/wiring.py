@@ -25,9 +25,9 @@ from typing import Optional
 import torch
 
 SAMPLED_ELEMENTS = 1024  # elements of each parameter kept as they were (the rest: norms)
-# The spacing of floats at w lies between eps·|w|/2 and eps·|w|; the update read from
-# an optimizer's state is exact or an upper bound (Nesterov's). An unmoved parameter
-# whose asked update stayed within twice eps·|w| is explained by rounding.
+# The spacing of floats at w lies between eps·|w|/2 and eps·|w|, and w + u rounds back
+# to w only when |u| is below half of it. An unmoved parameter whose asked update stayed
+# within twice eps·|w| is explained by rounding (the slack covers the spacing's range).
 RESOLUTION_SLACK = 2.0
 
 
@@ -56,7 +56,7 @@ def asked_update(opt, group, p) -> tuple:
     - Adam-like state (``exp_avg``, ``exp_avg_sq``): ``lr·|m̂|/(sqrt(v̂)+eps)`` with
       bias corrections at the state's step, plus ``lr·wd·|w|`` when weight decay is
       decoupled (AdamW);
-    - a momentum buffer (SGD): ``lr·|buf|``; Nesterov ``lr·(|g+wd·w| + m·|buf|)``;
+    - a momentum buffer (SGD): ``lr·|buf|``; Nesterov ``lr·|g + wd·w + m·buf|``;
     - ``square_avg`` (RMSprop) or ``sum`` (Adagrad): ``lr·|g|/(sqrt(acc)+eps)``;
     - no state: plain gradient descent, ``lr·|g + wd·w|``.
     """
@@ -90,8 +90,8 @@ def asked_update(opt, group, p) -> tuple:
     buf = state.get("momentum_buffer")
     if isinstance(buf, torch.Tensor):
         b = buf.detach().float().abs()
-        if group.get("nesterov"):
-            d = (gf + wd * w).abs() + _f(group.get("momentum")) * b
+        if group.get("nesterov"):  # the step is g + wd·w + m·buf, buf already updated
+            d = (gf + wd * w + _f(group.get("momentum")) * buf.detach().float()).abs()
         else:
             d = b
         return lr * d, "the optimizer's momentum buffer"
@@ -119,13 +119,18 @@ def fingerprint(p) -> Optional[tuple]:
         return None
 
 
-def same(fp: tuple, p) -> bool:
-    """Whether ``p`` still has the value ``fp`` was taken of."""
+def same(snap, p) -> bool:
+    """Whether ``p`` still has the value ``snap`` was taken of: a copy (compared exactly)
+    or a fingerprint. A different fingerprint is a different value; the same fingerprint
+    can miss a change of elements far below the others in magnitude (the float64 norms do
+    not register it), which the exact copy taken after the first step then catches."""
+    if isinstance(snap, torch.Tensor):
+        return bool(torch.equal(snap, p.detach()))
     now = fingerprint(p)
     if now is None:
         return False
-    return bool(torch.equal(fp[0], now[0]) and torch.equal(fp[1], now[1])
-                and torch.equal(fp[2], now[2]))
+    return bool(torch.equal(snap[0], now[0]) and torch.equal(snap[1], now[1])
+                and torch.equal(snap[2], now[2]))
 
 
 def resolution_ratio(u, p) -> float:
@@ -149,7 +154,10 @@ class WiringProbe:
         self.steps: dict = {}      # id(opt) -> optimizer steps seen
         self.saw_grad: dict = {}   # id(param) -> bool
         self.saw_nonzero: dict = {}
-        self.snapshots: dict = {}  # id(param) -> its fingerprint before the first step (unmoved)
+        # id(param) -> while unmoved: its fingerprint before the first step, then a copy of
+        # its value after it (only parameters the first step did not visibly move are
+        # copied, after the step: the script's own peak, often the first step, holds none)
+        self.snapshots: dict = {}
         self.changed: dict = {}    # id(param) -> bool, over the window
         self.stalls: dict = {}     # id(param) -> what the window's steps asked of it unmoved
         self.lrs: dict = {}        # (id(opt), group index) -> lr at each window step
@@ -252,6 +260,8 @@ class WiringProbe:
                     del self.snapshots[id(p)]
                     self.stalls.pop(id(p), None)
                     continue
+                if not isinstance(snap, torch.Tensor) and step < self.window:
+                    self.snapshots[id(p)] = p.detach().clone()  # exact from here on
                 st = self.stalls.setdefault(id(p), {"ratio": 0.0, "asked": 0, "unread": None,
                                                     "basis": None, "opt": id(opt), "group": gi})
                 try:
@@ -265,7 +275,10 @@ class WiringProbe:
                 if ratio > 0:
                     st["asked"] += 1
                     st["basis"] = basis
-                st["ratio"] = max(st["ratio"], ratio)
+                if isinstance(snap, torch.Tensor) or ratio <= RESOLUTION_SLACK:
+                    # a large update is evidence of a lost one only where the comparison
+                    # was exact (a fingerprint may miss the smallest elements' change)
+                    st["ratio"] = max(st["ratio"], ratio)
 
     def _close_window(self, opt) -> None:
         """The window of ``opt`` is over: its unmoved parameters are unchanged; its

@@ -181,3 +181,52 @@ def test_asked_update_reads_each_optimizer_form():
             p.fill_(1.0)  # the size is read from lr, gradient and state, not the move
         u, basis = asked_update(opt, opt.param_groups[0], p)
         assert torch.allclose(u, torch.full((4,), expect), rtol=1e-3), (type(opt), u, basis)
+
+
+class NudgesTiny(torch.optim.Optimizer):
+    """Moves only the smallest element of each parameter, by a step its float64 norms
+    cannot register next to the others."""
+
+    def __init__(self, params):
+        super().__init__(params, {"lr": 1.0})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for g in self.param_groups:
+            for p in g["params"]:
+                flat = p.view(-1)
+                i = int(flat.abs().argmin())
+                flat[i] = torch.nextafter(flat[i], torch.tensor(1.0))
+
+
+def test_a_change_the_fingerprint_misses_is_caught_by_the_exact_copy():
+    from nnprof.instrument.wiring import fingerprint, same
+    torch.manual_seed(0)
+    lin = nn.Linear(64, 64)  # 4,096 weights: 1,024 sampled, one in four
+    with torch.no_grad():
+        lin.weight.fill_(0.5)
+        lin.weight.view(-1)[1] = 1e-30  # not sampled
+    fp = fingerprint(lin.weight)
+    opt = NudgesTiny(lin.parameters())
+    probe = WiringProbe(window=3)
+    probe.add_model(lin)
+    probe.add_optimizer(opt)
+    x, y = torch.randn(8, 64), torch.randint(0, 64, (8,))
+    for _ in range(3):
+        opt.zero_grad()
+        nn.functional.cross_entropy(lin(x), y).backward()
+        probe.before_step(opt)
+        opt.step()
+        probe.after_step(opt)
+    assert same(fp, lin.weight)  # the norms cannot tell 1e-30 from its neighbour
+    r = probe.result()
+    assert r["unchanged"] == [] and r["below_resolution"] == [] and r["unjudged"] == []
+
+
+def test_nesterov_update_is_read_exactly():
+    p = nn.Parameter(torch.ones(4))
+    p.grad = torch.full((4,), 0.5)
+    opt = torch.optim.SGD([p], lr=0.1, momentum=0.9, nesterov=True)
+    opt.step()
+    u, _ = asked_update(opt, opt.param_groups[0], p)
+    assert torch.allclose(u, torch.full((4,), 0.1 * (0.5 + 0.9 * 0.5)))
