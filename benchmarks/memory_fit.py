@@ -2,8 +2,13 @@
 and predicts the peak at 2B and 4B; the script then runs plain at B, 2B and 4B and its
 own peak resident memory (the child's ``ru_maxrss``) is the truth. Prints a table:
 
-    python benchmarks/memory_fit.py            # three scripts, a few minutes on 2 cores
+    python benchmarks/memory_fit.py            # three scripts, about 8 minutes on 2 cores
+    python benchmarks/memory_fit.py --repeat 1 # one run of each: quicker, noisier
     python benchmarks/memory_fit.py --json
+
+A process's peak resident memory varies from run to run by up to 10% (the allocator
+keeps freed blocks or gives them back depending on timing), so each figure is the
+median of ``--repeat`` runs (default 3), the prediction's as well.
 
 Scripts (``benchmarks/scripts``): ``mem_mlp.py`` (no DataLoader: the batch is read from
 the model's first input), ``mem_conv.py`` (a conv net over a DataLoader), ``mem_lm.py``
@@ -12,6 +17,7 @@ the model's first input), ``mem_conv.py`` (a conv net over a DataLoader), ``mem_
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,14 +49,18 @@ def predicted(script: Path, batch: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     rows = []
     for name, batch in CASES:
         script = HERE / "scripts" / name
-        pred = predicted(script, batch)
-        real = {k: peak_rss([sys.executable, str(script), "--batch", str(batch * k)])
-                for k in (1, 2, 4)}
-        f, b = pred["fits"], pred["breakdown"]
+        preds = [predicted(script, batch) for _ in range(args.repeat)]
+        real = {k: int(statistics.median(
+            peak_rss([sys.executable, str(script), "--batch", str(batch * k)])
+            for _ in range(args.repeat))) for k in (1, 2, 4)}
+        b = preds[0]["breakdown"]
+        f = {key: int(statistics.median(p["fits"][key] for p in preds))
+             for key in ("peak_at_1x_bytes", "peak_at_2x_bytes", "peak_at_4x_bytes")}
         row = {"script": name, "batch": batch, "batch_from": b.get("batch_from"),
                "activations_bytes": b.get("activations"),
                "real_1x": real[1], "real_2x": real[2], "real_4x": real[4],
