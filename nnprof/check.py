@@ -40,7 +40,7 @@ from .subrun import OUTPUT_LOG, SubRun, profile_command, sub_run, train_losses  
 SCHEMA_VERSION = 1
 EXIT_FAILED, EXIT_INCONCLUSIVE = 3, 4
 WIRING_KEYS = ("no_grad", "zero_grad", "not_in_optimizer", "unchanged", "frozen",
-               "below_resolution", "unjudged")
+               "below_resolution", "unjudged", "unfrozen_later")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ FAST = ["--probe-steps", "10", "--max-steps", "60", "--examples", "1", "--no-gen
 TOP_KEYS = {"schema_version", "rungs", "wiring", "loss_at_init", "script", "argv", "runs",
             "settings", "status", "exit_code", "training_loader"}
 WIRING_KEYS = {"no_grad", "zero_grad", "not_in_optimizer", "unchanged", "frozen",
-               "below_resolution", "unjudged"}
+               "below_resolution", "unjudged", "unfrozen_later"}
 
 
 def check(out, *args, module=False):

@@ -6,7 +6,7 @@ from typing import Optional
 from . import Finding
 
 CATEGORIES = ("no_grad", "zero_grad", "not_in_optimizer", "unchanged")  # faults
-NOTED = ("frozen", "below_resolution", "unjudged")  # told, not faults
+NOTED = ("frozen", "below_resolution", "unjudged", "unfrozen_later")  # told, not faults
 MAX_NAMED = 5  # parameter names spelled out in advice before "and N more"
 
 CAUSES = {
@@ -186,6 +186,11 @@ def wiring(probe_wiring: Optional[dict]) -> Finding:
     if lists["frozen"]:
         advice.append(f"For information: {_count(len(lists['frozen']))} frozen "
                       f"(requires_grad=False): {name_list(lists['frozen'])}.")
+    if lists["unfrozen_later"]:
+        advice.append(f"For information: {_count(len(lists['unfrozen_later']))} frozen during "
+                      f"the first {evidence['window']} optimizer steps and trainable at the "
+                      f"end (unfrozen later), so not checked: "
+                      f"{name_list(lists['unfrozen_later'])}.")
     if not evidence["complete"]:
         advice.append(f"The run ended after {evidence['steps_seen']} of the "
                       f"{evidence['window']} optimizer steps of the window: the check "

@@ -164,6 +164,7 @@ class WiringProbe:
         self.watch: dict = {}      # id(param) -> (category, optimizer, param) after the window
         self.later: dict = {}      # id(param) -> (category, optimizer step it resolved by)
         self.next_look: dict = {}  # id(opt) -> the optimizer step of the next look
+        self.frozen_in_window: set = set()  # id(param): requires_grad=False in a window step
         self.active = True
 
     def add_model(self, module) -> None:
@@ -218,6 +219,7 @@ class WiringProbe:
                 self.lrs.setdefault((id(opt), gi), []).append(_lr(g))
             for p in self._params(opt):
                 if not p.requires_grad:
+                    self.frozen_in_window.add(id(p))
                     continue
                 self._look(p)
                 if n == 0 and id(p) not in self.snapshots and id(p) not in self.changed:
@@ -351,7 +353,7 @@ class WiringProbe:
             for p in self._params(o):
                 params[id(p)] = p
         out = {k: [] for k in ("no_grad", "zero_grad", "not_in_optimizer", "unchanged",
-                               "frozen", "below_resolution", "unjudged")}
+                               "frozen", "below_resolution", "unjudged", "unfrozen_later")}
         checked = 0
         seen_any = any(self.steps.values())
         unmoved, later = [], []
@@ -363,6 +365,8 @@ class WiringProbe:
             if pid not in in_opt:
                 out["not_in_optimizer"].append(name)
             if not seen_any or pid not in self.saw_grad:
+                if pid in self.frozen_in_window:  # trainable now: unfrozen after the window
+                    out["unfrozen_later"].append(name)
                 continue
             checked += 1
             if pid in self.later and self.later[pid][0] != "unchanged":

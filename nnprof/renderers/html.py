@@ -115,7 +115,7 @@ class HtmlRenderer(Renderer):
         ev = f.get("evidence") or {}
         out = []
         for k in ("no_grad", "zero_grad", "not_in_optimizer", "unchanged", "below_resolution",
-                  "unjudged", "frozen"):
+                  "unjudged", "frozen", "unfrozen_later"):
             names = ev.get(k) or []
             if names:
                 shown = ", ".join(str(n) for n in names[:12])

@@ -230,3 +230,28 @@ def test_nesterov_update_is_read_exactly():
     opt.step()
     u, _ = asked_update(opt, opt.param_groups[0], p)
     assert torch.allclose(u, torch.full((4,), 0.1 * (0.5 + 0.9 * 0.5)))
+
+
+def test_a_layer_unfrozen_after_the_window_is_told_not_judged():
+    torch.manual_seed(0)
+    model = Gated()
+    model.side.requires_grad_(False)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    probe = WiringProbe(window=3)
+    probe.add_model(model)
+    probe.add_optimizer(opt)
+    x, y = torch.randn(8, 16), torch.randint(0, 4, (8,))
+    for i in range(8):
+        if i == 5:
+            model.side.requires_grad_(True)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x, 1.0), y).backward()
+        probe.before_step(opt)
+        opt.step()
+        probe.after_step(opt)
+    r = probe.result()
+    assert sorted(r["unfrozen_later"]) == ["side.bias", "side.weight"]
+    assert r["frozen"] == [] and r["no_grad"] == []
+    f = wiring(r)
+    assert f.verdict == "pass"
+    assert any("unfrozen later" in a and "side.weight" in a for a in f.advice)
