@@ -445,7 +445,7 @@ def _own_bytes() -> Optional[int]:
     imports past torch, its monitors' threads and buffers): not counted against the
     script."""
     from .instrument import RSS_AFTER_TORCH
-    from .instrument.activations import process_rss
+    from .instrument.procmem import process_rss
     now = process_rss()
     return max(0, now - RSS_AFTER_TORCH) if now and RSS_AFTER_TORCH else None
 

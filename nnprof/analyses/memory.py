@@ -142,7 +142,9 @@ def _projection(g: dict, total: Optional[float], what: str) -> Optional[dict]:
             "reaches_at_step": int(g["to_step"] + steps)}
 
 
-def _fmt_bytes(b: float) -> str:
+def _fmt_bytes(b: Optional[float]) -> str:
+    if b is None:
+        return "?"
     for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if abs(b) >= size:
             return f"{b / size:.1f} {unit}"
@@ -344,27 +346,20 @@ def _fits(out: dict, meta: dict) -> Optional[dict]:
             "caveat": HOST_CAVEAT if what == "available host memory" else None}
 
 
-def _mb(v) -> str:
-    if v is None:
-        return "?"
-    return f"{v / 1e9:.2f} GB" if v >= 1e9 else f"{v / 1e6:.1f} MB" if v >= 1e6 \
-        else f"{v / 1e3:.1f} kB"
-
-
 def breakdown_text(b: dict) -> str:
     """The breakdown in one line, each part with its basis and share of the peak."""
     shares = b.get("shares") or {}
 
     def part(name, key, value, basis=None):
         share = shares.get(key)
-        text = f"{name} {_mb(value)}" + (f" ({share * 100:.0f}%)" if share is not None else "")
+        text = f"{name} {_fmt_bytes(value)}" + (f" ({share * 100:.0f}%)" if share is not None else "")
         return text + (f" [{basis}]" if basis else "")
     parts = [part("parameters", "parameters", b.get("parameters")),
              part("gradients", "gradients", b.get("gradients")),
              part("optimizer state", "optimizer_state", b.get("optimizer_state"))]
     if b.get("activations") is not None:
         per = b.get("per_sample_activation_bytes")
-        per_text = (f", {_mb(per)} per sample x batch {b['batch_size']} ({b.get('batch_from')})"
+        per_text = (f", {_fmt_bytes(per)} per sample x batch {b['batch_size']} ({b.get('batch_from')})"
                     if per else "")
         parts.append(part("activations", "activations", b["activations"],
                           "measured: saved for the backward" + per_text))
@@ -374,9 +369,10 @@ def breakdown_text(b: dict) -> str:
         parts.append(part("backward temporaries", "temporaries", b.get("temporaries"),
                           str(b.get("temporaries_basis") or "").split(":")[0]))
     elif b.get("activations_and_temporaries") is not None:
-        parts.append(f"activations and temporaries ~{_mb(b['activations_and_temporaries'])} "
-                     f"[{'inferred' if b.get('basis') == 'host resident memory' else 'from the '}"
-                     f"{'' if b.get('basis') == 'host resident memory' else b.get('basis')}]")
+        basis = "inferred" if b.get("basis") == "host resident memory" \
+            else f"from the {b.get('basis')}"
+        parts.append(f"activations and temporaries "
+                     f"~{_fmt_bytes(b['activations_and_temporaries'])} [{basis}]")
     if b.get("other_bytes") is not None:
         parts.append(part("other (runtime, data, allocator caches, optimizer-step "
                           "temporaries)", "other", b["other_bytes"]))
@@ -384,16 +380,16 @@ def breakdown_text(b: dict) -> str:
     if b.get("peak_bytes"):
         where = "the device allocator's" if b.get("device") == "cuda" else \
             "the script's resident peak, nnprof's memory left out"
-        head = (f"peak {_mb(b['peak_bytes'])} ({where}"
-                + (f"; nnprof's own {_mb(b['nnprof_bytes'])} reported apart"
+        head = (f"peak {_fmt_bytes(b['peak_bytes'])} ({where}"
+                + (f"; nnprof's own {_fmt_bytes(b['nnprof_bytes'])} reported apart"
                    if b.get("nnprof_bytes") else "") + "): ")
     return head + ", ".join(parts)
 
 
 def fits_text(fits: dict) -> str:
     """What fits, in one line."""
-    text = (f"at 2x the batch ~{_mb(fits.get('peak_at_2x_bytes'))}, at 4x "
-            f"~{_mb(fits.get('peak_at_4x_bytes'))} of {_mb(fits.get('total_bytes'))} "
+    text = (f"at 2x the batch ~{_fmt_bytes(fits.get('peak_at_2x_bytes'))}, at 4x "
+            f"~{_fmt_bytes(fits.get('peak_at_4x_bytes'))} of {_fmt_bytes(fits.get('total_bytes'))} "
             f"{fits.get('against')}")
     if fits.get("max_batch_factor") is not None:
         text += (f"; fits up to ~{fits['max_batch_factor']:.3g}x the batch"

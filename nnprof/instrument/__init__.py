@@ -12,7 +12,7 @@ from .comm import CommWait
 from .cuda import (LossCopies, PendingSteps, cuda_pool, GpuTimeline, mem_now_reader,
                    mem_peak_reader)
 from .steps import StepClock, StepRecord, StopRun  # noqa: F401
-from .activations import process_rss
+from .procmem import process_rss
 
 RSS_AFTER_TORCH = process_rss()  # nnprof's own memory: what the process adds after this
 

@@ -170,9 +170,9 @@ class ActivationMeter:
                 "outputs_held_bytes": int(sum(held.values()))}
 
     def result(self) -> Optional[dict]:
-        good = [s for s in self.samples if "saved_bytes" in s]
-        if not good and not self.samples:
+        if not self.samples:
             return None
+        good = [s for s in self.samples if "saved_bytes" in s]
         out = {"samples": self.samples, "batch_size": self.batch, "batch_from": self.batch_from}
         if good:
             top = max(good, key=lambda s: s["saved_bytes"])
@@ -322,30 +322,3 @@ def _cuda_allocated() -> Optional[int]:
     except Exception:
         return None
     return None
-
-
-def process_rss() -> Optional[int]:
-    """This process's resident bytes now (``/proc/self/statm``; None elsewhere)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * _PAGE
-    except Exception:
-        return None
-
-
-def process_peak_rss() -> Optional[int]:
-    """This process's peak resident bytes so far (``ru_maxrss``)."""
-    try:
-        import resource
-        import sys
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return int(peak) if sys.platform == "darwin" else int(peak) * 1024
-    except Exception:
-        return None
-
-
-try:
-    import os as _os
-    _PAGE = _os.sysconf("SC_PAGE_SIZE")
-except Exception:
-    _PAGE = 4096

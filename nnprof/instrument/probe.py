@@ -15,8 +15,10 @@ import torch
 from torch import nn
 
 from .losses import CLASSIFICATION, FUNCTION_NAMES, LossObserver  # noqa: F401
-from .activations import ActivationMeter, process_peak_rss
+from .activations import ActivationMeter
+from .procmem import process_peak_rss
 from .model import eager_submodules
+from .updates import to_float
 from .wiring import WiringProbe, unwrapped as _unwrapped  # noqa: F401
 
 DROPOUT_TYPES = (nn.modules.dropout._DropoutNd,)
@@ -43,19 +45,10 @@ def describe_model(module: nn.Module) -> dict:
 def describe_optimizer(opt) -> dict:
     groups = []
     for g in opt.param_groups:
-        groups.append({"lr": _num(g.get("lr")), "weight_decay": _num(g.get("weight_decay", 0)),
-                       "momentum": _num(g.get("momentum")), "params": len(g["params"]),
+        groups.append({"lr": to_float(g.get("lr")), "weight_decay": to_float(g.get("weight_decay", 0)),
+                       "momentum": to_float(g.get("momentum")), "params": len(g["params"]),
                        "numel": sum(p.numel() for p in g["params"])})
     return {"class": type(opt).__name__, "groups": groups}
-
-
-def _num(v):
-    if v is None:
-        return None
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
 
 
 def autocast_enabled(device: str = "cuda") -> bool:

@@ -4,7 +4,8 @@ import torch
 from torch import nn
 
 from nnprof.analyses.wiring import wiring
-from nnprof.instrument.wiring import RESOLUTION_SLACK, WiringProbe, asked_update
+from nnprof.instrument.updates import RESOLUTION_SLACK, asked_update
+from nnprof.instrument.wiring import WiringProbe
 
 
 def run(model, opt, steps=4, window=3, sched=None, gate=None):
@@ -200,7 +201,7 @@ class NudgesTiny(torch.optim.Optimizer):
 
 
 def test_a_change_the_fingerprint_misses_is_caught_by_the_exact_copy():
-    from nnprof.instrument.wiring import fingerprint, same
+    from nnprof.instrument.updates import fingerprint, same
     torch.manual_seed(0)
     lin = nn.Linear(64, 64)  # 4,096 weights: 1,024 sampled, one in four
     with torch.no_grad():
