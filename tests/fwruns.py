@@ -3,7 +3,9 @@ assertions the framework end-to-end tests make on them (``test_e2e_frameworks.py
 from __future__ import annotations
 
 import csv
+import difflib
 import re
+import shutil
 import statistics
 from pathlib import Path
 
@@ -19,15 +21,33 @@ ENV = {"OMP_NUM_THREADS": "1"}
 REL, ABS = 0.10, 0.004
 
 
+# PyTorch's own race, under plain python as under nnprof (about one run in eight on a
+# loaded 2-core machine): a DataLoader worker told to stop while it is still fetching
+# (a ``break`` out of a pass) aborts in its C++ teardown, and the iterator's ``__del__``
+# prints the worker's death. A pair of runs where either hit it is run again.
+UPSTREAM_SHUTDOWN_RACE = ("terminate called without an active exception",
+                          "is killed by signal: Aborted")
+TRIES = 3
+
+
+def upstream_race(*results) -> bool:
+    return any(all(s in r.stderr for s in UPSTREAM_SHUTDOWN_RACE) for r in results)
+
+
 class Runs:
     """One script run under plain python and under ``nnprof profile``."""
 
     def __init__(self, tmp: Path, script: str, args=(), options=()):
         path = SCRIPTS / script
-        self.plain = run_python([path, *args], env=ENV, timeout=300)
         self.out = tmp / "run"
-        self.prof = run_cli(["profile", "--out", self.out, "--no-progress", "--quiet",
-                             *options, path, *args], env=ENV, timeout=300)
+        for _ in range(TRIES):
+            if self.out.exists():
+                shutil.rmtree(self.out)
+            self.plain = run_python([path, *args], env=ENV, timeout=300)
+            self.prof = run_cli(["profile", "--out", self.out, "--no-progress", "--quiet",
+                                 *options, path, *args], env=ENV, timeout=300)
+            if not upstream_race(self.plain, self.prof):
+                break
         self.summary = read_summary(self.out) if (self.out / "summary.json").exists() else None
         steps = self.out / "steps.csv"
         self.steps = list(csv.DictReader(steps.open())) if steps.exists() else []
@@ -77,7 +97,10 @@ def col(rows, name) -> list:
 def assert_transparent(runs: Runs):
     assert runs.prof.returncode == runs.plain.returncode
     assert runs.prof.stdout == runs.plain.stdout
-    assert own_lines_removed(runs.prof.stderr) == runs.plain.stderr
+    prof_err = own_lines_removed(runs.prof.stderr)
+    assert prof_err == runs.plain.stderr, "stderr differs (- plain, + nnprof):\n" + "".join(
+        difflib.unified_diff(runs.plain.stderr.splitlines(keepends=True),
+                             prof_err.splitlines(keepends=True)))[-3000:]
 
 
 def assert_counts(runs: Runs, train: int, eval: int):

@@ -113,7 +113,10 @@ def assert_profiled(job: Job, prefix: str, per_process: dict, main_trains: bool)
     if prefix == "rank":
         assert s["distributed"]["steps"]["train"] == total
         assert s["distributed"]["aligned_steps"] == min(per_process.values())
-        assert s["distributed"]["straggler"] is None
+        # the ranks run the same work: nothing worth a warning (rank 0's own extra work,
+        # Lightning's logging, can show as an info-level gap on a loaded machine)
+        st = s["distributed"]["straggler"]
+        assert st is None or st["severity"] == "info", st
     else:
         assert s["steps"]["train"] == total
     lines = json.loads("[" + ",".join((job.out / "processes.jsonl").read_text().split("\n")[:-1])
