@@ -2,9 +2,8 @@
 
 Public API: :func:`profile`, :class:`Profiler`, :func:`load_run`, ``__version__``.
 """
-__version__ = "0.1.0"
-
-from .run import load_run  # noqa: E402
-from .session import Profiler, profile  # noqa: E402
+from ._version import __version__
+from .run import load_run
+from .session import Profiler, profile
 
 __all__ = ["profile", "Profiler", "load_run", "__version__"]

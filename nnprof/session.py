@@ -13,12 +13,14 @@ from typing import Optional
 
 import torch
 
-from . import __version__
+from ._version import __version__
 from .instrument import Instrumentation, StepRecord, StopRun, resolve_loss
 from .instrument.probe import TrainingProbe
 from .monitors import start_monitors, stop_monitors
+from .monitors.machine import gpu_total_memory, host_memory, own_bytes, usable_cores
 from .progress import Progress
-from .appendfile import AppendFile
+from .rundir.appendfile import AppendFile
+from .rundir.place import check_writable, default_out
 from .run import SCHEMA_VERSION, Run, RunWriter, write_json
 
 # one steps.csv row (see run.STEP_COLUMNS); %-formatting is the cheapest here
@@ -44,40 +46,6 @@ def rung_config(notices: list) -> Optional[dict]:
     return rung if isinstance(rung, dict) else None
 
 
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def default_out(name: str, root: str = "reports") -> str:
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = os.path.join(root, f"{name}-{stamp}")
-    path, n = base, 2
-    while os.path.exists(path):
-        path, n = f"{base}-{n}", n + 1
-    return path
-
-
-def check_writable(path: str) -> Optional[str]:
-    """None if ``path`` can hold a run, else a one-line reason."""
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as exc:
-        return f"cannot create output directory {path}: {exc.strerror or exc}"
-    if not os.path.isdir(path):
-        return f"output path is not a directory: {path}"
-    probe = os.path.join(path, ".nnprof-write-test")
-    try:
-        with open(probe, "w") as fh:
-            fh.write("ok")
-        os.remove(probe)
-    except OSError as exc:
-        return f"output directory is not writable: {path}: {exc.strerror or exc}"
-    return None
-
-
 class Profiler:
     """Profiles the training that runs between :meth:`start` and :meth:`stop`.
 
@@ -85,7 +53,7 @@ class Profiler:
     and ``max_time`` stop the script cleanly (raising :class:`StopRun` inside
     it at the next step boundary). ``trace`` ({"steps", "warmup", "windows"},
     or True for the defaults) records a few steps with torch.profiler
-    (:mod:`nnprof.trace`).
+    (:mod:`nnprof.capture.trace`).
     """
 
     def __init__(self, out: Optional[str] = None, budget: float = 1.0, name: str = "run",
@@ -96,7 +64,7 @@ class Profiler:
                  memory_trace: bool = False) -> None:
         if budget is None or not budget > 0:
             raise ValueError("budget must be a positive number of seconds")
-        from .trace import options as trace_options
+        from .capture.trace import options as trace_options
         self.trace_options = trace_options(trace)  # None: no torch.profiler windows
         self.path = os.path.abspath(out or default_out(name))
         self.budget = float(budget)
@@ -125,7 +93,7 @@ class Profiler:
         self._tracer = None
         self._memtrace = None
         if memory_trace:
-            from .memtrace import MemoryTrace
+            from .capture.memtrace import MemoryTrace
             self._memtrace = MemoryTrace(self.path, self.notices)
         self._emit_ns = 0
         self.status: Optional[str] = None
@@ -174,7 +142,7 @@ class Profiler:
         self._monitors = start_monitors(self.monitor_names, self.path, self.t0,
                                         self.monitor_options)
         self._host = next((m for m in self._monitors if hasattr(m, "last_rss")), None)
-        self.probe.own_bytes = _own_bytes()
+        self.probe.own_bytes = own_bytes()
         return self
 
     def stop(self, status: str = "completed", exit_code: Optional[int] = 0,
@@ -276,9 +244,9 @@ class Profiler:
             self._save_summary(summary)
 
     def _start_tracer(self) -> None:
-        """--trace: torch.profiler windows driven from the step boundaries (nnprof.trace)."""
+        """--trace: torch.profiler windows driven from the step boundaries (nnprof.capture.trace)."""
         try:
-            from .trace import Tracer
+            from .capture.trace import Tracer
             self._tracer = Tracer(self.path, self.notices, self._inst.clock,
                                   **self.trace_options)
         except Exception as exc:
@@ -408,7 +376,7 @@ class Profiler:
             self._inst.clock.stop_reason = "replay impossible"
 
     def _meta(self) -> dict:
-        from .distributed import rank_env
+        from .rundir.ranks import rank_env
         cuda = torch.cuda.is_available()
         rank = rank_env()
         return {
@@ -433,40 +401,11 @@ class Profiler:
             "usable_cores": usable_cores(),
             "cuda_available": cuda,
             "device": torch.cuda.get_device_name(0) if cuda else "cpu",
-            "gpu_total_memory_bytes": _total_memory() if cuda else None,
-            **_host_memory(),
+            "gpu_total_memory_bytes": gpu_total_memory() if cuda else None,
+            **host_memory(),
             "torch_threads": torch.get_num_threads(),
             **self.meta_extra,
         }
-
-
-def _own_bytes() -> Optional[int]:
-    """What nnprof added to the process's resident memory before the script started (its
-    imports past torch, its monitors' threads and buffers): not counted against the
-    script."""
-    from .instrument import RSS_AFTER_TORCH
-    from .instrument.procmem import process_rss
-    now = process_rss()
-    return max(0, now - RSS_AFTER_TORCH) if now and RSS_AFTER_TORCH else None
-
-
-def _host_memory() -> dict:
-    """The machine's memory, and what this process could reach: what is available now
-    plus what it holds already."""
-    try:
-        import psutil
-        vm = psutil.virtual_memory()
-        own = psutil.Process().memory_info().rss
-        return {"host_memory_bytes": int(vm.total), "host_available_bytes": int(vm.available + own)}
-    except Exception:
-        return {"host_memory_bytes": None, "host_available_bytes": None}
-
-
-def _total_memory() -> Optional[int]:
-    try:
-        return int(torch.cuda.get_device_properties(0).total_memory)
-    except Exception:
-        return None
 
 
 def profile(out: Optional[str] = None, budget: float = 1.0, name: str = "run",

@@ -17,32 +17,15 @@ from .analyses.wiring import wiring
 from .analyses.hotspots import hotspots, input_advice
 from .analyses.phases import phase_table, worker_phase_table
 from .analyses.startup import loader_startup
-from .instrument.steps import PHASES
-from .run import SCHEMA_VERSION, Run
+from .rundir.phases import PHASES
+from .rundir import SCHEMA_VERSION, RunDir, describe_basis, steady_steps
+from .rundir.files import json_safe as _clean
 
-WARMUP_STEPS = 1
-MIN_STEPS_FOR_WARMUP = 5
 FAIL_CONDITIONS = ("budget", "input-bound", "compute-bound", "optimizer-bound",
                    "host-overhead-bound", "crashed", "wiring", "memory-growth", "memory")
 
 
-def _clean(obj):
-    """JSON-safe: NaN and infinities become null."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        try:
-            return _clean(obj.item())
-        except (ValueError, TypeError):
-            return str(obj)
-    return obj
-
-
-def build_summary(run: Run, status: str, exit_code: Optional[int], notices=(),
+def build_summary(run: RunDir, status: str, exit_code: Optional[int], notices=(),
                   wall_s: Optional[float] = None) -> dict:
     meta = run.meta
     all_steps = run.steps
@@ -164,7 +147,7 @@ def _memory(steps, meta: dict, probe: dict, samples, train_loader, notices: list
             run_dir: str):
     """``memory`` (analyses/memory.py); an analysis that fails costs a notice only."""
     from .analyses.memory import memory_summary
-    from .memtrace import load as load_trace
+    from .capture.memtrace import load as load_trace
     try:
         out = memory_summary(steps, meta, probe, samples,
                              (train_loader or {}).get("batch_size"))
@@ -179,47 +162,7 @@ def _finding(f) -> Optional[dict]:
     return f.to_dict() if f is not None else None
 
 
-def steady_steps(steps):
-    """The steps that timing statistics are made of, from the steps of one kind
-    (train steps, or all steps when none ran a backward pass), in order.
-
-    Left out, once there are at least ``MIN_STEPS_FOR_WARMUP`` steps: the first
-    ``WARMUP_STEPS`` (imports, allocator, lazy initialisation, compilation), and
-    the first step of every pass that started loader workers (``pass_start``:
-    the step after their start-up), unless too few steps would be left. The
-    phase table, the step time and the bottleneck verdict are all over these rows.
-    """
-    if len(steps) < MIN_STEPS_FOR_WARMUP:
-        return steps
-    steady = steps.iloc[WARMUP_STEPS:]
-    if "pass_start" in steady.columns:
-        later = steady[steady["pass_start"].fillna(0) == 0]
-        if len(later) >= MIN_STEPS_FOR_WARMUP - WARMUP_STEPS:
-            steady = later
-    return steady
-
-
-def describe_basis(over: str, steps, steady) -> dict:
-    """What the timing statistics are over (``steady`` rows of ``steps``), in words
-    for the report and in numbers: N of M steps of their kind, those left out."""
-    n, m = int(len(steady)), int(len(steps))
-    gone = steps.index.difference(steady.index)
-    leading = list(gone) == list(steps.index[:len(gone)])
-    indices = [int(i) for i in steps.loc[gone[:20], "index"]] if "index" in steps else []
-    kind = "train steps" if over == "train" else "steps (no train step ran)"
-    if not m:
-        text = "no steps measured"
-    elif not len(gone):
-        text = f"{kind}: all {m} (none left out as warm-up)"
-    else:
-        text = f"steady {kind}: {n} of {m} " + (
-            f"(first {len(gone)} left out as warm-up)" if leading else
-            f"({len(gone)} left out as warm-up or start-up)")
-    return {"over": over, "steps": n, "of": m, "left_out": int(len(gone)),
-            "left_out_steps": indices, "text": text}
-
-
-def overhead_estimate(run: Run, steps, probe: dict) -> Optional[dict]:
+def overhead_estimate(run: RunDir, steps, probe: dict) -> Optional[dict]:
     """nnprof's own time per step, estimated from ``overhead.json`` (None without it)."""
     from .instrument.cost import estimate
     try:
@@ -241,7 +184,7 @@ def overhead_estimate(run: Run, steps, probe: dict) -> Optional[dict]:
 TRACE_TOP_OPS = 10
 
 
-def trace_summary(run: Run) -> Optional[dict]:
+def trace_summary(run: RunDir) -> Optional[dict]:
     """``trace.json`` (``--trace``): its windows with their top operators, and the
     steps the profiler slowed; None without it."""
     try:
@@ -283,7 +226,7 @@ def measured_steps(steps, trace: Optional[dict], notices: list):
     return keep.reset_index(drop=True)
 
 
-def pyspy_hotspots(run: Run, notices: list) -> Optional[dict]:
+def pyspy_hotspots(run: RunDir, notices: list) -> Optional[dict]:
     """Hot functions from py-spy's stacks (``--pyspy``), None without them."""
     text = run.pyspy_stacks
     if not text:

@@ -50,8 +50,8 @@ def nothing_left_behind():
     before = _hook_state()
     threads = set(threading.enumerate())
     yield
-    import nnprof.instrument as inst
-    assert inst._ACTIVE is None, "instrumentation still active"
+    from nnprof.instrument import active
+    assert active.current() is None, "instrumentation still active"
     assert _hook_state() == before, "a patch or hook was left installed"
     extra = [t for t in threading.enumerate() if t not in threads and t.is_alive()
              and t.name.startswith("nnprof")]

@@ -20,6 +20,8 @@ import pytest
 
 from conftest import ROOT, SCRIPTS, read_summary, run_cli
 from nnprof import cli
+from nnprof.cli import check as check_cmd, profile as profile_cmd
+from nnprof.cli.args import split_profile_args
 from nnprof.check import (Settings, SubRun, judge_overfit, parse_examples, profile_command,
                           skipped, train_losses)
 from nnprof.run import Run
@@ -331,9 +333,9 @@ def test_parse_examples():
 
 
 def test_our_options_stop_at_the_script():
-    ours, script, module, rest = cli.split_profile_args(
+    ours, script, module, rest = split_profile_args(
         ["--examples", "1", "--out", "d", "train.py", "--examples", "3"],
-        cli._CHECK_VALUE_OPTIONS)
+        check_cmd._CHECK_VALUE_OPTIONS)
     assert ours == ["--examples", "1", "--out", "d"]
     assert (script, module, rest) == ("train.py", None, ["--examples", "3"])
 
@@ -342,9 +344,11 @@ def test_profile_command():
     cmd = profile_command(Target(path="-odd.py", args=("--lr", "1")), "/o/probe", 20)
     assert cmd[1:] == ["-m", "nnprof", "profile", "--quiet", "--no-progress", "--no-monitors",
                        "--max-steps", "20", "--out", "/o/probe", "--", "-odd.py", "--lr", "1"]
-    assert cli.split_profile_args(cmd[4:])[1:] == ("-odd.py", None, ["--lr", "1"])
+    split = split_profile_args(cmd[4:], profile_cmd._VALUE_OPTIONS)
+    assert split[1:] == ("-odd.py", None, ["--lr", "1"])
     cmd = profile_command(Target(module="pkg.train", args=("-x",)), "/o/overfit-1", 300)
-    assert cli.split_profile_args(cmd[4:])[1:] == (None, "pkg.train", ["-x"])
+    split = split_profile_args(cmd[4:], profile_cmd._VALUE_OPTIONS)
+    assert split[1:] == (None, "pkg.train", ["-x"])
 
 
 def test_train_losses_keeps_nan_and_drops_missing(tmp_path):

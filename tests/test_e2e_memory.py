@@ -66,7 +66,7 @@ def test_memory_trace_skips_cleanly_without_cuda(tmp_path):
 
 
 def test_top_sites_from_a_snapshot():
-    from nnprof.memtrace import top_sites
+    from nnprof.capture.memtrace import top_sites
     frames = lambda f, ln: [{"filename": "/x/torch/nn/functional.py", "line": 1,  # noqa: E731
                              "name": "linear"}, {"filename": f, "line": ln, "name": "step"}]
     snap = {"device_traces": [[

@@ -109,7 +109,7 @@ def test_placeholders_choices_threads_and_the_report_command(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     rec = record(out)
     assert rec["settings"]["direction"] == "maximize" and rec["settings"]["placeholders"]
-    from nnprof.session import usable_cores
+    from nnprof.monitors.machine import usable_cores
     for t in rec["trials"]:
         assert t["state"] == "complete"
         assert t["args"] == ["--epochs", "2", "--lr", f"{t['params']['lr']:.6g}",

@@ -1,7 +1,9 @@
 """Pure analyses: functions of measured data -> :class:`Finding`, no I/O.
 
 Each function's docstring states its rule and thresholds so that a verdict can
-be checked by hand against ``steps.csv``.
+be checked by hand against ``steps.csv``. They import the run's model
+(:mod:`nnprof.rundir`: phase names, the steady-step basis) and nothing else of
+nnprof; ``summary.py``, the renderers and the check ladder build on them.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The one-second budget: which steps exceed it, and why."""
 from __future__ import annotations
 
-from ..instrument.steps import PHASES
+from ..rundir.phases import PHASES
 from . import Finding
 
 MAX_LISTED = 10000

@@ -83,9 +83,9 @@ _NOT_USER = re.compile(r"(^|/)(site|dist)-packages/|(^|/)lib/python\d+(\.\d+)?/|
 _FRAMEWORK = re.compile(
     r"(^|/)torch/((nn|optim|utils|autograd|multiprocessing|cuda|_\w+)/"
     r"|(_\w+|functional|serialization|random|overrides|__init__)\.py$)"
-    r"|(^|/)nnprof/((instrument|monitors|analyses|renderers)/"
-    r"|(session|runner|cli|run|summary|check|progress|appendfile|flamegraph|__main__"
-    r"|__init__)\.py$)")
+    r"|(^|/)nnprof/((instrument|monitors|analyses|renderers|rundir|capture|cli|check"
+    r"|distributed|sweep)/"
+    r"|(session|runner|run|summary|progress|_version|__main__|__init__)\.py$)")
 
 
 @dataclass(frozen=True)

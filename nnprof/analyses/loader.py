@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import os
 
-from ..instrument.steps import LOADER_PHASES
+from ..rundir.phases import LOADER_PHASES
 
 
 def _site(meta: dict) -> str:
@@ -34,7 +34,7 @@ def loader_stats(loader_meta: dict, steps, batches, transform_ns_by_pid: dict,
       make capacity meet demand; ``usable_workers`` = cores - 1 (one core for
       the training loop).
     """
-    from ..summary import steady_steps  # the rule the phase table follows
+    from ..rundir.steady import steady_steps  # the rule the phase table follows
     out = []
     for lid, meta in sorted(loader_meta.items()):
         mine = steps[steps["loader"] == lid] if len(steps) else steps

@@ -1,7 +1,7 @@
 """Per-phase statistics over steps."""
 from __future__ import annotations
 
-from ..instrument.steps import LOADER_PHASES, PHASES
+from ..rundir.phases import LOADER_PHASES, PHASES
 
 
 def _stats(values, wall_total: float) -> dict:

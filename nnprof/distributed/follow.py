@@ -16,14 +16,14 @@ subprocesses and py-spy's ``--subprocesses``):
   process (and by the boot file in followed ones), so a forked child that is not a
   DataLoader worker drops the hooks it inherited and starts a run of its own.
 
-A followed process writes ``RUN/.proc-<pid>/`` while it runs. When it ends, a process
+A followed process (:mod:`.followed`) writes ``RUN/.proc-<pid>/`` while it runs. When it ends, a process
 that trained takes its name: ``rank-<R>`` when it was a rank (a process group was
 initialised at its first train step, or ``RANK``/``WORLD_SIZE`` were set), else
 ``proc-<k>``; one that never trained is removed. Each leaves one line in
 ``RUN/processes.jsonl``. The process nnprof started waits (up to ``WAIT_S``) for the
 followed processes that trained; when any did, its own run moves into its own
 ``rank-<R>``/``proc-<k>`` folder too (or, when it only launched the others, leaves a
-line), and the merged view is written at ``RUN/`` (:mod:`.merge`).
+line), and the merged view is written at ``RUN/`` (:mod:`.merge`); the record and the naming are :mod:`.processes`.
 
 Not followed, and said so in docs/distributed.md: ``python -I``/``-E``/``-S`` (they
 ignore ``PYTHONPATH`` or skip ``sitecustomize``), a child given an environment without
@@ -32,273 +32,19 @@ not go through ``multiprocessing`` (it stays quiet, as before).
 """
 from __future__ import annotations
 
-import atexit
 import json
 import os
-import re
 import shutil
-import sys
 import time
 from typing import Optional
 
-ENV = "NNPROF_FOLLOW"
+from .processes import (ENV, RECORD, STAGING, _claim, _meta_says_trained,
+                        _note_first_train, _read_meta, _trained_rows, place, read_record,
+                        record, unfollowed_notice)
+
 BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "boot")
-RECORD = "processes.jsonl"
-STAGING = re.compile(r"^\.proc-(\d+)$")
 WAIT_S = 120.0
 POLL_S = 0.2
-
-
-def config(environ=None) -> Optional[dict]:
-    environ = os.environ if environ is None else environ
-    try:
-        cfg = json.loads(environ.get(ENV) or "null")
-    except ValueError:
-        return None
-    return cfg if isinstance(cfg, dict) and cfg.get("top") else None
-
-
-def _command() -> list:
-    return list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
-
-
-def record(top: str, line: dict) -> None:
-    """One line of ``RUN/processes.jsonl`` (one ``O_APPEND`` write: whole lines)."""
-    data = (json.dumps(line, default=str) + "\n").encode()
-    try:
-        fd = os.open(os.path.join(top, RECORD), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
-def read_record(top: str) -> list:
-    out = []
-    try:
-        with open(os.path.join(top, RECORD)) as fh:
-            for line in fh:
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    continue
-    except OSError:
-        pass
-    return out
-
-
-def rank_now() -> Optional[dict]:
-    """This process's rank: its initialised process group, else torchrun's environment."""
-    from . import rank_env
-    env = os.environ
-    try:
-        import torch.distributed as dist
-        if dist.is_available() and dist.is_initialized():
-            rank, world = dist.get_rank(), dist.get_world_size()
-            local = int(env.get("LOCAL_RANK", rank))
-            local_world = int(env.get("LOCAL_WORLD_SIZE", world))
-            node = int(env.get("GROUP_RANK", env.get("NODE_RANK", 0)) or 0)
-            return {"rank": rank, "world_size": world, "local_rank": local,
-                    "local_world_size": local_world, "node_rank": node,
-                    "run_id": env.get("TORCHELASTIC_RUN_ID")}
-    except (ImportError, ValueError, RuntimeError):
-        pass
-    info = rank_env()
-    return info.as_dict() if info is not None else None
-
-
-def _note_first_train(profiler) -> None:
-    """At the first train step: the rank, and that this process trains, into meta.json
-    (so that a process killed later is still named and merged)."""
-    rank = rank_now()
-    profiler.follow_rank = rank
-    path = os.path.join(profiler.path, "meta.json")
-    try:
-        with open(path) as fh:
-            meta = json.load(fh)
-        meta["rank"] = rank if rank is not None else meta.get("rank")
-        meta.setdefault("follow", {})["trained"] = True
-        profiler.writer.write_json("meta.json", meta)
-    except (OSError, ValueError):
-        pass
-
-
-def _claim(top: str, rank: Optional[dict]) -> str:
-    """A free ``rank-<R>`` (or ``proc-<k>``) folder, created empty (a rename then takes
-    its place): the first mkdir wins, so two processes never take one name."""
-    if rank is not None and rank.get("world_size", 1) > 1:
-        name = f"rank-{rank['rank']}"
-        try:
-            os.mkdir(os.path.join(top, name))
-            return name
-        except FileExistsError:
-            pass
-    k = 0
-    while True:
-        name = f"proc-{k}"
-        try:
-            os.mkdir(os.path.join(top, name))
-            return name
-        except FileExistsError:
-            k += 1
-
-
-def _trained_rows(folder: str) -> int:
-    try:
-        with open(os.path.join(folder, "steps.csv")) as fh:
-            return sum(1 for line in fh if ",train," in line)
-    except OSError:
-        return 0
-
-
-def place(profiler, top: str, staging: str, kind: str, started: float) -> Optional[str]:
-    """Name a finished process's run (``rank-<R>``/``proc-<k>``) and record it; drop it
-    when it never trained. Returns its folder, or None."""
-    command = [sys.executable, profiler.script, *(profiler.argv or [])] \
-        if kind == "main" else _command()
-    line = {"pid": os.getpid(), "parent_pid": os.getppid(), "kind": kind,
-            "command": command, "started_unix": started, "ended_unix": time.time(),
-            "steps": {"train": profiler.n_train, "eval": profiler.n_eval}}
-    if profiler.n_train == 0:
-        record(top, dict(line, trained=False, run=None))
-        shutil.rmtree(staging, ignore_errors=True)
-        return None
-    rank = getattr(profiler, "follow_rank", None)
-    name = _claim(top, rank)
-    target = os.path.join(top, name)
-    os.rename(staging, target)
-    record(top, dict(line, trained=True, run=name, rank=rank))
-    return target
-
-
-# -- in a followed process ----------------------------------------------------------
-_RUN: Optional[dict] = None  # {"profiler", "pid", "top", "staging", "kind", "started"}
-
-
-def start_process(until: str = "exit", kind: Optional[str] = None) -> None:
-    """Profile this process from now on (``until``: ``exit``, at interpreter exit, or
-    ``process``, when :func:`end_process` is called after a multiprocessing target)."""
-    global _RUN
-    cfg = config()
-    if cfg is None or (_RUN is not None and _RUN["pid"] == os.getpid()):
-        return
-    _RUN = None  # a fork of a followed process: that run is its parent's
-    from .. import instrument
-    inherited = instrument._ACTIVE
-    if inherited is not None:  # forked from a profiled process: its hooks went quiet
-        try:
-            inherited.uninstall()
-        except Exception:
-            return
-    from ..session import Profiler
-    top = cfg["top"]
-    staging = os.path.join(top, f".proc-{os.getpid()}")
-    command = _command()
-    if until == "process" or not sys.argv or sys.argv[0] in ("", "-c"):
-        script, argv = cfg.get("script"), list(cfg.get("argv") or [])  # the job's script
-    else:
-        script, argv = sys.argv[0], list(sys.argv[1:])
-    profiler = Profiler(out=staging, budget=cfg.get("budget", 1.0), name="proc",
-                        script=script, argv=argv,
-                        progress=False, monitors=cfg.get("monitors") or [],
-                        monitor_options=cfg.get("monitor_options") or {})
-    kind = kind or ("exec" if until == "exit" else "spawn")
-    profiler.meta_extra = {"follow": {"kind": kind, "parent_pid": os.getppid(),
-                                      "command": command, "trained": False}}
-    profiler.on_first_train = lambda: _note_first_train(profiler)
-    started = time.time()
-    profiler.before_summary = lambda: place(profiler, top, staging, kind, started)
-    try:
-        profiler.start()
-    except Exception:
-        return
-    _RUN = {"profiler": profiler, "pid": os.getpid(), "top": top, "staging": staging,
-            "kind": kind, "term": _take_sigterm()}
-    if until == "exit":
-        atexit.register(_at_exit)
-
-
-def _take_sigterm():
-    """SIGTERM ends a followed process as it would (killed by the signal), once its run
-    is written: a Pool's workers are terminated at its end, torchrun stops the other
-    ranks when one fails. Taken only where the signal would kill the process anyway
-    (no handler of the script's own); returns the handler to put back, or None."""
-    import signal
-    import threading
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    try:
-        current = signal.getsignal(signal.SIGTERM)
-        if current is not signal.SIG_DFL and not getattr(current, "_nnprof_term", False):
-            return None
-        signal.signal(signal.SIGTERM, _on_sigterm)
-        return current
-    except (ValueError, OSError):
-        return None
-
-
-_TERM = {"stopping": False, "pending": False}
-
-
-def _on_sigterm(signum, frame) -> None:
-    if _TERM["stopping"]:  # the run is being written: the signal waits until it is
-        _TERM["pending"] = True
-        return
-    end_process(None, status="interrupted")
-    _die_of_sigterm()
-
-
-def _die_of_sigterm() -> None:
-    import signal
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _at_exit() -> None:
-    crashed = getattr(sys, "last_exc", None) is not None or \
-        getattr(sys, "last_type", None) is not None
-    end_process(1 if crashed else None)
-
-
-def end_process(code: Optional[int], status: Optional[str] = None) -> None:
-    """Finish this process's followed run (its exit code when known)."""
-    global _RUN
-    run = _RUN
-    if run is None or run["pid"] != os.getpid():
-        return
-    _RUN = None
-    status = status or ("completed" if code in (0, None) else "crashed")
-    _TERM["stopping"] = True
-    try:
-        run["profiler"].stop(status, code, shutdown_workers=True)
-    except Exception:
-        pass
-    finally:
-        _TERM["stopping"] = False
-    if _TERM["pending"]:
-        _die_of_sigterm()
-    if run.get("term") is not None and status != "interrupted":
-        import signal
-        try:
-            if signal.getsignal(signal.SIGTERM) is _on_sigterm:
-                signal.signal(signal.SIGTERM, run["term"])
-        except (ValueError, OSError):
-            pass
-
-
-def run_process(process, original, args, kwargs) -> int:
-    """A multiprocessing child (spawn, forkserver or fork) profiled around its target."""
-    start_process("process", kind="fork" if _forked() else "spawn")
-    code = original(process, *args, **kwargs)
-    end_process(code)
-    return code
-
-
-def _forked() -> bool:
-    from .. import instrument
-    return instrument._ACTIVE is not None
 
 
 def bootstrap_patch(patches) -> None:
@@ -309,6 +55,24 @@ def bootstrap_patch(patches) -> None:
     original = mpp.BaseProcess.__dict__["_bootstrap"]
     if not getattr(original, "_nnprof_follows", False):
         patches.set(mpp.BaseProcess, "_bootstrap", make_bootstrap(original))
+
+
+
+def note_processes(profiler, summary: dict) -> None:
+    """A single-process run whose job started other Python processes that did not
+    train: the record's lines go into its summary (``processes``)."""
+    lines = read_record(profiler.path)
+    if not lines or summary.get("discarded"):
+        return
+    summary["processes"] = {"trained": [],
+                            "not_trained": [x for x in lines if x.get("trained") is False],
+                            "not_followed": [x for x in lines if x.get("followed") is False]}
+    try:
+        from ..rundir import write_json
+        write_json(os.path.join(profiler.path, "summary.json"), summary)
+    except OSError:
+        pass
+
 
 
 # -- in the process nnprof started ----------------------------------------------------
@@ -438,39 +202,3 @@ class Following:
                 os.rename(os.path.join(self.top, name), os.path.join(own, name))
         self.profiler.writer.path = own
         return place(self.profiler, self.top, own, "main", self.started)
-
-
-
-def _read_meta(folder: str) -> dict:
-    try:
-        with open(os.path.join(folder, "meta.json")) as fh:
-            meta = json.load(fh)
-        return meta if isinstance(meta, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _meta_says_trained(folder: str) -> bool:
-    return bool((_read_meta(folder).get("follow") or {}).get("trained"))
-
-
-def note_processes(profiler, summary: dict) -> None:
-    """A single-process run whose job started other Python processes that did not
-    train: the record's lines go into its summary (``processes``)."""
-    lines = read_record(profiler.path)
-    if not lines or summary.get("discarded"):
-        return
-    summary["processes"] = {"trained": [],
-                            "not_trained": [x for x in lines if x.get("trained") is False],
-                            "not_followed": [x for x in lines if x.get("followed") is False]}
-    try:
-        from ..run import write_json
-        write_json(os.path.join(profiler.path, "summary.json"), summary)
-    except OSError:
-        pass
-
-
-def unfollowed_notice(pid, command, why, hint) -> str:
-    shown = " ".join(command[1:])[:80]
-    return (f"process {pid} ({shown}) was not followed ({why}); if it trains, profile it "
-            f"with: {hint}")

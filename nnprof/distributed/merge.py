@@ -142,7 +142,7 @@ def _load_runs(dirs: dict, label: str, notices: list) -> tuple:
 def _processes(path: str, procs: dict) -> dict:
     """The job's processes: the runs of those that trained without a rank, and the
     record's line for every followed process (:mod:`.follow`)."""
-    from .follow import read_record
+    from .processes import read_record
     lines = read_record(path)
     return {"runs": {f"proc-{k}": v for k, v in procs.items()},
             "trained": [x for x in lines if x.get("trained")],
@@ -151,7 +151,7 @@ def _processes(path: str, procs: dict) -> dict:
 
 
 def _unfollowed_notices(path: str) -> list:
-    from .follow import read_record, unfollowed_notice
+    from .processes import read_record, unfollowed_notice
     return [unfollowed_notice(x.get("pid"), x.get("command") or [], x.get("why"), x.get("hint"))
             for x in read_record(path) if x.get("followed") is False]
 

@@ -1,4 +1,13 @@
-"""Zero-code hooks into PyTorch; ``install()`` returns a handle with ``uninstall()``."""
+"""Zero-code hooks into PyTorch; ``install()`` returns a handle with ``uninstall()``.
+
+The hooks patch PyTorch itself (modules, autograd, optimizers, schedulers,
+DataLoader and its workers, collectives) and report to one step clock
+(:mod:`.steps` over :mod:`.phaseclock`); :class:`Instrumentation` installs them all
+for one run, :mod:`.active` knows the one installed in this process. They import
+torch and the run's model (:mod:`nnprof.rundir`: the phase names, the append-only
+file), nothing else of nnprof; the session, the runner and the summary's cost
+estimate sit above them.
+"""
 from __future__ import annotations
 
 import os
@@ -7,7 +16,8 @@ from typing import Callable, Optional
 
 import torch
 
-from . import autograd, loader, model, optim, sched
+from . import active, autograd, loader, model, optim, sched
+from . import fetch
 from .comm import CommWait
 from .cuda import (LossCopies, PendingSteps, cuda_pool, GpuTimeline, mem_now_reader,
                    mem_peak_reader)
@@ -16,7 +26,6 @@ from .procmem import process_rss
 
 RSS_AFTER_TORCH = process_rss()  # nnprof's own memory: what the process adds after this
 
-_ACTIVE: Optional["Instrumentation"] = None
 KEEP_WATCH_FROM = 16  # the losses watched for being kept: captures 16, 32, 64, ...
 KEEP_AGE = 32         # ... once this many losses later
 
@@ -105,8 +114,7 @@ class Instrumentation:
                 self.kept = {"alive": alive, "watched": len(old)}
 
     def install(self) -> "Instrumentation":
-        global _ACTIVE
-        if _ACTIVE is not None:
+        if active.current() is not None:
             raise RuntimeError("nnprof is already profiling in this process")
         try:
             self._handles.append(self.comm)
@@ -124,7 +132,7 @@ class Instrumentation:
         except BaseException:
             self.uninstall()
             raise
-        _ACTIVE = self
+        active.set_current(self)
         return self
 
     def finish(self) -> None:
@@ -140,11 +148,9 @@ class Instrumentation:
             self.loader.shutdown_workers()
 
     def uninstall(self) -> None:
-        global _ACTIVE
         while self._handles:
             self._handles.pop().uninstall()
-        if _ACTIVE is self:
-            _ACTIVE = None
+        active.clear(self)
 
 
 def resolve_loss(ref) -> Optional[float]:
@@ -168,11 +174,7 @@ def _cuda_available() -> bool:
 
 def detach_in_child() -> None:
     """In a forked child (loader worker, or the script's own fork): hooks go quiet."""
-    active = _ACTIVE
-    if active is not None:
-        active.clock.thread_id = -1
-        active.writer.abandon()
-    loader.detach_in_child()
+    fetch.detach_in_child()
 
 
 if hasattr(os, "register_at_fork"):

@@ -18,7 +18,8 @@ from typing import Optional
 
 from torch.utils.data._utils import fetch as fetch_module
 
-from ..appendfile import AppendFile
+from ..rundir.appendfile import AppendFile
+from . import active
 from .patching import Patches, look_like
 from .steps import COLLATE, FETCH, TRANSFORM, StepClock
 from .transforms import TIMING, _Swap
@@ -208,8 +209,7 @@ class WorkerInit:
 
     def __call__(self, worker_id: int):
         try:
-            from .. import instrument
-            instrument.detach_in_child()
+            detach_in_child()
             _patch_fetchers(None)
             sink = WorkerSink(self.run_dir, self.t0, self.loader, worker_id)
             _STATE.sink = sink
@@ -220,3 +220,13 @@ class WorkerInit:
         if self.original is not None:
             return self.original(worker_id)
         return None
+
+
+def detach_in_child() -> None:
+    """In a forked child (a loader worker, or the script's own fork): the inherited
+    hooks go quiet, and the parent's batch lines are not written here."""
+    active.quiet_inherited()
+    sink = _STATE.sink
+    if isinstance(sink, MainSink):
+        sink.file.abandon()
+    _STATE.sink = None

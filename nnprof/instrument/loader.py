@@ -279,11 +279,3 @@ def install(clock: StepClock, writer, run_dir: str, t0: int,
     patches.shutdown_workers = shutdown_workers
     patches.batches = batches
     return patches
-
-
-def detach_in_child() -> None:
-    """A forked child must not write the parent's batch lines."""
-    sink = _STATE.sink
-    if isinstance(sink, MainSink):
-        sink.file.abandon()
-    _STATE.sink = None

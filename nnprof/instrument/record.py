@@ -3,10 +3,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-PHASES = ("data", "prep", "forward", "loss", "backward", "optimizer", "other")
-LOADER_PHASES = ("fetch", "transform", "collate")
-DATA, PREP, FORWARD, LOSS, BACKWARD, OPTIMIZER, OTHER = range(7)
-FETCH, TRANSFORM, COLLATE = range(3)
+from ..rundir.phases import (BACKWARD, COLLATE, DATA, FETCH, FORWARD,  # noqa: F401
+                             LOADER_PHASES, LOSS, OPTIMIZER, OTHER, PHASES, PREP, TRANSFORM)
 
 
 class StepRecord:

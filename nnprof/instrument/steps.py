@@ -63,6 +63,7 @@ import time
 from typing import Callable, Optional
 
 from .cycle import Cycle
+from .phaseclock import PhaseClock
 from .record import (BACKWARD, COLLATE, DATA, FETCH, FORWARD, LOADER_PHASES,  # noqa: F401
                      LOSS, OPTIMIZER, OTHER, PHASES, PREP, TRANSFORM, StepRecord)
 
@@ -77,7 +78,7 @@ class StopRun(BaseException):
     """
 
 
-class StepClock:
+class StepClock(PhaseClock):
     """Turns hook events into :class:`StepRecord` objects handed to ``sink``.
 
     ``clock`` returns nanoseconds; ``gpu_factory`` (optional) returns a
@@ -92,21 +93,18 @@ class StepClock:
                  thread_id: Optional[int] = None,
                  mem_peak: Optional[Callable[[], Optional[int]]] = None,
                  mem_now: Optional[Callable[[], tuple]] = None) -> None:
+        super().__init__(clock)
         self.sink = sink
-        self.clock = clock
         self.gpu_factory = gpu_factory
         self.mem_peak = mem_peak
         self.mem_now = mem_now
         self.thread_id = threading.get_ident() if thread_id is None else thread_id
         self.mode = IDLE
-        self.open: Optional[StepRecord] = None
         # optimizer steps of distinct optimizers held until the cycle shows
         self.group = Cycle()
         # partners(a, b): may optimizers a and b (ids) step together in one training
         # step (a GAN's D and G: disjoint parameters)? None: always
         self.partners: Optional[Callable[[int, int], bool]] = None
-        self.stack: list = []
-        self.last = clock()
         self.in_forward = False
         self._fwd_mark = 0
         self.train_steps = 0
@@ -122,57 +120,6 @@ class StepClock:
         self.trained = False         # a backward has run
         # the loader whose pass has its optimizer steps as steps (see the docstring)
         self.loader_free: Optional[str] = None
-
-    # -- the phase clock -------------------------------------------------
-    def _charge(self, now: int) -> None:
-        o = self.open
-        if o is not None:
-            phase = self.stack[-1] if self.stack else o.base
-            o.phases[phase] += now - self.last
-            if o.gpu is not None:
-                o.gpu.mark(phase)
-        self.last = now
-
-    # push/pop run several times per step: _charge is inlined there
-    def push(self, phase: int) -> None:
-        now = self.clock()
-        o = self.open
-        if o is None:
-            self._open_free(now)
-            o = self.open
-        stack = self.stack
-        cur = stack[-1] if stack else o.base
-        o.phases[cur] += now - self.last
-        if o.gpu is not None:
-            o.gpu.mark(cur)
-        self.last = now
-        stack.append(phase)
-
-    def pop(self) -> None:
-        now = self.clock()
-        o = self.open
-        stack = self.stack
-        if o is not None:
-            cur = stack[-1] if stack else o.base
-            o.phases[cur] += now - self.last
-            if o.gpu is not None:
-                o.gpu.mark(cur)
-            if cur == BACKWARD and len(stack) == 1:
-                o.other_mark = o.phases[OTHER]
-        self.last = now
-        if stack:
-            stack.pop()
-
-    def add_comm_wait(self, ns: int) -> None:
-        """Time a backward spent waiting for collectives, a slice of ``backward``."""
-        o = self.open
-        if o is not None:
-            o.comm_wait = ns + (o.comm_wait or 0)
-
-    def add_loader_time(self, which: int, ns: int) -> None:
-        """Main-process fetch/transform/collate time, a slice of ``data``."""
-        if self.open is not None:
-            self.open.loader_phases[which] += ns
 
     # -- opening and closing ---------------------------------------------
     def _new_open(self, now: int, loader: Optional[str]) -> StepRecord:

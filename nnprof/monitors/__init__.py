@@ -1,8 +1,12 @@
-"""Background monitors: what the hardware and the interpreter do during a run.
+"""Background monitors: what the hardware and the interpreter do during a run, and
+the machine it runs on (:mod:`.machine`, read once at the start).
 
 One small interface for the family; each monitor fails soft (sets ``notice``
 and records nothing) when its tool or hardware is missing, and never raises
-into the training script. Registered here, picked by name.
+into the training script. Registered here, picked by name. Monitors import the
+run's model (:mod:`nnprof.rundir`), the hooks' process-memory readers
+(:mod:`nnprof.instrument`) and the flame graph (:mod:`nnprof.capture.flamegraph`);
+the session starts and stops them.
 """
 from __future__ import annotations
 

@@ -153,7 +153,7 @@ class PySpyMonitor(Monitor):
         return lines[-1][:200] if lines else ""
 
     def _write_info(self, exe: str) -> None:
-        from ..run import write_json
+        from ..rundir import write_json
         try:
             write_json(os.path.join(self.dir, "pyspy.json"),
                        {"rate_hz": self.rate, "pid": os.getpid(), "executable": exe,
@@ -162,7 +162,7 @@ class PySpyMonitor(Monitor):
             pass
 
     def _flamegraph(self) -> None:
-        from ..flamegraph import flamegraph_svg
+        from ..capture.flamegraph import flamegraph_svg
         try:
             with open(self.output, errors="replace") as fh:
                 svg = flamegraph_svg(fh.read(), title="nnprof: py-spy samples")

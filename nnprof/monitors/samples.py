@@ -14,7 +14,7 @@ import os
 import threading
 import time
 
-from ..appendfile import AppendFile
+from ..rundir.appendfile import AppendFile
 
 SAMPLES_FILE = "samples.csv"
 HEADER = "t_s,source,metric,value\n"

@@ -1,7 +1,9 @@
 """Renderers: one small family, registered here and picked by name.
 
 A renderer turns a run's findings into something to look at. It never measures
-and never decides where its output goes; the caller gives a path.
+and never decides where its output goes; the caller gives a path. The renderers
+import the run's model (:mod:`nnprof.rundir`) and the analyses' helpers, never
+``summary.py``, the session or the commands (which call them).
 
 * ``render(summary, run=None) -> str`` for the text renderers (terminal, json,
   html); ``run`` is the :class:`nnprof.run.Run` behind the summary, for the
@@ -12,43 +14,11 @@ and never decides where its output goes; the caller gives a path.
 from __future__ import annotations
 
 import os
-from typing import Optional
 
+from .base import Renderer, write_text
 
-class Renderer:
-    name = ""
-    #: what ``write`` makes in a run directory by default (None: nothing by default)
-    default_name: Optional[str] = None
-
-    def __init__(self, **_options) -> None:
-        pass
-
-    def render(self, summary: dict, run=None) -> str:
-        raise NotImplementedError
-
-    def render_compare(self, comparison: dict) -> str:
-        """``nnprof compare`` in this format (see :mod:`nnprof.compare`)."""
-        raise ValueError(f"compare has no {self.name} format")
-
-    def write(self, path: str, summary: dict, run=None) -> str:
-        """Write atomically, so that an older file is never lost half-way."""
-        return write_text(path, self.render(summary, run))
-
-
-def write_text(path: str, text: str) -> str:
-    """Write ``text`` at ``path`` atomically (a reader never sees half a file)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-    return path
+__all__ = ["Renderer", "write_text", "get", "render", "render_compare", "write",
+           "write_run_reports", "RUN_REPORTS"]
 
 
 def _registry() -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from ..instrument.steps import PHASES
+from ..rundir.phases import PHASES
 
 MAX_BARS = 600
 MAX_POINTS = 1500

@@ -8,8 +8,8 @@ the ``nnprof check`` and ``nnprof compare`` pages are in
 from __future__ import annotations
 
 from ..analyses.memory import breakdown_text, fits_text
-from ..instrument.steps import LOADER_PHASES, PHASES
-from . import Renderer
+from ..rundir.phases import LOADER_PHASES, PHASES
+from .base import Renderer
 from .chartdata import histogram, line_series, memory_series, sample_series, step_buckets
 from .htmlkit import PHASE_COLORS, Markup, esc, ms, num, page, pct, table, verdict_card
 from .htmlpages import ladder_card, render_compare

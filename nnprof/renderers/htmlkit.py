@@ -34,7 +34,7 @@ def esc(value) -> str:
 
 def data_block(obj, element_id: str) -> str:
     """JSON for the page's script, safe inside ``<script>`` whatever the strings hold."""
-    from ..summary import _clean  # NaN and infinities become null
+    from ..rundir.files import json_safe as _clean  # NaN and infinities become null
     text = json.dumps(_clean(obj), separators=(",", ":"), allow_nan=False)
     text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ..instrument.steps import PHASES
+from ..rundir.phases import PHASES
 from .chartdata import line_series
 from .checklist import LADDER_COLUMNS, ladder_cells, ladder_figures, short
 from .htmlkit import _SEVERITY, Markup, esc, ms, num, page, table

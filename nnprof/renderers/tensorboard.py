@@ -16,7 +16,7 @@
   ``val/loss`` and, for classification losses, ``val/accuracy``,
   ``val/precision_macro``, ``val/recall_macro``, ``val/f1_macro``.
 * ``trace/``      torch.profiler windows (``--trace``, written during the run by
-  :mod:`nnprof.trace`); left untouched here.
+  :mod:`nnprof.capture.trace`); left untouched here.
 
 Long runs: a series of more than :data:`MAX_POINTS` steps is written as bucket
 means of ``ceil(n / MAX_POINTS)`` consecutive steps (x = the bucket's first
@@ -46,8 +46,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..instrument.steps import LOADER_PHASES, PHASES
-from . import Renderer
+from ..rundir.phases import LOADER_PHASES, PHASES
+from .base import Renderer
 
 #: a series longer than this is averaged in buckets (steps.csv keeps every step)
 MAX_POINTS = 100_000

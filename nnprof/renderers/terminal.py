@@ -8,8 +8,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..analyses.memory import breakdown_text, fits_text
-from ..instrument.steps import LOADER_PHASES, PHASES
-from . import Renderer
+from ..rundir.phases import LOADER_PHASES, PHASES
+from .base import Renderer
 
 _VERDICT_STYLE = {"info": "green", "warn": "yellow", "fail": "red"}
 

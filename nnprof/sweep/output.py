@@ -8,7 +8,7 @@ import os
 def write_outputs(out: str, record: dict, notices: list) -> None:
     from ..renderers import write_text
     from ..run import write_json
-    from ..summary import _clean
+    from ..rundir.files import json_safe as _clean
     try:
         write_json(os.path.join(out, "sweep.json"), _clean(record))
     except OSError as exc:

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Optional
 
-from ..subrun import OUTPUT_LOG
+from ..check.subrun import OUTPUT_LOG
 
 GRACE_S = 10.0  # SIGTERM, then SIGKILL after this long
 
@@ -148,7 +148,7 @@ class TrialProcess:
 
 
 def tail_lines(run_dir: str, n: int = 15) -> list:
-    from ..subrun import _OWN_LINES
+    from ..check.subrun import _OWN_LINES
     try:
         with open(os.path.join(run_dir, OUTPUT_LOG), errors="replace") as fh:
             lines = [ln.rstrip() for ln in fh if not ln.startswith(_OWN_LINES)]
@@ -181,7 +181,7 @@ def mark_run(run_dir: str, status: Optional[str], extra: dict, notice: str,
     written from what it streamed when the trial was stopped before it could write
     it, and make its report again."""
     from ..run import Run, write_json
-    from ..summary import _clean
+    from ..rundir.files import json_safe as _clean
     try:
         run = Run.load(run_dir)
         stored = run.summary_file

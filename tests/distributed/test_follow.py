@@ -6,7 +6,7 @@ import json
 import multiprocessing.process as mp_process
 import os
 
-from nnprof.distributed import follow
+from nnprof.distributed import follow, processes
 from nnprof.instrument.patching import installed
 
 
@@ -24,14 +24,14 @@ def test_following_sets_and_restores_the_environment_and_the_fork_patch(tmp_path
     try:
         assert os.environ["PYTHONPATH"].split(os.pathsep)[0] == follow.BOOT
         assert os.path.exists(os.path.join(follow.BOOT, "sitecustomize.py"))
-        cfg = follow.config()
+        cfg = processes.config()
         assert cfg["top"] == str(tmp_path) and cfg["script"] == "train.py"
         patched = [p for p in installed() if p[1] == "_bootstrap"]
         assert patched and patched[0][3].__wrapped__ is before[1]
     finally:
         f.uninstall()
     assert (os.environ.get("PYTHONPATH"), mp_process.BaseProcess.__dict__["_bootstrap"]) == before
-    assert follow.config() is None
+    assert processes.config() is None
 
 
 def test_a_run_is_named_by_rank_else_as_a_process_and_recorded(tmp_path):
@@ -42,13 +42,13 @@ def test_a_run_is_named_by_rank_else_as_a_process_and_recorded(tmp_path):
         p = _Profiler(staging)
         p.n_train = 3
         p.follow_rank = rank
-        follow.place(p, str(tmp_path), str(staging), "spawn", 0.0)
+        processes.place(p, str(tmp_path), str(staging), "spawn", 0.0)
     idle = tmp_path / ".proc-4"
     idle.mkdir()
-    assert follow.place(_Profiler(idle), str(tmp_path), str(idle), "exec", 0.0) is None
+    assert processes.place(_Profiler(idle), str(tmp_path), str(idle), "exec", 0.0) is None
     assert sorted(x.name for x in tmp_path.iterdir()) == [
         "proc-0", "proc-1", "processes.jsonl", "rank-1"]
-    lines = follow.read_record(str(tmp_path))
+    lines = processes.read_record(str(tmp_path))
     assert [x["run"] for x in lines] == ["rank-1", "proc-0", "proc-1", None]
     assert [x["trained"] for x in lines] == [True, True, True, False]
     assert json.dumps(lines)  # plain JSON

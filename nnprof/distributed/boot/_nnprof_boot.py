@@ -16,10 +16,10 @@ def make_bootstrap(original):
         if "torch" not in _sys.modules:
             _watch_torch("process")
             code = original(self, *args, **kwargs)
-            if "nnprof.distributed.follow" in _sys.modules:
-                _sys.modules["nnprof.distributed.follow"].end_process(code)
+            if "nnprof.distributed.followed" in _sys.modules:
+                _sys.modules["nnprof.distributed.followed"].end_process(code)
             return code
-        from nnprof.distributed.follow import run_process
+        from nnprof.distributed.followed import run_process
         return run_process(self, original, args, kwargs)
 
     import functools
@@ -75,7 +75,7 @@ def _watch_torch(until):
             def exec_then_follow(module):
                 exec_module(module)
                 try:
-                    from nnprof.distributed.follow import start_process
+                    from nnprof.distributed.followed import start_process
                     start_process(until)
                 except Exception:
                     pass

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from typing import Optional
 
-from .run import Run, RunDirError
+from ..run import Run, RunDirError
 
 OUTPUT_LOG = "output.log"
 TAIL_LINES = 15

@@ -1,4 +1,4 @@
-"""``nnprof check``: the overfit ladder.
+"""The overfit ladder (``nnprof check``), rung by rung.
 
 A probe run (the script under ``nnprof profile`` for ``--probe-steps`` train
 steps) records what the script builds (``probe.json``); three rungs are judged
@@ -13,7 +13,7 @@ Last, ``generalize``: the script as it is, on its full data, for ``max_steps``
 train steps; it passes when its validation loss falls
 (:func:`analyses.generalize.generalize`).
 
-Each sub-run is its own ``python -m nnprof profile`` process (``subrun.py``),
+Each sub-run is its own ``python -m nnprof profile`` process (:mod:`.subrun`),
 so that a crash or state left behind by one cannot touch the next; each is an
 ordinary run directory inside the check directory, with the script's output
 in ``output.log``. ``check.json`` and ``curves.csv`` sit next to them.
@@ -28,14 +28,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
-from .analyses.generalize import ends, generalize
-from .analyses.loader import training_loader
-from .analyses.metrics import classification_metrics, validation_passes
-from .analyses.overfit import adversarial, converged_at, loss_at_init, overfit
-from .analyses.simplicity import simplicity
-from .analyses.wiring import wiring
-from .run import write_json
-from .subrun import OUTPUT_LOG, SubRun, profile_command, sub_run, train_losses  # noqa: F401
+from ..analyses.generalize import ends, generalize
+from ..analyses.loader import training_loader
+from ..analyses.metrics import classification_metrics, validation_passes
+from ..analyses.overfit import adversarial, converged_at, loss_at_init, overfit
+from ..analyses.simplicity import simplicity
+from ..analyses.wiring import wiring
+from ..rundir import write_json
+from .subrun import OUTPUT_LOG, SubRun, sub_run, train_losses
 
 SCHEMA_VERSION = 1
 EXIT_FAILED, EXIT_INCONCLUSIVE = 3, 4
@@ -309,7 +309,7 @@ class Check:
     advice: list = field(default_factory=list)  # what the user can do about it
 
     def record(self) -> dict:
-        from .summary import _clean
+        from ..rundir.files import json_safe as _clean
         probe = self.probe or {}
         w = probe.get("wiring") or {}
         return _clean({

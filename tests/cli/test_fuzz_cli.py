@@ -34,6 +34,8 @@ from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
 from nnprof import cli
+from nnprof.cli import check as check_cmd, profile as profile_cmd
+from nnprof.cli.args import UsageError, split_profile_args
 
 HERE = Path(__file__).resolve().parent
 FUZZ = settings(deadline=None, derandomize=True, database=None,
@@ -52,8 +54,8 @@ def _options(parser):
     return flags, valued
 
 
-PROFILE_FLAGS, PROFILE_VALUED = _options(cli._profile_parser())
-CHECK_FLAGS, CHECK_VALUED = _options(cli._check_parser())
+PROFILE_FLAGS, PROFILE_VALUED = _options(profile_cmd._profile_parser())
+CHECK_FLAGS, CHECK_VALUED = _options(check_cmd._check_parser())
 
 SAFE_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00/\\~")
 SAFE_TEXT = st.text(SAFE_CHARS, max_size=8).filter(
@@ -144,10 +146,10 @@ def safe_to_launch(argv, cwd, script_runs=True) -> bool:
     script would really run) the script cannot pass validation."""
     if argv[:1] not in (["profile"], ["check"]):
         return True
-    value_options = cli._VALUE_OPTIONS if argv[0] == "profile" else cli._CHECK_VALUE_OPTIONS
+    value_options = profile_cmd._VALUE_OPTIONS if argv[0] == "profile" else check_cmd._CHECK_VALUE_OPTIONS
     try:
-        _, script, module, _ = cli.split_profile_args(argv[1:], value_options)
-    except cli.UsageError:
+        _, script, module, _ = split_profile_args(argv[1:], value_options)
+    except UsageError:
         return True
     if module is not None:
         return module.startswith("zz_fuzz")
@@ -259,13 +261,13 @@ def stub_runner(monkeypatch):
     """The script 'runs' instantly: the profiler itself starts and stops for real. A
     distributed launch (torchrun options) is accepted when it is reached: it would start
     real processes."""
-    import nnprof.distcli
+    import nnprof.cli.ranks
     from nnprof import runner
     monkeypatch.setattr(runner, "run", lambda target: runner.Outcome("completed", 0))
 
     def launch_profile(opts, ours, target):
         raise Reached("launch")
-    monkeypatch.setattr(nnprof.distcli, "launch_profile", launch_profile)
+    monkeypatch.setattr(nnprof.cli.ranks, "launch_profile", launch_profile)
 
 
 def _run_in_workspace(template, argv):

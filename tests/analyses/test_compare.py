@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from nnprof.compare import compare_runs, mann_whitney_p
+from nnprof.analyses.compare import compare_runs, mann_whitney_p
 
 from rundirs import synthetic_run
 

@@ -13,7 +13,7 @@ import math
 import os
 from typing import Optional
 
-from .instrument.steps import PHASES
+from ..rundir.phases import PHASES
 
 MIN_REL = 0.05
 MIN_ABS_S = 50e-6
@@ -27,7 +27,7 @@ def _steady_train(run) -> Optional[object]:
         steps = run.steps
     except Exception:
         return None
-    from .summary import steady_steps  # the one definition of the steady steps
+    from ..rundir.steady import steady_steps  # the one definition of the steady steps
     train = steady_steps(steps[steps["kind"] == "train"])
     return train if len(train) else None
 

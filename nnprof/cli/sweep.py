@@ -12,13 +12,13 @@ import argparse
 import os
 import sys
 
-from .cliargs import EXIT_CONDITION, UsageError, _Parser, _positive_int, _seconds, _shown
+from .args import EXIT_CONDITION, UsageError, _Parser, _positive_int, _seconds, _shown
 
 METRIC_NAMES = ("val_loss", "val_accuracy", "val_f1", "train_loss")
 
 
 def _param(text: str):
-    from .sweep.space import SpecError, parse_param
+    from ..sweep.space import SpecError, parse_param
     try:
         return parse_param(text)
     except SpecError as exc:
@@ -26,7 +26,7 @@ def _param(text: str):
 
 
 def _prune(text: str):
-    from .sweep.study import parse_prune
+    from ..sweep.study import parse_prune
     try:
         return parse_prune(text)
     except ValueError as exc:
@@ -97,15 +97,16 @@ VALUE_OPTIONS = {"-p", "--param", "--trials", "--parallel", "--metric", "--direc
 
 
 def cmd_sweep(argv: list) -> int:
-    from .cli import parse_command
+    from .args import parse_command
     parsed = parse_command(argv, _parser(), VALUE_OPTIONS, "sweep")
     if parsed is None:
         return 0
     opts, target, rest = parsed
-    from .session import check_writable, default_out, usable_cores
-    from .sweep import driver, study
-    from .sweep.space import Space, SpecError
-    from .sweep.tail import DEFAULT_EVERY, METRICS
+    from ..monitors.machine import usable_cores
+    from ..rundir.place import check_writable, default_out
+    from ..sweep import driver, study
+    from ..sweep.space import Space, SpecError
+    from ..sweep.tail import DEFAULT_EVERY, METRICS
     try:
         space = Space(opts.params, rest)
     except SpecError as exc:
@@ -129,7 +130,7 @@ def cmd_sweep(argv: list) -> int:
         budget=opts.budget, max_steps=opts.max_steps, max_time=opts.max_time,
         max_failures=opts.max_failures, grace_s=opts.grace, cores=usable_cores(),
         gpus=_gpus())
-    from .sweep.live import make_display
+    from ..sweep.live import make_display
     display = make_display(False if opts.no_live else None)
     sweep = driver.Sweep(settings, target, space, out, display, target.display)
     try:
@@ -144,7 +145,7 @@ def cmd_sweep(argv: list) -> int:
 
 
 def _gpus() -> list:
-    from .sweep.trials import visible_gpus
+    from ..sweep.trials import visible_gpus
     return visible_gpus()
 
 
@@ -165,11 +166,11 @@ def _lock(out: str):
 
 
 def _finish(sweep, out: str, code: int) -> None:
-    from .cliargs import _stderr_is_tty, _width, _write_err
+    from .args import _stderr_is_tty, _width, _write_err
     rec = getattr(sweep, "last_record", None)
     if rec is not None:
         try:
-            from .renderers.leaderboard import render_leaderboard
+            from ..renderers.leaderboard import render_leaderboard
             tty = _stderr_is_tty()
             _write_err(render_leaderboard(rec, color=tty, width=_width(tty)))
         except Exception as exc:

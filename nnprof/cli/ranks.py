@@ -1,6 +1,6 @@
 """The command line of distributed runs: one rank under torchrun, nnprof starting
-torchrun (``--nproc-per-node`` ...), and ``nnprof merge`` (see :mod:`nnprof.distributed`).
-"""
+torchrun (``nnprof profile --nproc-per-node`` ...), and ``nnprof merge`` (see
+:mod:`nnprof.distributed`)."""
 from __future__ import annotations
 
 import os
@@ -8,29 +8,12 @@ import shutil
 import signal
 import sys
 
-from .cliargs import EXIT_BAD_INPUT, UsageError, _Parser, _shown  # noqa: F401
-from .distributed import PARENT_MERGES, rank_dirs
+from ..distributed import PARENT_MERGES, rank_dirs
+from .args import EXIT_BAD_INPUT, UsageError, _Parser
+from .profiled import exit_code, merge_and_report, run_profiled
 
 SIGNAL_EXIT = {getattr(signal, n): 128 + int(getattr(signal, n))
                for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)}
-
-
-def _merge_and_report(top: str, opts, start_cwd: str, rank_code: int = 0, job=None):
-    """Merge the ranks' runs at ``top``, print the merged report; the merged summary
-    (None when nothing could be merged, said in one line)."""
-    from .cli import report_run
-    from .distributed.merge import MergeError, write_merged
-    try:
-        merged, basis_run, _ = write_merged(top, job)
-    except MergeError as exc:
-        print(f"nnprof: {exc}", file=sys.stderr)
-        return None
-    except Exception as exc:  # the ranks' own runs are written: never lose them to this
-        print(f"nnprof: the ranks' runs are in {_shown(top, start_cwd)}; merging them "
-              f"failed ({exc.__class__.__name__}: {exc})", file=sys.stderr)
-        return None
-    report_run(merged, top, opts, start_cwd, basis_run)
-    return merged
 
 
 def profile_rank(profiler, target, opts, rank, top: str) -> int:
@@ -38,8 +21,7 @@ def profile_rank(profiler, target, opts, rank, top: str) -> int:
     node's local rank 0 where rank 0's directory is not on this filesystem) then waits
     for the other ranks' runs and writes the merged view, unless nnprof's own launcher
     does that (it started torchrun)."""
-    from .cli import exit_code, run_profiled
-    from .distributed.merge import wait_for_ranks
+    from ..distributed.merge import wait_for_ranks
     start_cwd = os.getcwd()
     outcome, summary = run_profiled(profiler, target)
     if summary is None:
@@ -58,14 +40,14 @@ def profile_rank(profiler, target, opts, rank, top: str) -> int:
     if pending:
         print(f"nnprof: rank(s) {', '.join(map(str, pending))} still running; merged what "
               "was written (nnprof report RUN merges again)", file=sys.stderr)
-    merged = _merge_and_report(top, opts, start_cwd)
+    merged = merge_and_report(top, opts, start_cwd)
     return exit_code(outcome.exit_code, merged or summary, opts.fail_on)
 
 
 def _forwarded_options(ours: list) -> list:
     """Our own options for each rank, without torchrun's, --out, --quiet and --fail-on
     (judged here, on the merged run)."""
-    from .distributed.launch import TORCHRUN_OPTIONS
+    from ..distributed.launch import TORCHRUN_OPTIONS
     drop_value = {f for f in TORCHRUN_OPTIONS.values()} | {"--out", "--fail-on"}
     out, i = [], 0
     while i < len(ours):
@@ -82,10 +64,9 @@ def _forwarded_options(ours: list) -> list:
 
 def launch_profile(opts, ours: list, target) -> int:
     """``nnprof profile --nproc-per-node N ...``: torchrun started, its ranks merged."""
-    from .cli import exit_code
-    from .distributed import rank_env
-    from .distributed.launch import Launch, torchrun_command
-    from .session import check_writable, default_out
+    from ..distributed import rank_env
+    from ..distributed.launch import Launch, torchrun_command
+    from ..rundir.place import check_writable, default_out
     if rank_env() is not None:
         raise UsageError("--nproc-per-node and the other torchrun options are for a plain "
                          "launch, not inside torchrun (this process is already a rank)")
@@ -109,7 +90,7 @@ def launch_profile(opts, ours: list, target) -> int:
         print(f"nnprof: torchrun exited with code {rc} before any rank wrote its run",
               file=sys.stderr)
         return rc or 1
-    merged = _merge_and_report(top, opts, start_cwd)
+    merged = merge_and_report(top, opts, start_cwd)
     if rc != 0 or merged is None:
         return rc
     return exit_code(0, merged, opts.fail_on)
@@ -141,7 +122,7 @@ def cmd_merge(argv: list) -> int:
             sources[r] = folder
     top = opts.out or opts.runs[0]
     if opts.out:
-        from .session import check_writable
+        from ..rundir.place import check_writable
         problem = check_writable(top)
         if problem:
             raise UsageError(problem)
@@ -153,5 +134,5 @@ def cmd_merge(argv: list) -> int:
             shutil.copytree(folder, os.path.join(top, f"rank-{r}"))
         except OSError as exc:
             raise UsageError(f"cannot copy rank {r} into {top}: {exc.strerror or exc}") from None
-    merged = _merge_and_report(top, opts, start_cwd)
+    merged = merge_and_report(top, opts, start_cwd)
     return 0 if merged is not None else EXIT_BAD_INPUT

@@ -20,7 +20,7 @@ from torch import nn
 import nnprof
 from conftest import ROOT, SCRIPTS, run_python
 from nnprof.renderers import render
-from nnprof.trace import CONTINUE, MAX_EXTRA, RECORD, START, STOP, TracePlan, options
+from nnprof.capture.trace import CONTINUE, MAX_EXTRA, RECORD, START, STOP, TracePlan, options
 
 # -- the plan (pure) -------------------------------------------------------------
 

@@ -6,12 +6,12 @@ import os
 import sys
 from typing import Optional
 
-from .cliargs import UsageError, _Parser, _shown, _width
+from .args import UsageError, _Parser, _shown, _width
 
 
 def _load(path: str):
     """(Run, summary) of a run directory, or a one-line UsageError."""
-    from .run import Run, RunDirError
+    from ..run import Run, RunDirError
     try:
         run = Run.load(path)
         return run, run.summary()
@@ -25,7 +25,7 @@ def _load(path: str):
 def _load_distributed(path: str):
     """(basis rank's Run, merged summary) of a distributed run, merged again from its
     ranks' directories (a rank killed mid-run included)."""
-    from .distributed.merge import MergeError, merge
+    from ..distributed.merge import MergeError, merge
     try:
         summary, run, _, _ = merge(path)
     except MergeError as exc:
@@ -38,7 +38,7 @@ def _load_distributed(path: str):
 
 def _emit(text: str, output: Optional[str], default: Optional[str] = None) -> None:
     """Print ``text``, or write it atomically at ``output`` (or ``default`` for HTML)."""
-    from .renderers import write_text
+    from ..renderers import write_text
     path = output if output not in (None, "-") else (default if output is None else None)
     if path is None:
         sys.stdout.write(text)
@@ -60,13 +60,13 @@ def cmd_report(argv: list) -> int:
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write here (- for stdout); html defaults to RUN_DIR/report.html")
     opts = p.parse_args(argv)
-    from .renderers import get
+    from ..renderers import get
     tty = sys.stdout.isatty() and opts.output in (None, "-")
     if os.path.isfile(os.path.join(opts.run_dir, "check.json")):
         return _report_check(opts, tty)
     if os.path.isfile(os.path.join(opts.run_dir, "sweep.json")):
         return _report_sweep(opts, tty)
-    from .distributed import is_distributed_run
+    from ..distributed import is_distributed_run
     if is_distributed_run(opts.run_dir):
         run, summary = _load_distributed(opts.run_dir)
     else:
@@ -78,7 +78,8 @@ def cmd_report(argv: list) -> int:
 
 
 def _report_check(opts, tty: bool) -> int:
-    from .run import RunDirError, _read_json
+    from ..run import RunDirError
+    from ..rundir.files import _read_json
     path = os.path.join(opts.run_dir, "check.json")
     try:
         check = _read_json(path)
@@ -86,17 +87,17 @@ def _report_check(opts, tty: bool) -> int:
         raise UsageError(str(exc)) from None
     if not isinstance(check, dict) or not isinstance(check.get("rungs"), list):
         raise UsageError(f"{path}: not a check record")
-    from .renderers.checklist import render_checklist
-    from .renderers.htmlpages import render_check
+    from ..renderers.checklist import render_checklist
+    from ..renderers.htmlpages import render_check
     return _render_record(opts, tty, check, render_check, render_checklist)
 
 
 def _report_sweep(opts, tty: bool) -> int:
     """The leaderboard of a sweep directory, from its ``sweep.json`` (the study is
     not contacted)."""
-    from .renderers.leaderboard import render_leaderboard
-    from .renderers.sweeppage import render_sweep_html
-    from .sweep.record import load_record
+    from ..renderers.leaderboard import render_leaderboard
+    from ..renderers.sweeppage import render_sweep_html
+    from ..sweep.record import load_record
     try:
         rec = load_record(opts.run_dir)
     except ValueError as exc:
@@ -127,8 +128,8 @@ def cmd_compare(argv: list) -> int:
     p.add_argument("--format", choices=("terminal", "html", "json"), default="terminal")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     opts = p.parse_args(argv)
-    from .compare import compare_runs
-    from .renderers import get
+    from ..analyses.compare import compare_runs
+    from ..renderers import get
     run_a, sa = _load(opts.run_a)
     run_b, sb = _load(opts.run_b)
     cmp = compare_runs(sa, sb, run_a, run_b)

@@ -1,7 +1,7 @@
 """The basis of the timing statistics: which steps, and how the report says it."""
 import pandas as pd
 
-from nnprof.summary import MIN_STEPS_FOR_WARMUP, describe_basis, steady_steps
+from nnprof.rundir.steady import MIN_STEPS_FOR_WARMUP, describe_basis, steady_steps
 
 
 def frame(n, offset=0):

@@ -375,7 +375,7 @@ class Tracer:
                 "error": self._error}
 
     def _write(self) -> None:
-        from .run import write_json
+        from ..rundir import write_json
         write_json(os.path.join(self.run_dir, "trace.json"), self.result())
 
 

@@ -1,5 +1,6 @@
 """What every ``nnprof`` command shares: exit codes, one-line usage errors, value
-types for options, and how paths and text reach the terminal."""
+types for options, how paths and text reach the terminal, and how a command that runs
+a script tells its own options from the script's."""
 from __future__ import annotations
 
 import argparse
@@ -98,7 +99,7 @@ def _nnodes(text: str) -> str:
 
 
 def _conditions(text: str) -> list:
-    from .summary import FAIL_CONDITIONS
+    from ..summary import FAIL_CONDITIONS
     items = [c.strip() for c in text.split(",") if c.strip()]
     bad = [c for c in items if c not in FAIL_CONDITIONS]
     if bad or not items:
@@ -134,3 +135,57 @@ def _write_err(text: str) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
+
+
+# -- a command that runs a script: our options, then the script and its own ----------
+def split_profile_args(argv: list, value_options):
+    """(our options, script path or None, module or None, script args).
+
+    Our options come before the script; everything after it belongs to it.
+    ``value_options`` are the options that take a value (the next token).
+    """
+    ours, i = [], 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "-m":
+            if i + 1 >= len(argv):
+                raise UsageError("-m needs a module name")
+            return ours, None, argv[i + 1], argv[i + 2:]
+        if tok.startswith("-m") and len(tok) > 2 and not tok.startswith("--"):
+            return ours, None, tok[2:], argv[i + 1:]
+        if tok == "--":
+            if i + 1 >= len(argv):
+                raise UsageError("no script given after --")
+            return ours, argv[i + 1], None, argv[i + 2:]
+        if tok.startswith("-") and tok != "-":
+            ours.append(tok)
+            if tok in value_options and i + 1 < len(argv):
+                ours.append(argv[i + 1])
+                i += 1
+            i += 1
+            continue
+        return ours, tok, None, argv[i + 1:]
+    return ours, None, None, []
+
+
+def _target(script, module, rest, command: str):
+    from ..runner import Target, TargetError, validate
+    if script is None and module is None:
+        raise UsageError(f"no script given (nnprof {command} [options] script.py [args])")
+    target = Target(path=script, module=module, args=tuple(rest))
+    try:
+        validate(target)
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
+    return target
+
+
+def parse_command(argv: list, parser, value_options, command: str):
+    """(options, target, script args) of a command that runs a script, or None when
+    only its help was asked for (and printed)."""
+    ours, script, module, rest = split_profile_args(argv, value_options)
+    if "-h" in ours or "--help" in ours:
+        parser.print_help()
+        return None
+    opts = parser.parse_args(ours)
+    return opts, _target(script, module, rest, command), rest
