@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from typing import Optional
 
@@ -140,6 +139,7 @@ def build_summary(run: RunDir, status: str, exit_code: Optional[int], notices=()
         gpu_memory=summary["gpu_memory"], precision=probe.get("precision"))]
     summary["memory"] = _memory(all_steps, meta, probe, samples, tl, notices, run.path)
     summary["hardware"] += memory_findings(summary["memory"])
+    summary["scaling"] = _scaling(summary, meta, notices)
     return _clean(summary)
 
 
@@ -155,6 +155,21 @@ def _memory(steps, meta: dict, probe: dict, samples, train_loader, notices: list
         return out
     except Exception as exc:
         notices.append(f"memory analysis failed ({exc.__class__.__name__}: {exc})")
+        return None
+
+
+def _scaling(summary: dict, meta: dict, notices: list) -> Optional[dict]:
+    """``scaling``: the default projection (analyses/scaling.py) to 1, 2, 4 and 8 ranks
+    and to the loader workers that would keep up. The link: a distributed run's own
+    measured wait; on a GPU, PCIe 4.0 (said in the assumptions); on CPU none (said)."""
+    from .analyses.scaling import project
+    env = summary.get("environment") or {}
+    distributed = int((meta.get("rank") or {}).get("world_size") or 1) > 1
+    link = "pcie4" if env.get("cuda_available") and not distributed else None
+    try:
+        return project(summary, meta, link=link)
+    except Exception as exc:
+        notices.append(f"scaling projection failed ({exc.__class__.__name__}: {exc})")
         return None
 
 

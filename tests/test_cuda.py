@@ -78,3 +78,26 @@ def test_memory_trace_writes_a_snapshot_and_names_sites(tmp_path, scripts):
     assert sites and all("cuda_async.py" in t["site"] for t in sites[:1])
     steps = s["memory"]["cuda"]
     assert steps["allocated_max_bytes"] > 0 and steps["reserved_max_bytes"] > 0
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2,
+                    reason="measuring NCCL's link needs 2 CUDA devices")
+def test_the_link_between_gpus_is_measured_with_nccl():
+    from nnprof.distributed.linkbench import measure
+    link = measure()
+    assert link["backend"] == "nccl" and link["ranks"] == torch.cuda.device_count()
+    # any NVLink or PCIe link moves more than 1 GB/s of bus bandwidth
+    assert link["busbw_gbps"] > 1.0 and link["latency_s"] < 0.01
+
+
+@needs_cuda
+def test_a_gpu_runs_default_projection_overlaps_nccl_with_the_backward(tmp_path, scripts):
+    out = tmp_path / "run"
+    r = run_cli(["profile", "--out", out, "--no-progress", "--quiet", scripts / "cuda_async.py"])
+    assert r.returncode == 0, r.stderr
+    sc = read_summary(out)["scaling"]
+    assert sc["basis"]["device"] == "cuda"
+    assert any("pcie4" in a for a in sc["assumptions"])
+    assert any("GPUs (NCCL" in a for a in sc["assumptions"])
+    eight = [p for p in sc["projections"] if p["ranks"] == 8]
+    assert eight and all(p["complete"] for p in eight)

@@ -55,6 +55,14 @@ def _rate(text: str) -> float:
     return v
 
 
+def _int_list(text: str, least: int) -> list:
+    """A comma-separated list of whole numbers, each at least ``least``, sorted, once each."""
+    try:
+        return sorted({_int_from(part, least, f"at least {least}") for part in text.split(",")})
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} in {text!r}") from None
+
+
 def _int_from(text: str, low: int, what: str) -> int:
     try:
         v = int(text)

@@ -7,33 +7,7 @@ import sys
 from typing import Optional
 
 from .args import UsageError, _Parser, _shown, _width
-
-
-def _load(path: str):
-    """(Run, summary) of a run directory, or a one-line UsageError."""
-    from ..run import Run, RunDirError
-    try:
-        run = Run.load(path)
-        return run, run.summary()
-    except RunDirError as exc:
-        raise UsageError(str(exc)) from None
-    except Exception as exc:  # a damaged directory must not end in a traceback of ours
-        raise UsageError(f"{path}: cannot be read as a run ({exc.__class__.__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-
-
-def _load_distributed(path: str):
-    """(basis rank's Run, merged summary) of a distributed run, merged again from its
-    ranks' directories (a rank killed mid-run included)."""
-    from ..distributed.merge import MergeError, merge
-    try:
-        summary, run, _, _ = merge(path)
-    except MergeError as exc:
-        raise UsageError(str(exc)) from None
-    except Exception as exc:
-        raise UsageError(f"{path}: cannot merge its ranks ({exc.__class__.__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-    return run, summary
+from .loading import _load, _load_distributed
 
 
 def _emit(text: str, output: Optional[str], default: Optional[str] = None) -> None:

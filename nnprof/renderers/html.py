@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..analyses.memory import breakdown_text, fits_text
 from ..rundir.phases import LOADER_PHASES, PHASES
 from .base import Renderer
+from .scaling import chart as scaling_chart, html_section as scaling_section
 from .chartdata import histogram, line_series, memory_series, sample_series, step_buckets
 from .htmlkit import PHASE_COLORS, Markup, esc, ms, num, page, pct, table, verdict_card
 from .htmlpages import ladder_card, render_compare
@@ -29,7 +30,8 @@ class HtmlRenderer(Renderer):
         parts = [self._header(s), '<main>', self._verdicts(s), self._distributed(s),
                  self._step_charts(s, run),
                  self._phase_table(s), self._training(s), self._loaders(s),
-                 self._machine(s, run), self._trace(s), self._environment(s, run), "</main>"]
+                 scaling_section(s), self._machine(s, run), self._trace(s),
+                 self._environment(s, run), "</main>"]
         return page(title, "\n".join(p for p in parts if p), self._data(s, run))
 
     # -- static parts (escaped here) --------------------------------------------
@@ -413,6 +415,7 @@ class HtmlRenderer(Renderer):
                 "budget_s": s.get("budget_s", 1.0)}
         if s.get("distributed"):
             data["skew"] = s["distributed"].get("skew")
+        data["scaling"] = scaling_chart(s.get("scaling"))
         if run is not None:
             data["memory"] = memory_series(run.steps, (s.get("memory") or {}))
         curves = s.get("curves") or {}

@@ -62,6 +62,7 @@ class TerminalRenderer(Renderer):
         self._hotspots(con, s)
         self._machine(con, s)
         self._training(con, s)
+        self._scaling(con, s)
         self._trace(con, s)
         ov = s.get("overhead") or {}
         if ov.get("per_step_s") is not None:
@@ -296,6 +297,21 @@ class TerminalRenderer(Renderer):
             con.print(escape(f"  allocated {_gb(site.get('bytes'))} in "
                              f"{site.get('allocations')} allocations at {site.get('site')}"
                              f" (--memory-trace, {tr.get('file')})"))
+
+    def _scaling(self, con, s) -> None:
+        sc = s.get("scaling") or {}
+        if not sc.get("projections"):
+            return
+        from .scaling import advice_lines, table
+        con.print("[bold]scaling[/] (projected; nnprof project RUN for other targets):")
+        for line in table(sc):
+            con.print(escape(line))
+        if any(not p.get("complete", True) for p in sc["projections"]):
+            con.print("  [dim]* communication not included: the link is unknown "
+                      "(nnprof project RUN --link NAME|GBPS|measure)[/]")
+        first = next((a for a in advice_lines(sc) if not a.startswith("compute ")), None)
+        if first:
+            con.print("  " + escape(first))
 
     def _hotspots(self, con, s) -> None:
         h = s.get("hotspots")

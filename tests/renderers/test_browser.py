@@ -83,7 +83,7 @@ def test_run_report_in_chromium(browser, real_run):
     try:
         assert page.evaluate("document.body.getAttribute('data-charts')") == "drawn"
         colours = drawn(page)
-        for chart in ("chart-steps", "chart-hist", "chart-loss", "chart-eval"):
+        for chart in ("chart-steps", "chart-hist", "chart-loss", "chart-eval", "chart-scaling"):
             assert colours.get(chart, 0) > 3, (chart, colours)
         # hovering a bar shows that step's breakdown
         chart = page.locator("#chart-steps")

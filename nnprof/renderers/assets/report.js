@@ -207,6 +207,26 @@
                              y: { beginAtZero: true, title: { display: true, text: 'ms the others wait' } } },
                    plugins: { title: title('Per step: how long the other ranks wait for the slowest') } } });
     } else if (document.getElementById('chart-skew')) { drop('chart-skew', 'No train step ran on every rank.'); }
+    scalingChart();
+  }
+
+  function scalingChart() {
+    var SC = D.scaling;
+    if (SC && SC.ranks && SC.ranks.length > 1) {
+      var pts = SC.ranks.map(function (r, i) { return { x: r, y: SC.samples_per_s[i] }; });
+      var sets = [{ label: 'projected samples/s', borderColor: '#4e79a7', backgroundColor: '#4e79a7',
+                    pointRadius: 4, data: pts }];
+      if (SC.linear) {
+        sets.push({ label: 'linear', borderColor: '#bab0ac', borderDash: [4, 4], pointRadius: 0,
+                    data: SC.ranks.map(function (r, i) { return { x: r, y: SC.linear[i] }; }) });
+      }
+      make('chart-scaling', { type: 'line', data: { datasets: sets },
+        options: { scales: { x: { type: 'linear', title: { display: true, text: 'ranks' } },
+                             y: { beginAtZero: true, title: { display: true, text: 'samples/s' } } },
+                   plugins: { title: title('Projected throughput against ranks (bound in the tooltip)'),
+                              tooltip: { callbacks: { afterLabel: function (c) {
+                                return c.datasetIndex === 0 ? 'bound: ' + SC.bounds[c.dataIndex] : ''; } } } } } });
+    } else if (document.getElementById('chart-scaling')) { drop('chart-scaling', 'Nothing to project.'); }
   }
 
   function checkPage() {
