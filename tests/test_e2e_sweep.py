@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from statistics import median
 
 import pytest
 
@@ -84,14 +83,16 @@ def test_sweep_prunes_by_its_rule_and_agrees_with_each_run(tmp_path):
     best = min(complete, key=lambda t: t["value"])
     assert rec["best"]["number"] == best["number"]
     # the median rule: a pruned trial's best value so far was worse than the median of
-    # the trials that had reported at that pass, and 2 trials had finished before
+    # the trials complete when it was pruned at that pass, once 2 had finished. The record
+    # does not keep when each trial completed, so that set is known only to lie among the
+    # trials complete at the end: the pruned trial is worse than the best of them there
     finished_order = sorted(trials, key=lambda t: t["number"])
     for t in pruned:
         k = t["pruned_at"]
         mine = min(v for s_, v in t["intermediate"] if s_ <= k)
-        others = [dict(o["intermediate"]).get(k) for o in trials if o is not t]
+        others = [dict(o["intermediate"]).get(k) for o in complete]
         others = [v for v in others if v is not None]
-        assert len(others) >= 2 and mine > median(others), (t, others)
+        assert len(others) >= 2 and mine > min(others), (t, others)
         assert t["number"] >= 2, finished_order
     assert rec["pruning"]["pruned"] == len(pruned)
     spent = sum(t["duration_s"] for t in trials)

@@ -100,9 +100,16 @@ class Sweep:
             raise st.StudyError(f"cannot open study {self.s.study!r} in "
                                 f"{self.storage_text}: {st._why(exc)}") from None
         n_before = len(self.study.get_trials(deepcopy=False))
-        if self.s.seed is not None and n_before:
+        seed = self.s.seed
+        if seed is not None and n_before:
             # resumed: a sampler seeded as before would ask for the same values again
-            self.study.sampler = st.make_sampler(self.s.seed + n_before)
+            seed += n_before
+        try:  # the spread start's seed is the study's: resumed or shared, one hypercube
+            start = st.start_seed(self.study, self.s.seed)
+        except Exception as exc:
+            raise st.StudyError(f"cannot write to study {self.s.study!r} in "
+                                f"{self.storage_text}: {st._why(exc)}") from None
+        self.study.sampler = st.make_sampler(seed, start)
         if self.study.direction.name.lower() != self.s.direction:
             raise st.StudyError(f"study {self.s.study!r} "
                                 f"{self.study.direction.name.lower()}s its value; this sweep "

@@ -1,15 +1,19 @@
 """The Optuna side of a sweep: where the study lives, the pruner a ``--prune``
-spec names (with the rule it follows, in words), and the trials a sweep that is
-gone left ``running``.
+spec names (with the rule it follows, in words), the sampler (TPE after a spread
+start: the first trials a Latin hypercube over the space), and the trials a sweep
+that is gone left ``running``.
 
 Only the sweep process talks to the storage; trials never do, so a stopped trial
 can never leave it locked.
 """
 from __future__ import annotations
 
+import math
 import os
+import random
 import re
 import socket
+import zlib
 from dataclasses import dataclass
 from typing import Optional
 
@@ -174,9 +178,68 @@ def make_pruner(spec: PruneSpec, min_trials: int, every: float, unit: str):
     return pruners.NopPruner(), "none: every trial runs to its end"
 
 
-def make_sampler(seed: Optional[int]):
+START_TRIALS = 10  # the spread start (TPE's own random start has as many)
+START_SEED_ATTR = "nnprof_start_seed"
+
+
+def make_sampler(seed: Optional[int], start_seed: Optional[int] = None,
+                 start: int = START_TRIALS):
+    """TPE whose first ``start`` trials (by trial number) are a Latin hypercube over the
+    space (:func:`spread_value`) instead of independent random draws."""
     from optuna.samplers import TPESampler
-    return TPESampler(seed=seed)
+
+    class SpreadStartTPE(TPESampler):
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            if start_seed is not None and trial.number < start:
+                return spread_value(start_seed, param_name, param_distribution,
+                                    trial.number, start)
+            return super().sample_independent(study, trial, param_name, param_distribution)
+
+    return SpreadStartTPE(seed=seed, n_startup_trials=start)
+
+
+def start_seed(study, seed: Optional[int]) -> int:
+    """The spread start's seed, kept in the study so that a resumed sweep, or another
+    machine sharing the study, continues the same hypercube."""
+    kept = study.user_attrs.get(START_SEED_ATTR)
+    if isinstance(kept, int):
+        return kept
+    chosen = seed if seed is not None else random.SystemRandom().randrange(2 ** 31)
+    study.set_user_attr(START_SEED_ATTR, chosen)
+    return chosen
+
+
+def spread_value(seed: int, name: str, dist, k: int, n: int):
+    """Trial ``k``'s value of parameter ``name`` in an ``n``-point Latin hypercube: the
+    range (on a log scale for log distributions) cut into ``n`` equal strata, each used by
+    exactly one of the first ``n`` trials, at a seeded random point inside it; the
+    strata's order is a seeded permutation per parameter, so the parameters are not
+    paired stratum by stratum."""
+    import numpy as np
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+    rng = np.random.default_rng([seed & 0xFFFFFFFF, zlib.crc32(name.encode())])
+    order = rng.permutation(n)
+    jitter = rng.random(n)
+    u = (order[k] + jitter[k]) / n
+    if isinstance(dist, CategoricalDistribution):
+        return dist.choices[min(len(dist.choices) - 1, int(u * len(dist.choices)))]
+    lo, hi = float(dist.low), float(dist.high)
+    if isinstance(dist, IntDistribution):
+        step = int(dist.step or 1)
+        if dist.log:
+            v = math.exp(math.log(lo) + u * (math.log(hi + 1) - math.log(lo)))
+        else:
+            v = lo + u * (hi - lo + step)
+        v = int(lo + (int(v) - int(lo)) // step * step)
+        return max(int(lo), min(int(hi), v))
+    if dist.log:
+        v = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
+    else:
+        v = lo + u * (hi - lo)
+    step = getattr(dist, "step", None)
+    if step:
+        v = lo + round((v - lo) / step) * step
+    return max(lo, min(hi, v))
 
 
 def host_id() -> str:
