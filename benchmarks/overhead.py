@@ -29,8 +29,10 @@ skipped, with the reason, where ``transformers`` or a compiler is missing.
 ``nnprof cpu``: the ratio of the main thread's CPU time (``time.thread_time``),
 which other processes on the same cores disturb less (it leaves out nnprof's
 sampling threads). TraceML, where installed, is measured in a child process per
-workload (it cannot be removed once started): bare rounds, then as many under
-its zero-code mode (``traceml.init(mode="auto")``); the ratio of the medians.
+workload (it cannot be removed once started), started by ``traceml run`` (its launcher
+and aggregator): bare rounds, then as many under its zero-code mode
+(``traceml_ai.init(mode="auto")``); the ratio of the medians. A package that is installed
+but fails to import is said as such, not as missing.
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -114,12 +117,28 @@ class Unavailable(RuntimeError):
     """A package or a compiler that a workload needs is missing."""
 
 
+def import_problem(package: str, exc: ImportError) -> str:
+    """Why ``package`` could not be imported: not installed, or installed and failing
+    (a broken dependency), said as such."""
+    import importlib.util
+    try:
+        installed = importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        installed = False
+    if not installed:
+        return f"{package} is not installed (pip install {PIP_NAMES.get(package, package)})"
+    return f"{package} is installed but failed to import: {exc.__class__.__name__}: {exc}"[:300]
+
+
+PIP_NAMES = {"traceml_ai": "traceml-ai"}
+
+
 def _bert():
     try:
         from transformers import BertConfig, BertForSequenceClassification
         from transformers.utils import logging as hf_logging
     except ImportError as exc:
-        raise Unavailable(f"transformers is not installed ({exc.name})") from None
+        raise Unavailable(import_problem("transformers", exc)) from None
     hf_logging.set_verbosity_error()
     torch.manual_seed(0)
     config = BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2,
@@ -273,33 +292,45 @@ def pyspy_usable():
 
 def traceml_child(name: str, n: int, rounds: int) -> dict:
     """In a child process: the workload's bare rounds, then as many under TraceML's
-    zero-code mode (``traceml.init(mode="auto")``)."""
-    import traceml
+    zero-code mode (``traceml_ai.init(mode="auto")``). The child runs under ``traceml run``,
+    TraceML's launcher, which serves the aggregator that the init connects to (without
+    it TraceML disables itself, and would cost nothing)."""
+    import traceml_ai as traceml  # traceml-ai 0.5: ``import traceml`` raises by design
     fn = WORKLOADS[name][0]()
     timed(fn, n)  # warm-up
     bare = [timed(fn, n)[0] for _ in range(rounds)]
-    traceml.init(mode="auto")
+    traceml.init(mode="auto", on_missing_aggregator="raise")
     traced = [timed(fn, n)[0] for _ in range(rounds)]
     return {"bare_s": statistics.median(bare), "traceml_s": statistics.median(traced)}
 
 
 def traceml_ratio(name: str, n: int, rounds: int):
-    """(ratio or None, why not): TraceML's ratio to bare on workload ``name``."""
+    """(ratio or None, why not): TraceML's ratio to bare on workload ``name``, measured in
+    a child that ``traceml run`` starts."""
     try:
-        import traceml  # noqa: F401
-    except ImportError:
-        return None, "traceml is not installed (pip install traceml-ai)"
+        import traceml_ai  # noqa: F401 (importable, or why not)
+    except ImportError as exc:
+        return None, import_problem("traceml_ai", exc)
+    launcher = Path(sys.executable).parent / "traceml"
+    launcher = str(launcher) if launcher.exists() else shutil.which("traceml")
+    if launcher is None:
+        return None, "traceml-ai is installed but its launcher (traceml) is not on PATH"
     r = None
-    try:
-        r = subprocess.run([sys.executable, __file__, "--traceml-child", name, "--steps", str(n),
-                            "--rounds", str(rounds)], capture_output=True, text=True,
-                           timeout=1800)
-        data = json.loads(r.stdout.strip().splitlines()[-1])
-        return data["traceml_s"] / data["bare_s"], None
-    except (OSError, ValueError, IndexError, KeyError, ZeroDivisionError,
-            subprocess.TimeoutExpired) as exc:
-        why = (r.stderr.strip().splitlines() or [""])[-1][-200:] if r is not None else ""
-        return None, f"traceml run failed ({why or exc.__class__.__name__})"
+    with tempfile.TemporaryDirectory() as logs:
+        try:
+            r = subprocess.run([launcher, "run", "--mode", "summary",
+                                "--no-dashboard-auto-open", "--logs-dir", logs,
+                                "--run-name", f"overhead-{name}", __file__, "--args",
+                                "--traceml-child", name, "--steps", str(n),
+                                "--rounds", str(rounds)], capture_output=True, text=True,
+                               timeout=1800)
+            data = next(json.loads(line) for line in reversed(r.stdout.splitlines())
+                        if line.startswith('{"bare_s"'))
+            return data["traceml_s"] / data["bare_s"], None
+        except (OSError, ValueError, StopIteration, KeyError, ZeroDivisionError,
+                subprocess.TimeoutExpired) as exc:
+            why = (r.stderr.strip().splitlines() or [""])[-1][-200:] if r is not None else ""
+            return None, f"traceml run failed ({why or exc.__class__.__name__})"
 
 
 def measure(fn, n: int, rounds: int, modes: dict, tmp: str, state: dict) -> dict:
