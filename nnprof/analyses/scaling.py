@@ -298,7 +298,7 @@ def project_one(b: dict, workers: int, ranks: int, nodes: int = 1,
            "communication": {k: v for k, v in comm.items() if k not in ("total_s", "exposed_s")},
            "complete": comm.get("missing") is None}
     out["cores_per_node"] = cores
-    out["advice"] = advice(bound, b, out, workers, per_node, cores)
+    out["advice"] = advice(bound, b, out, per_node, cores)
     return out
 
 
@@ -316,7 +316,7 @@ def _memory(b: dict, s: float, ranks: int, per_node: int, gpus: bool) -> Optiona
     return out
 
 
-def advice(bound: str, b: dict, p: dict, workers: int, per_node: int, cores: int) -> str:
+def advice(bound: str, b: dict, p: dict, per_node: int, cores: int) -> str:
     def ms(v):
         return f"{v * 1e3:.1f} ms" if v is not None else "?"
     parts = p["parts"]
@@ -363,11 +363,13 @@ def default_targets(b: dict) -> list:
 
 
 def project(summary: dict, meta: dict, targets=None, batch_scale: float = 1.0,
-            link=None, cores: Optional[int] = None, gpus: Optional[bool] = None) -> dict:
+            link=None, cores: Optional[int] = None, gpus: Optional[bool] = None,
+            basis: Optional[dict] = None) -> dict:
     """``{"basis", "projections", "assumptions", "notices"}`` for ``targets`` (a list of
     (workers, ranks, nodes)); the default targets when None. ``cores`` and ``gpus``
-    describe the target nodes (see :func:`project_one`)."""
-    b = basis_from(summary, meta)
+    describe the target nodes (see :func:`project_one`); ``basis``: :func:`basis_from`'s,
+    when the caller has it already."""
+    b = basis if basis is not None else basis_from(summary, meta)
     notices = []
     if not b["step_s"]:
         return {"basis": b, "projections": [], "assumptions": [],

@@ -3,6 +3,8 @@ project): a single run, or a distributed one merged again from its ranks, with a
 one-line error for anything that cannot be read."""
 from __future__ import annotations
 
+import os
+
 from .args import UsageError
 
 
@@ -35,7 +37,6 @@ def _load_distributed(path: str):
 
 def load_any(path: str):
     """(Run, summary) of a run directory, single or distributed."""
-    import os
     from ..distributed import is_distributed_run
     if not os.path.isdir(path):
         raise UsageError(f"not a run directory: {path}")

@@ -94,7 +94,7 @@ def cmd_project(argv: list) -> int:
     basis = basis_from(summary, meta)
     gpus = True if opts.gpus_per_node else None
     result = project(summary, meta, targets(opts, basis), opts.batch_scale, link,
-                     opts.cores_per_node, gpus)
+                     opts.cores_per_node, gpus, basis)
     if opts.json:
         sys.stdout.write(json.dumps(result, indent=2, default=str, allow_nan=False) + "\n")
         return 0

@@ -172,10 +172,5 @@ def _cuda_available() -> bool:
         return False
 
 
-def detach_in_child() -> None:
-    """In a forked child (loader worker, or the script's own fork): hooks go quiet."""
-    fetch.detach_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=detach_in_child)
+if hasattr(os, "register_at_fork"):  # a forked child's inherited hooks go quiet
+    os.register_at_fork(after_in_child=fetch.detach_in_child)
