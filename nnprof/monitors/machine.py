@@ -3,15 +3,49 @@ the cores this process may use, the host's memory and what the process can reach
 the GPU's memory, and what nnprof itself added to the process before the script."""
 from __future__ import annotations
 
+import math
 import os
 from typing import Optional
 
 
-def usable_cores() -> int:
+def usable_cores(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """The cores this process may run on (its CPU affinity), capped by a container's CPU
+    quota where one is set (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``): a container
+    given 1.5 CPUs on a 64-core host has 2, not 64. At least 1."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_root)
+    if quota is not None:
+        cores = min(cores, max(1, math.ceil(quota - 0.05)))
+    return max(1, cores)
+
+
+def cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> Optional[float]:
+    """The CPUs a container's quota allows (quota over period), or None where none is set
+    or it cannot be read."""
+    candidates = ((os.path.join(root, "cpu.max"), None),
+                  (os.path.join(root, "cpu", "cpu.cfs_quota_us"),
+                   os.path.join(root, "cpu", "cpu.cfs_period_us")),
+                  (os.path.join(root, "cpu,cpuacct", "cpu.cfs_quota_us"),
+                   os.path.join(root, "cpu,cpuacct", "cpu.cfs_period_us")))
+    for first, period_file in candidates:
+        try:
+            with open(first) as f:
+                text = f.read().split()
+            if period_file is None:  # v2: "max 100000" or "150000 100000"
+                quota, period = text[0], text[1]
+            else:
+                with open(period_file) as f:
+                    quota, period = text[0], f.read().split()[0]
+            if quota in ("max", "-1"):
+                return None
+            q, p = float(quota), float(period)
+            return q / p if q > 0 and p > 0 else None
+        except (OSError, IndexError, ValueError):
+            continue
+    return None
 
 
 def own_bytes() -> Optional[int]:
