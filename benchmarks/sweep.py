@@ -11,12 +11,18 @@
    Run for each --epoch-s (default 0.5 and 2: trials of about 6 and 21 s of training),
    since the share saved grows with how long a trial trains next to that fixed part.
    Goal: pruning saves >= 40% of trial-seconds for the same best value.
-2. --parallel: the same trials with --parallel 1 and 2, once for trials that sleep
+2. Start-up: the fixed part of a trial (its duration less the time its script ran steps)
+   with trials forked from the sweep's warm server (the default) and with
+   ``--fresh-trials``, next to one plain ``python script.py`` run of the same script
+   (one epoch, no waiting: python's start-up, torch's import and the script's set-up are
+   most of it). Goal: a forked trial's fixed part under half of the plain run.
+3. --parallel: the same trials with --parallel 1 and 2, once for trials that sleep
    (input-bound: waiting, as for data) and once for CPU-bound trials (matrix products
    on every core torch is given). Goal: >= 1.6x less wall time for sleeping trials on
    2 cores; for CPU-bound trials, what it does is printed as measured.
 
-    python benchmarks/sweep.py                   # both parts (a few minutes on 2 cores)
+    python benchmarks/sweep.py                   # all parts (several minutes on 2 cores)
+    python benchmarks/sweep.py --only startup
     python benchmarks/sweep.py --only pruning --trials 16
     python benchmarks/sweep.py --json
 """
@@ -115,7 +121,7 @@ def _median(xs: list):
 
 def pruning(tmp: str, args) -> list:
     common = ["--trials", args.trials, "--parallel", args.parallel, "--seed", args.seed,
-              "-p", "lr=loguniform:1e-4:3"]
+              "-p", "lr=loguniform:1e-4:3", *(["--fresh-trials"] if args.fresh_trials else [])]
     rows = []
     for epoch_s in args.epoch_s:
         script = ["--epochs", args.epochs, "--epoch-s", epoch_s]
@@ -126,6 +132,22 @@ def pruning(tmp: str, args) -> list:
         for r in group:
             r["epoch_s"], r["rule"] = epoch_s, r["name"].rsplit("-", 1)[0]
         rows += group
+    return rows
+
+
+def startup(tmp: str, args) -> dict:
+    plain = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, os.path.join(tmp, "t.py"), "--epochs", "1",
+                        "--epoch-s", "0"], cwd=tmp, capture_output=True, check=True)
+        plain.append(time.perf_counter() - t0)
+    rows = {"plain_s": _median(plain)}
+    for name, extra in (("forked", []), ("fresh", ["--fresh-trials"])):
+        rows[name] = run_sweep(tmp, f"start-{name}", ["--trials", 4, "--parallel", 1,
+                                                      "--prune", "none", "--seed", 1,
+                                                      "-p", "lr=uniform:0.1:1", *extra],
+                               ["--epochs", 3, "--epoch-s", 0.5])
     return rows
 
 
@@ -144,7 +166,7 @@ def parallel(tmp: str, args) -> list:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", choices=("pruning", "parallel"))
+    ap.add_argument("--only", choices=("pruning", "startup", "parallel"))
     ap.add_argument("--trials", type=int, default=12)
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--seed", type=int, default=7)
@@ -155,6 +177,9 @@ def main() -> None:
     ap.add_argument("--work-s", type=float, default=4.0)
     ap.add_argument("--prune", action="append", default=None,
                     help="pruners to compare with none (default: median)")
+    ap.add_argument("--fresh-trials", action="store_true",
+                    help="pruning: trials as new processes (nnprof sweep --fresh-trials), "
+                         "to compare with the default warm start")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     args.prune = args.prune or ["median"]
@@ -163,6 +188,8 @@ def main() -> None:
         Path(tmp, "t.py").write_text(SCRIPT)
         if args.only in (None, "pruning"):
             result["pruning"] = pruning(tmp, args)
+        if args.only in (None, "startup"):
+            result["startup"] = startup(tmp, args)
         if args.only in (None, "parallel"):
             result["parallel"] = parallel(tmp, args)
     if args.json:
@@ -170,6 +197,7 @@ def main() -> None:
         return
     if "pruning" in result:
         print(f"pruning: {args.trials} trials, --parallel {args.parallel}, seed {args.seed}, "
+              f"{'fresh' if args.fresh_trials else 'forked'} trials, "
               f"{args.epochs} epochs each waiting epoch-s; known best lr region "
               f"{REGION[0]}..{REGION[1]}; fixed: a complete trial's start-up and reports")
         print(f"{'epoch-s':>7}  {'prune':<10}{'trial-s':>9}{'saved':>8}{'wall s':>8}"
@@ -185,6 +213,15 @@ def main() -> None:
                   f"{r['wall_s']:>8.1f}{r['pruned']:>8}{fixed:>9.1f}"
                   f"{r['best'] or float('nan'):>10.4f}"
                   f"{lr or float('nan'):>10.4g}  {'yes' if inside else 'NO'}")
+    if "startup" in result:
+        st = result["startup"]
+        print(f"\nstart-up: the fixed part of a trial (median of 4), against one plain "
+              f"`python script.py --epochs 1 --epoch-s 0` run ({st['plain_s']:.2f} s)")
+        print(f"{'trials':<10}{'fixed s':>9}{'of plain':>10}{'trial-s':>9}{'wall s':>8}")
+        for name in ("forked", "fresh"):
+            r = st[name]
+            print(f"{name:<10}{r['fixed_s']:>9.2f}{r['fixed_s'] / st['plain_s']:>9.0%}"
+                  f"{r['trial_s']:>9.1f}{r['wall_s']:>8.1f}")
     if "parallel" in result:
         rows = {(r["mode"], r["parallel"]): r for r in result["parallel"]}
         print(f"\n--parallel: 4 trials of {args.work_s} s of work, {os.cpu_count()} cores")

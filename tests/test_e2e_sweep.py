@@ -131,6 +131,31 @@ def test_placeholders_choices_threads_and_the_report_command(tmp_path):
 
 
 @slow
+def test_forked_trials_measure_what_fresh_trials_measure(tmp_path):
+    """The same seeded sweep with trials forked from the warm server (the default) and
+    with --fresh-trials: the same trials, values and curves, and no server left."""
+    recs = {}
+    for name, extra in (("forked", []), ("fresh", ["--fresh-trials"])):
+        out = tmp_path / name
+        r = sweep(out, "--trials", 3, "--prune", "none", "--seed", 5, *extra,
+                  "-p", "lr=loguniform:0.01:1", SCRIPT, "--epochs", 2)
+        assert r.returncode == 0, r.stderr[-3000:]
+        recs[name] = record(out)
+        assert wait_gone(out, 5) == []
+    assert recs["forked"]["settings"]["trial_start"] == {"forked": 3, "fresh": 0}
+    assert recs["fresh"]["settings"]["trial_start"] == {"forked": 0, "fresh": 3}
+    forked, fresh = recs["forked"]["trials"], recs["fresh"]["trials"]
+    assert [t["params"] for t in forked] == [t["params"] for t in fresh]
+    for a, b in zip(forked, fresh):
+        assert a["state"] == b["state"] == "complete"
+        assert a["value"] == pytest.approx(b["value"], rel=1e-9)
+        assert a["intermediate"] == b["intermediate"]
+        log = (tmp_path / "forked" / a["run_dir"] / "output.log").read_text()
+        assert log == (tmp_path / "fresh" / b["run_dir"] / "output.log").read_text().replace(
+            str(tmp_path / "fresh"), str(tmp_path / "forked"))
+
+
+@slow
 def test_without_validation_trials_are_compared_on_train_loss(tmp_path):
     out = tmp_path / "sw"
     r = sweep(out, "--trials", 2, "--prune", "none", "-p", "lr=uniform:0.1:0.5", SCRIPT,

@@ -85,6 +85,9 @@ def _parser() -> _Parser:
     p.add_argument("--grace", type=_seconds, default=10.0, metavar="S",
                    help="a stopped trial gets S seconds to write its run before SIGKILL "
                         "(default 10)")
+    p.add_argument("--fresh-trials", action="store_true",
+                   help="start every trial as a new python process (default: fork trials "
+                        "from a warm process that has imported torch and nnprof once)")
     p.add_argument("--no-live", action="store_true",
                    help="no live table: one line per event")
     return p
@@ -129,7 +132,7 @@ def cmd_sweep(argv: list) -> int:
         study=opts.study or target.name, storage=opts.storage, seed=opts.seed,
         budget=opts.budget, max_steps=opts.max_steps, max_time=opts.max_time,
         max_failures=opts.max_failures, grace_s=opts.grace, cores=usable_cores(),
-        gpus=_gpus())
+        gpus=_gpus(), fresh_trials=opts.fresh_trials)
     from ..sweep.live import make_display
     display = make_display(False if opts.no_live else None)
     sweep = driver.Sweep(settings, target, space, out, display, target.display)

@@ -14,6 +14,7 @@ from typing import Optional
 
 from . import study as st
 from .record import build_record
+from .forkserver import ForkServer
 from .space import Space
 from .tail import TrialTail, due_reports
 from .trials import (TrialProcess, mark_pruned, mark_run, profile_command, slot_env,
@@ -53,6 +54,7 @@ class Settings:
     grace_s: float = 10.0
     cores: int = 1
     gpus: list = field(default_factory=list)
+    fresh_trials: bool = False
 
 
 @dataclass
@@ -85,6 +87,8 @@ class Sweep:
         self.study = None
         self.storage_text = ""
         self.stop_reason: Optional[str] = None
+        self.server: Optional[ForkServer] = None
+        self.forked = self.fresh = 0
 
     # -- the study ------------------------------------------------------------------
     def open(self) -> None:
@@ -187,7 +191,16 @@ class Sweep:
         cmd = profile_command(self.target, run_dir, args, self.s.budget, self.s.max_steps,
                               self.s.max_time)
         env = slot_env(slot, self.s.parallel, self.s.cores, self.s.gpus)
-        proc = TrialProcess(cmd, run_dir, env)
+        proc = TrialProcess(cmd, run_dir, env, self.server)
+        if proc.forked:
+            self.forked += 1
+        else:
+            self.fresh += 1
+            if self.server is not None and self.server.problem:
+                self.notices.append(f"trials start as new processes from trial "
+                                    f"{trial.number}: {self.server.problem}")
+                self.server.close()
+                self.server = None
         self.running[slot] = Running(trial, slot, proc, TrialTail(run_dir), run_dir)
         self.display.event(f"trial {trial.number} started: {' '.join(args[-2 * 8:])}")
         return True
@@ -309,6 +322,18 @@ class Sweep:
                                           states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
     # -- the loop ---------------------------------------------------------------------
+    def start_server(self) -> None:
+        """The warm process trials are forked from (:mod:`.forkserver`), unless
+        ``--fresh-trials`` or the platform says otherwise."""
+        if self.s.fresh_trials:
+            return
+        why = ForkServer.usable()
+        if why is not None:
+            self.notices.append(f"trials start as new processes: {why}")
+            return
+        env = slot_env(0, self.s.parallel, self.s.cores, [])
+        self.server = ForkServer(env, os.getcwd(), os.path.join(self.out, "forkserver.log"))
+
     def run(self) -> int:
         self.open()
         status, code = "completed", None
@@ -318,6 +343,7 @@ class Sweep:
             raise Interrupted(143)
         signal.signal(signal.SIGTERM, on_term)
         try:
+            self.start_server()
             self._write("running")
             while True:
                 for slot in range(self.s.parallel):
@@ -328,7 +354,10 @@ class Sweep:
                     if self.asked_enough() or self.stop_reason:
                         break
                     continue
-                time.sleep(POLL_S)
+                if self.server is not None:  # woken early by a forked trial's end
+                    self.server.wait_any(POLL_S)
+                else:
+                    time.sleep(POLL_S)
                 changed = len(self.running)
                 for r in list(self.running.values()):
                     self.check(r)
@@ -345,6 +374,8 @@ class Sweep:
             status, code = "crashed", 1
         finally:
             self.stop_all(status if status != "completed" else "crashed")
+            if self.server is not None:
+                self.server.close()
             signal.signal(signal.SIGTERM, old)
         if code is None:
             code = 0 if self._any_complete() else 3
@@ -395,7 +426,8 @@ class Sweep:
             "placeholders": self.space.placeholders, "budget_s": self.s.budget,
             "max_steps": self.s.max_steps, "max_time_s": self.s.max_time,
             "threads_per_trial": threads_per_trial(self.s.parallel, self.s.cores),
-            "gpus": self.s.gpus, "seed": self.s.seed}
+            "gpus": self.s.gpus, "seed": self.s.seed,
+            "trial_start": {"forked": self.forked, "fresh": self.fresh}}
         return build_record(self.study, self.out, settings, status=status, script=self.script,
                             argv=self.space.script_args, storage=self.storage_text,
                             started_at=self.started_at,

@@ -13,19 +13,9 @@ import time
 from typing import Optional
 
 from ..check.subrun import OUTPUT_LOG
+from .forkserver import ForkServer, die_with_parent
 
 GRACE_S = 10.0  # SIGTERM, then SIGKILL after this long
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        if os.getppid() == 1:  # the parent is already gone
-            os._exit(143)
-    except Exception:
-        pass
 
 
 def profile_command(target, run_dir: str, args: list, budget: Optional[float] = None,
@@ -81,41 +71,73 @@ def slot_env(slot: int, parallel: int, cores: int, gpus: list) -> dict:
 
 
 class TrialProcess:
-    """One running trial. ``poll()`` tells its exit without reaping it first, so that
-    what is left of its process group (loader workers) can still be stopped."""
+    """One running trial: forked from the sweep's warm server where it can be
+    (:mod:`.forkserver`), else a fresh ``python -m nnprof profile``. ``poll()`` tells its
+    exit without reaping it first, so that what is left of its process group (loader
+    workers) can still be stopped."""
 
-    def __init__(self, cmd: list, run_dir: str, env: dict) -> None:
+    def __init__(self, cmd: list, run_dir: str, env: dict,
+                 server: Optional[ForkServer] = None) -> None:
         self.run_dir = run_dir
-        self.log = open(os.path.join(run_dir, OUTPUT_LOG), "wb")
+        self.started = time.monotonic()
+        self.ended: Optional[float] = None
+        self.returncode: Optional[int] = None
+        self.proc = self.log = None
+        log = os.path.join(run_dir, OUTPUT_LOG)
+        # cmd is [python, -m, nnprof, ...]: the server runs what follows "nnprof"; the
+        # log is there from the start, as for a fresh trial
+        pid = None
+        if server is not None:
+            open(log, "wb").close()
+            pid = server.spawn(cmd[3:], env, os.getcwd(), log)
+        self.server = server if pid is not None else None
+        if pid is not None:
+            self.pid = pid
+            return
+        self.log = open(log, "wb")
         try:
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
                 env=env, start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
         except BaseException:
             self.log.close()
             raise
         self.pid = self.proc.pid
-        self.started = time.monotonic()
-        self.ended: Optional[float] = None
-        self.returncode: Optional[int] = None
+
+    @property
+    def forked(self) -> bool:
+        return self.server is not None
+
+    def _raw_poll(self) -> Optional[int]:
+        return self.server.returncode(self.pid) if self.forked else self.proc.poll()
+
+    def _raw_wait(self, timeout: Optional[float]) -> Optional[int]:
+        if self.forked:
+            return self.server.wait(self.pid, timeout)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def poll(self) -> Optional[int]:
         if self.returncode is not None:
             return self.returncode
-        if self.proc.poll() is None:
+        if self._raw_poll() is None:
             return None
         self._finish()
         return self.returncode
 
     def _finish(self) -> None:
         self._kill_group(signal.SIGKILL)  # workers the trial left behind
-        self.returncode = self.proc.returncode
-        self.ended = time.monotonic()
-        try:
-            self.log.close()
-        except OSError:
-            pass
+        self.returncode = self._raw_poll()
+        self.ended = (self.server.ended_at(self.pid) if self.forked else None) or \
+            time.monotonic()
+        if self.log is not None:
+            try:
+                self.log.close()
+            except OSError:
+                pass
 
     def _kill_group(self, sig) -> None:
         try:
@@ -129,11 +151,9 @@ class TrialProcess:
         if self.returncode is not None:
             return self.exit_code
         self._kill_group(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
+        if self._raw_wait(grace_s) is None:
             self._kill_group(signal.SIGKILL)
-            self.proc.wait()
+            self._raw_wait(None)
         self._finish()
         return self.exit_code
 
