@@ -1,14 +1,23 @@
-"""Per-step overhead of nnprof against the bare loop, torch.profiler and py-spy.
+"""Per-step overhead of nnprof against the bare loop, torch.profiler, py-spy and TraceML.
 
-Runs the same training loops in one process, alternating the modes round after
-round after a warm-up (their order rotated at each round), and prints the median
-bare time per step (measured inside the loop, as for every mode) and each mode's
-ratio to the bare loop: the median over rounds of its time over that round's bare
-time (a full garbage collection before each, so that no mode pays for another's):
+Runs the same training loops in one process, alternating the modes round after round
+(their order rotated at each round, a full garbage collection before each, so that no
+mode pays for another's). Each round of each mode runs ``--warm-steps`` untimed steps
+(default 10: a profiler's first steps cost more, once; nnprof's extra cost there is
+printed apart), then times its steps inside the loop:
 
-    python benchmarks/overhead.py            # full run (a few minutes)
-    python benchmarks/overhead.py --quick    # one to two minutes
+    python benchmarks/overhead.py            # every workload, 21 rounds (tens of minutes)
+    python benchmarks/overhead.py --quick    # MLP and HF Trainer, 9 rounds: about 2 minutes
     python benchmarks/overhead.py --json     # {"workloads": {NAME: {...}}}
+
+The estimate: for each round, the mode's time per step over the same round's bare time
+(a paired ratio: a slow phase of the machine weighs on both of a pair), and over the
+rounds their median, with a distribution-free 95% interval for that median (the order
+statistics a binomial count gives: no assumption of normal noise, a disturbed round
+moves one value). ``A/A`` is the bare loop against itself, measured the same way: this
+machine's noise floor, the narrowest interval any ratio can have here.
+``--threads`` (default 1) gives torch one core, leaving the others to the profilers'
+threads and the rest of the machine, as a training job on a many-core machine has.
 
 Modes: ``bare``; ``nnprof`` (``nnprof.profile()``, host sampling on, as the CLI
 runs); ``torch_profiler`` (``torch.profiler.profile(activities=[CPU])``, its
@@ -26,13 +35,13 @@ step) in a plain loop (``bert``), under ``torch.compile`` (``bert_compiled``,
 compiled in the warm-up, before nnprof starts) and in HF ``Trainer``
 (``bert_trainer``, timed per step by a callback: its set-up is left out); each
 skipped, with the reason, where ``transformers`` or a compiler is missing.
-``nnprof cpu``: the ratio of the main thread's CPU time (``time.thread_time``),
-which other processes on the same cores disturb less (it leaves out nnprof's
-sampling threads). TraceML, where installed, is measured in a child process per
-workload (it cannot be removed once started), started by ``traceml run`` (its launcher
-and aggregator): bare rounds, then as many under its zero-code mode
-(``traceml_ai.init(mode="auto")``); the ratio of the medians. A package that is installed
-but fails to import is said as such, not as missing.
+``nnprof cpu``: the ratio of the main thread's CPU time (``time.thread_time``; it
+leaves out nnprof's sampling threads). TraceML, where installed (``pip install
+nnprof[bench]``), is measured in a child process per workload (it cannot be removed
+once started), started by ``traceml run`` (its launcher and aggregator): bare rounds,
+then as many under its zero-code mode (``traceml_ai.init(mode="auto")``); the ratio of
+the medians, its interval a percentile bootstrap (the two samples cannot be paired). A
+package that is installed but fails to import is said as such, not as missing.
 """
 from __future__ import annotations
 
@@ -42,6 +51,7 @@ import contextlib
 import gc
 import io
 import json
+import math
 import os
 import shutil
 import statistics
@@ -219,13 +229,24 @@ WORKLOADS = {"mlp": (mlp_workload, 400), "cnn": (cnn_workload, 20), "input": (in
              "bert_trainer": (bert_trainer_workload, 150)}
 
 
+WARM_STEPS = 10  # untimed at the start of every round (--warm-steps)
+
+
+QUICK = ("mlp", "bert_trainer")  # --quick: a plain loop and HF Trainer
+
+
 def timed(fn, n) -> tuple:
-    """(wall s, main-thread CPU s) per step: measured by the workload where it returns
-    them (a framework's own loop), else around the whole call."""
+    """(wall s, main-thread CPU s) per step of ``n`` steps, after WARM_STEPS untimed ones
+    (a profiler's first steps cost more: nnprof measures activations and wiring there),
+    and the wall seconds of those warm-up steps: measured by the workload where it
+    returns them (a framework's own loop), else around the whole call."""
+    w0 = time.perf_counter()
+    if WARM_STEPS:
+        fn(WARM_STEPS)
     t0, c0 = time.perf_counter(), time.thread_time()
     inner = fn(n)
     wall, cpu = (time.perf_counter() - t0) / n, (time.thread_time() - c0) / n
-    return inner if inner is not None else (wall, cpu)
+    return (*(inner if inner is not None else (wall, cpu)), t0 - w0)
 
 
 def with_nnprof(fn, n, tmp) -> tuple:
@@ -301,12 +322,12 @@ def traceml_child(name: str, n: int, rounds: int) -> dict:
     bare = [timed(fn, n)[0] for _ in range(rounds)]
     traceml.init(mode="auto", on_missing_aggregator="raise")
     traced = [timed(fn, n)[0] for _ in range(rounds)]
-    return {"bare_s": statistics.median(bare), "traceml_s": statistics.median(traced)}
+    return {"bare_s": bare, "traceml_s": traced}
 
 
 def traceml_ratio(name: str, n: int, rounds: int):
-    """(ratio or None, why not): TraceML's ratio to bare on workload ``name``, measured in
-    a child that ``traceml run`` starts."""
+    """((ratio, interval) or None, why not): TraceML's ratio to bare on workload ``name``,
+    measured in a child that ``traceml run`` starts."""
     try:
         import traceml_ai  # noqa: F401 (importable, or why not)
     except ImportError as exc:
@@ -322,15 +343,52 @@ def traceml_ratio(name: str, n: int, rounds: int):
                                 "--no-dashboard-auto-open", "--logs-dir", logs,
                                 "--run-name", f"overhead-{name}", __file__, "--args",
                                 "--traceml-child", name, "--steps", str(n),
-                                "--rounds", str(rounds)], capture_output=True, text=True,
+                                "--rounds", str(rounds), "--warm-steps", str(WARM_STEPS),
+                                "--threads",
+                                str(torch.get_num_threads())], capture_output=True, text=True,
                                timeout=1800)
             data = next(json.loads(line) for line in reversed(r.stdout.splitlines())
                         if line.startswith('{"bare_s"'))
-            return data["traceml_s"] / data["bare_s"], None
+            bare, traced = data["bare_s"], data["traceml_s"]
+            return (statistics.median(traced) / statistics.median(bare),
+                    bootstrap_ratio_ci(traced, bare)), None
         except (OSError, ValueError, StopIteration, KeyError, ZeroDivisionError,
                 subprocess.TimeoutExpired) as exc:
             why = (r.stderr.strip().splitlines() or [""])[-1][-200:] if r is not None else ""
             return None, f"traceml run failed ({why or exc.__class__.__name__})"
+
+
+def median_ci(xs: list, level: float = 0.95):
+    """A distribution-free interval for the median of ``xs`` ([low, high], or None with
+    fewer than 6 values): the order statistics k and n-k+1 (1-based, sorted), k the largest
+    with P(Binomial(n, 1/2) < k) <= (1 - level) / 2. It assumes only that the values are
+    independent draws of one distribution; a round disturbed by other load moves one value,
+    not the interval's arithmetic."""
+    n = len(xs)
+    if n < 6:
+        return None
+    alpha = (1 - level) / 2
+    k, below = 0, 0.0
+    while True:  # below: P(B < k + 1)
+        nxt = below + math.comb(n, k) / 2 ** n
+        if nxt > alpha:
+            break
+        below, k = nxt, k + 1
+    k = max(k, 1)
+    s = sorted(xs)
+    return [s[k - 1], s[n - k]]
+
+
+def bootstrap_ratio_ci(a: list, b: list, level: float = 0.95, draws: int = 4000):
+    """A percentile-bootstrap interval for median(a) / median(b), for two samples that
+    cannot be paired (TraceML cannot be stopped once started: its rounds follow the bare
+    ones in one process)."""
+    import random
+    rng = random.Random(0)
+    ratios = sorted(statistics.median(rng.choices(a, k=len(a))) /
+                    statistics.median(rng.choices(b, k=len(b))) for _ in range(draws))
+    lo = int((1 - level) / 2 * draws)
+    return [ratios[lo], ratios[draws - 1 - lo]]
 
 
 def measure(fn, n: int, rounds: int, modes: dict, tmp: str, state: dict) -> dict:
@@ -357,38 +415,60 @@ def measure(fn, n: int, rounds: int, modes: dict, tmp: str, state: dict) -> dict
                     modes.pop(k, None)
         rows.append(row)
 
+    def pairs(m, i):
+        return [row[m][i] / row["bare"][i] for row in rows if m in row]
+
     def ratio(m, i):
-        pairs = [row[m][i] / row["bare"][i] for row in rows if m in row]
-        return statistics.median(pairs) if pairs else None
+        p = pairs(m, i)
+        return statistics.median(p) if p else None
     bare = statistics.median(row["bare"][0] for row in rows)
     entry = {"bare_s": bare, "steps_per_round": n, "rounds": rounds}
-    for m in ("nnprof", "torch_profiler", "pyspy", "pyspy_nonblocking"):
+    for m in ("bare_again", "nnprof", "torch_profiler", "pyspy", "pyspy_nonblocking"):
         entry[f"{m}_ratio"] = ratio(m, 0)
+        entry[f"{m}_ratio_ci"] = median_ci(pairs(m, 0))
     entry["nnprof_overhead_us_per_step"] = (entry["nnprof_ratio"] - 1) * bare * 1e6
+    extra = [row["nnprof"][2] - row["bare"][2] for row in rows if "nnprof" in row]
+    entry["nnprof_first_steps_ms"] = statistics.median(extra) * 1e3 if extra else None
+    entry["warm_steps"] = WARM_STEPS
     entry["nnprof_cpu_ratio"] = ratio("nnprof", 1)
+    entry["nnprof_cpu_ratio_ci"] = median_ci(pairs("nnprof", 1))
     return entry
 
 
 def main() -> int:
+    global WARM_STEPS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer rounds and steps")
+    ap.add_argument("--quick", action="store_true",
+                    help="about two minutes: the MLP and HF Trainer workloads, 9 rounds of a "
+                         "quarter of the steps")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--only", default=None,
                     help="comma-separated workloads (default: all): " + ",".join(WORKLOADS))
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch's CPU threads for the workloads (default 1: the workload has "
+                         "a core, the profilers' threads and the rest of the machine the "
+                         "others; 0: torch's own choice)")
+    ap.add_argument("--warm-steps", type=int, default=WARM_STEPS,
+                    help=f"untimed steps at the start of every round (default {WARM_STEPS}); "
+                         "their extra cost under nnprof is printed apart")
     ap.add_argument("--traceml-child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    rounds = args.rounds or (5 if args.quick else 11)
-    scale = 0.5 if args.quick else 1.0
+    WARM_STEPS = max(0, args.warm_steps)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    rounds = args.rounds or (9 if args.quick else 21)
+    scale = 0.25 if args.quick else 1.0
     if args.traceml_child:
         print(json.dumps(traceml_child(args.traceml_child, args.steps, rounds)))
         return 0
-    names = args.only.split(",") if args.only else list(WORKLOADS)
+    names = args.only.split(",") if args.only else list(QUICK if args.quick else WORKLOADS)
     unknown = [w for w in names if w not in WORKLOADS]
     if unknown:
         ap.error(f"unknown workload(s): {', '.join(unknown)}")
-    modes = {"bare": lambda fn, n, tmp: timed(fn, n), "nnprof": with_nnprof,
+    modes = {"bare": lambda fn, n, tmp: timed(fn, n),
+             "bare_again": lambda fn, n, tmp: timed(fn, n), "nnprof": with_nnprof,
              "torch_profiler": with_torch_profiler}
     state = {"pyspy_problem": pyspy_usable()}
     if state["pyspy_problem"] is None:
@@ -405,29 +485,44 @@ def main() -> int:
                 skipped[name] = str(exc)
                 continue
             results[name] = measure(fn, n, rounds, modes, tmp, state)
-            results[name]["traceml_ratio"], traceml_problem = traceml_ratio(name, n, rounds)
+            got, traceml_problem = traceml_ratio(name, n, rounds)
+            results[name]["traceml_ratio"], results[name]["traceml_ratio_ci"] = got or (None, None)
     if args.json:
         print(json.dumps({"workloads": results, "skipped": skipped, "torch": torch.__version__,
                           "threads": torch.get_num_threads(), "pyspy": pyspy_exe(),
                           "pyspy_problem": state["pyspy_problem"],
                           "traceml_problem": traceml_problem}, indent=2))
         return 0
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {rounds} rounds, "
-          "medians of the time per step; ratios to bare")
-    print(f"{'workload':13} {'bare/step':>12} {'nnprof':>8} {'+us/step':>9} {'nnprof cpu':>10} "
-          f"{'torch.prof':>10} {'py-spy':>8} {'py-spy nb':>10} {'TraceML':>8}")
-
-    def ratio(v, width):
-        return f"{'n/a':>{width}}" if v is None else f"{v:{width - 1}.3f}x"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {rounds} rounds; "
+          "ratio: the median over rounds of the time per step over the same round's bare "
+          "time, with its 95% interval")
+    print(f"{'workload':13} {'bare/step':>11}  {'tool':<15} {'ratio':>7}  {'95% interval':<15} "
+          f"{'+us/step':>8}")
+    tools = (("bare_again", "A/A: bare"), ("nnprof", "nnprof"), ("nnprof_cpu", "nnprof cpu"),
+             ("torch_profiler", "torch.profiler"), ("pyspy", "py-spy"),
+             ("pyspy_nonblocking", "py-spy nb"), ("traceml", "TraceML"))
     for name, e in results.items():
-        print(f"{name:13} {e['bare_s'] * 1e3:10.3f}ms {ratio(e['nnprof_ratio'], 8)} "
-              f"{e['nnprof_overhead_us_per_step']:9.1f} {ratio(e['nnprof_cpu_ratio'], 10)} "
-              f"{ratio(e['torch_profiler_ratio'], 10)} {ratio(e['pyspy_ratio'], 8)} "
-              f"{ratio(e['pyspy_nonblocking_ratio'], 10)} {ratio(e['traceml_ratio'], 8)}")
+        first = True
+        for key, label in tools:
+            v, ci = e.get(f"{key}_ratio"), e.get(f"{key}_ratio_ci")
+            head = f"{name:13} {e['bare_s'] * 1e3:9.3f}ms" if first else " " * 25
+            first = False
+            if v is None:
+                print(f"{head}  {label:<15} {'n/a':>7}")
+                continue
+            interval = f"{ci[0]:.3f}-{ci[1]:.3f}x" if ci else ""
+            print(f"{head}  {label:<15} {v:6.3f}x  {interval:<15} "
+                  f"{(v - 1) * e['bare_s'] * 1e6:8.1f}")
     for name, why in skipped.items():
         print(f"{name:13} skipped: {why}")
-    print("py-spy: py-spy record -r 100 --pid (default, blocking); nb: --nonblocking; "
-          "nnprof cpu: main-thread CPU time ratio")
+    print("A/A: the bare loop against itself, this machine's noise floor; nnprof cpu: the "
+          "main thread's CPU time; py-spy: py-spy record -r 100 --pid (blocking); nb: "
+          "--nonblocking")
+    firsts = ", ".join(f"{name} {e['nnprof_first_steps_ms']:.1f} ms"
+                       for name, e in results.items() if e.get("nnprof_first_steps_ms") is not None)
+    if firsts:
+        print(f"nnprof's first {WARM_STEPS} steps of a run (untimed above) cost more, once: "
+              f"{firsts}")
     if state["pyspy_problem"]:
         print(f"py-spy: n/a, {state['pyspy_problem']}")
     if traceml_problem:
