@@ -44,6 +44,15 @@ def finish(proc, timeout=120.0) -> int:
     return proc.exit_code
 
 
+def wait_for_output(proc, log, text, timeout=60.0) -> None:
+    """Until the running trial's log shows ``text``."""
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        assert proc.poll() is None, log.read_text()[-2000:]
+        assert time.monotonic() < deadline, f"no {text!r} in {timeout} s"
+        time.sleep(0.05)
+
+
 def lines(tmp_path, name) -> list:
     text = (tmp_path / name / "output.log").read_text()
     return [ln.replace(f" {name}", " RUN").replace(f"'{name}'", "'RUN'") for ln in text.splitlines()
@@ -97,10 +106,7 @@ def test_a_stopped_forked_trial_ends_as_a_fresh_one_does(server, tmp_path):
     codes = {}
     for name, s in (("fresh", None), ("forked", srv)):
         proc = trial(tmp_path, name, env, s, "--sleep")
-        deadline = time.monotonic() + 60
-        while "threads" not in (tmp_path / name / "output.log").read_text():
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for_output(proc, tmp_path / name / "output.log", "threads")
         codes[name] = proc.stop(grace_s=30)
         assert (tmp_path / name / "summary.json").exists()  # it wrote its run
     assert codes["forked"] == codes["fresh"] and codes["fresh"] != 0
@@ -110,8 +116,7 @@ def test_trials_end_with_their_server_and_the_server_with_close(server, tmp_path
     srv, env = server
     proc = trial(tmp_path, "orphan", env, srv, "--sleep")
     assert proc.forked
-    while "threads" not in (tmp_path / "orphan" / "output.log").read_text():
-        time.sleep(0.05)
+    wait_for_output(proc, tmp_path / "orphan" / "output.log", "threads")
     srv.proc.kill()  # the server gone: its children get SIGTERM (the parent-death signal)
     assert finish(proc, timeout=60) == 128 + signal.SIGTERM
     deadline = time.monotonic() + 30
