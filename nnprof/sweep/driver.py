@@ -332,7 +332,10 @@ class Sweep:
             self.notices.append(f"trials start as new processes: {why}")
             return
         env = slot_env(0, self.s.parallel, self.s.cores, [])
-        self.server = ForkServer(env, os.getcwd(), os.path.join(self.out, "forkserver.log"))
+        try:
+            self.server = ForkServer(env, os.getcwd(), os.path.join(self.out, "forkserver.log"))
+        except OSError as exc:  # its log cannot be written: trials start fresh
+            self.notices.append(f"trials start as new processes: {exc.strerror or exc}")
 
     def run(self) -> int:
         self.open()
