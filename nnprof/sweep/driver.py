@@ -192,15 +192,12 @@ class Sweep:
                               self.s.max_time)
         env = slot_env(slot, self.s.parallel, self.s.cores, self.s.gpus)
         proc = TrialProcess(cmd, run_dir, env, self.server)
-        if proc.forked:
-            self.forked += 1
-        else:
-            self.fresh += 1
-            if self.server is not None and self.server.problem:
-                self.notices.append(f"trials start as new processes from trial "
-                                    f"{trial.number}: {self.server.problem}")
-                self.server.close()
-                self.server = None
+        self.forked, self.fresh = self.forked + proc.forked, self.fresh + (not proc.forked)
+        if not proc.forked and self.server is not None and self.server.problem:
+            self.notices.append(f"trials start as new processes from trial {trial.number}: "
+                                f"{self.server.problem}")
+            self.server.close()
+            self.server = None
         self.running[slot] = Running(trial, slot, proc, TrialTail(run_dir), run_dir)
         self.display.event(f"trial {trial.number} started: {' '.join(args[-2 * 8:])}")
         return True
@@ -323,8 +320,7 @@ class Sweep:
 
     # -- the loop ---------------------------------------------------------------------
     def start_server(self) -> None:
-        """The warm process trials are forked from (:mod:`.forkserver`), unless
-        ``--fresh-trials`` or the platform says otherwise."""
+        """The warm process trials are forked from (:mod:`.forkserver`), if it can be."""
         if self.s.fresh_trials:
             return
         why = ForkServer.usable()
@@ -334,7 +330,7 @@ class Sweep:
         env = slot_env(0, self.s.parallel, self.s.cores, [])
         try:
             self.server = ForkServer(env, os.getcwd(), os.path.join(self.out, "forkserver.log"))
-        except OSError as exc:  # its log cannot be written: trials start fresh
+        except OSError as exc:  # its log cannot be written
             self.notices.append(f"trials start as new processes: {exc.strerror or exc}")
 
     def run(self) -> int:

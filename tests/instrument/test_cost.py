@@ -8,10 +8,13 @@ from nnprof.instrument.cost import calibrate, estimate
 
 
 def test_calibration_measures_every_hook_and_leaves_nothing_installed():
-    costs = calibrate()  # the autouse fixture checks that no patch is left behind
-    assert set(costs) == {"phase_ns", "step_ns", "nested_ns", "forward_ns"}
-    for k, v in costs.items():
-        assert 0 <= v < 1e6, (k, v)  # under a millisecond per call on any machine
+    for _ in range(3):  # a calibration disturbed by other work on the core: again
+        costs = calibrate()  # the autouse fixture checks that no patch is left behind
+        assert set(costs) == {"phase_ns", "step_ns", "nested_ns", "forward_ns"}
+        for k, v in costs.items():
+            assert 0 <= v < 1e6, (k, v)  # under a millisecond per call on any machine
+        if costs["phase_ns"] > 0 and costs["forward_ns"] > 0:
+            break
     # a phase hook is an extra frame plus two clock reads: it cannot be free
     assert costs["phase_ns"] > 0 and costs["forward_ns"] > 0
 
