@@ -467,8 +467,9 @@ def main() -> int:
     unknown = [w for w in names if w not in WORKLOADS]
     if unknown:
         ap.error(f"unknown workload(s): {', '.join(unknown)}")
-    modes = {"bare": lambda fn, n, tmp: timed(fn, n),
-             "bare_again": lambda fn, n, tmp: timed(fn, n), "nnprof": with_nnprof,
+    def bare(fn, n, tmp):
+        return timed(fn, n)
+    modes = {"bare": bare, "bare_again": bare, "nnprof": with_nnprof,
              "torch_profiler": with_torch_profiler}
     state = {"pyspy_problem": pyspy_usable()}
     if state["pyspy_problem"] is None:

@@ -25,11 +25,9 @@ def usable_cores(cgroup_root: str = "/sys/fs/cgroup") -> int:
 def cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> Optional[float]:
     """The CPUs a container's quota allows (quota over period), or None where none is set
     or it cannot be read."""
-    candidates = ((os.path.join(root, "cpu.max"), None),
-                  (os.path.join(root, "cpu", "cpu.cfs_quota_us"),
-                   os.path.join(root, "cpu", "cpu.cfs_period_us")),
-                  (os.path.join(root, "cpu,cpuacct", "cpu.cfs_quota_us"),
-                   os.path.join(root, "cpu,cpuacct", "cpu.cfs_period_us")))
+    v1 = [os.path.join(root, d) for d in ("cpu", "cpu,cpuacct")]
+    candidates = [(os.path.join(root, "cpu.max"), None)] + [
+        (os.path.join(d, "cpu.cfs_quota_us"), os.path.join(d, "cpu.cfs_period_us")) for d in v1]
     for first, period_file in candidates:
         try:
             with open(first) as f:

@@ -196,18 +196,22 @@ def main() -> None:
 
 
 # -- the sweep's side -------------------------------------------------------------------
+def _shared_env(env: dict) -> dict:
+    """What of a trial's environment its server must have had at start-up."""
+    return {k: v for k, v in env.items() if k not in PER_TRIAL_ENV}
+
+
 class ForkServer:
     """The sweep's handle on its server: start it, fork trials from it, learn how they
     ended. ``problem`` says why trials start fresh (None while the server serves)."""
 
     def __init__(self, env: dict, cwd: str, log_path: str) -> None:
-        self.env = {k: v for k, v in env.items() if k not in PER_TRIAL_ENV}
+        self.env = _shared_env(env)
         self.cwd = cwd
         self.problem: Optional[str] = None
         self._replies: dict = {}      # request id -> pid or error
         self._exits: dict = {}        # pid -> returncode
         self._exit_at: dict = {}      # pid -> when its exit was heard (time.monotonic())
-        self._exit_count = 0
         self._cond = threading.Condition()
         self._next_id = 0
         self._alive = False
@@ -250,7 +254,6 @@ class ForkServer:
                 elif "exit" in msg:
                     self._exits[msg["exit"]] = msg["returncode"]
                     self._exit_at[msg["exit"]] = time.monotonic()
-                    self._exit_count += 1
                 self._cond.notify_all()
         with self._cond:  # the server is gone: its children were sent SIGTERM
             self._alive = False
@@ -274,8 +277,7 @@ class ForkServer:
     def compatible(self, env: dict, cwd: str) -> bool:
         """Would a child of the server be what a fresh ``python`` with ``env`` in ``cwd``
         is?"""
-        return cwd == self.cwd and {k: v for k, v in env.items()
-                                    if k not in PER_TRIAL_ENV} == self.env
+        return cwd == self.cwd and _shared_env(env) == self.env
 
     def spawn(self, argv: list, env: dict, cwd: str, log: str) -> Optional[int]:
         """The pid of a child running ``python -m nnprof ARGV``, or None (start it fresh)."""
@@ -324,8 +326,8 @@ class ForkServer:
         """Sleep ``timeout`` seconds, or less: until a child's exit is heard."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            seen = self._exit_count
-            while self._exit_count == seen and not self._gone:
+            seen = len(self._exit_at)
+            while len(self._exit_at) == seen and not self._gone:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
