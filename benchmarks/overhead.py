@@ -1,21 +1,34 @@
 """Per-step overhead of nnprof against the bare loop, torch.profiler, py-spy and TraceML.
 
-Runs the same training loops in one process, alternating the modes round after round
-(their order rotated at each round, a full garbage collection before each, so that no
-mode pays for another's). Each round of each mode runs ``--warm-steps`` untimed steps
-(default 10: a profiler's first steps cost more, once; nnprof's extra cost there is
-printed apart), then times its steps inside the loop:
+Runs the same training loops in one process, each tool's round between two bare rounds
+(bare, A, bare, B, bare, ...; the tools' order rotated at each round, a full garbage
+collection before each, so that no mode pays for another's). A round runs
+``--warm-steps`` untimed steps (default 10: a profiler's first steps cost more, once;
+nnprof's extra cost there is printed apart), then ``--blocks`` timed blocks of steps:
 
     python benchmarks/overhead.py            # every workload, 21 rounds (tens of minutes)
-    python benchmarks/overhead.py --quick    # MLP and HF Trainer, 9 rounds: about 2 minutes
+    python benchmarks/overhead.py --quick    # MLP and HF Trainer, 5 rounds: about 2 minutes
     python benchmarks/overhead.py --json     # {"workloads": {NAME: {...}}}
 
-The estimate: for each round, the mode's time per step over the same round's bare time
-(a paired ratio: a slow phase of the machine weighs on both of a pair), and over the
-rounds their median, with a distribution-free 95% interval for that median (the order
-statistics a binomial count gives: no assumption of normal noise, a disturbed round
-moves one value). ``A/A`` is the bare loop against itself, measured the same way: this
-machine's noise floor, the narrowest interval any ratio can have here.
+The estimate. A block lasts at least ``--block-s`` (0.2 s) and is a multiple of 16 steps,
+so that every block holds whole periods of nnprof's batched work (its host sample every
+0.1 s, the write of its rows every 16 steps) besides its per-step hooks. A round's time
+per step is its quietest block's mean: on this kind of machine other load only ever adds
+time (identical bare blocks differ by up to 15% in their mean, while their quietest
+differ by 2%), and a block that pays all of a tool's work, uninterrupted, is the tool's
+true cost. A tool's ratio for a round is that time over the mean of the two bare rounds
+either side (a drift of the machine's speed weighs on both); over the rounds, the median
+of those ratios with a distribution-free 95% interval for it (the order statistics a
+binomial count gives: no assumption of normal noise; a disturbed round moves one value).
+``A/A`` is the bare loop against itself, measured the same way: this machine's noise
+floor. ``nnprof mean`` is the same ratio from every block's mean instead of the quietest
+(all of the steps: the wider interval of the two). ``nnprof cpu``: the main thread's CPU
+time (``time.thread_time``; it leaves out nnprof's sampling threads).
+Beside the times, a count that no noise moves: the Python bytecodes and Python calls
+nnprof adds to a step (``sys.settrace`` counting opcodes over n and 2n steps, bare and
+under nnprof; in ``--json``, ``nnprof_bytecodes_per_step`` and ``nnprof_calls_per_step``).
+Hardware instruction counts would include the C side too, but need ``perf`` counters
+(absent on many VMs) or valgrind (minutes per run: it slows torch's import 50-fold).
 ``--threads`` (default 1) gives torch one core, leaving the others to the profilers'
 threads and the rest of the machine, as a training job on a many-core machine has.
 
@@ -28,18 +41,19 @@ process for each sample); ``pyspy_nonblocking``: the same with ``--nonblocking``
 interpreter, then on PATH; without it, or without the right to attach (ptrace),
 its ratios are null.
 
-Workloads: a tiny MLP (about 0.5 ms per step on a laptop-class CPU core), a
+Workloads: a tiny MLP at three sizes (``mlp_small``, ``mlp``: about 0.5 ms per step on
+a laptop-class CPU core, ``mlp_big``: the same hooks per step, the step's length
+changes), a
 small CNN (tens of ms), an input-bound loop (a DataLoader whose samples sleep),
 and a 2-layer BERT from a ``transformers`` config (about 50 module calls per
 step) in a plain loop (``bert``), under ``torch.compile`` (``bert_compiled``,
 compiled in the warm-up, before nnprof starts) and in HF ``Trainer``
 (``bert_trainer``, timed per step by a callback: its set-up is left out); each
 skipped, with the reason, where ``transformers`` or a compiler is missing.
-``nnprof cpu``: the ratio of the main thread's CPU time (``time.thread_time``; it
-leaves out nnprof's sampling threads). TraceML, where installed (``pip install
-nnprof[bench]``), is measured in a child process per workload (it cannot be removed
-once started), started by ``traceml run`` (its launcher and aggregator): bare rounds,
-then as many under its zero-code mode (``traceml_ai.init(mode="auto")``); the ratio of
+TraceML, where installed (``pip install nnprof[bench]``), is measured in a child process
+per workload (it cannot be removed once started), started by ``traceml run`` (its
+launcher and aggregator): bare rounds, then as many under its zero-code mode
+(``traceml_ai.init(mode="auto")``), each round's time per step as above; the ratio of
 the medians, its interval a percentile bootstrap (the two samples cannot be paired). A
 package that is installed but fails to import is said as such, not as missing.
 """
@@ -80,12 +94,14 @@ def _steps(model, opt, x, y):
     return run
 
 
-def mlp_workload():
+def mlp_workload(width: int = 512, batch: int = 64):
+    """The same loop at three sizes (the same hooks per step, a different step length):
+    ``mlp_small`` (128 wide, batches of 16), ``mlp`` (512, 64), ``mlp_big`` (1024, 256)."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
-                          nn.Linear(512, 10))
+    model = nn.Sequential(nn.Linear(256, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                          nn.Linear(width, 10))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    return _steps(model, opt, torch.randn(64, 256), torch.randint(0, 10, (64,)))
+    return _steps(model, opt, torch.randn(batch, 256), torch.randint(0, 10, (batch,)))
 
 
 def cnn_workload():
@@ -210,7 +226,8 @@ def bert_trainer_workload():
             self.cpu.append(time.thread_time())
 
     def run(n):
-        """n + 1 steps of the Trainer's own loop; per step from the first step's end on."""
+        """n + 1 steps of the Trainer's own loop: each step's (wall s, CPU s) from the
+        first step's end on (its set-up left out)."""
         args = TrainingArguments(output_dir=out, max_steps=n + 1, per_device_train_batch_size=8,
                                  logging_strategy="no", save_strategy="no", report_to=[],
                                  disable_tqdm=True, use_cpu=True, dataloader_num_workers=0)
@@ -219,34 +236,120 @@ def bert_trainer_workload():
                           callbacks=[clock])
         with contextlib.redirect_stdout(io.StringIO()):  # its end-of-training metrics line
             trainer.train()
-        k = len(clock.wall) - 1
-        return ((clock.wall[-1] - clock.wall[0]) / k, (clock.cpu[-1] - clock.cpu[0]) / k)
+        return [(b - a, d - c) for a, b, c, d in zip(clock.wall, clock.wall[1:], clock.cpu,
+                                                      clock.cpu[1:])]
+    run.per_step = True  # returns its steps' times (a framework's own loop)
     return run
 
 
-WORKLOADS = {"mlp": (mlp_workload, 400), "cnn": (cnn_workload, 20), "input": (input_workload, 60),
-             "bert": (bert_workload, 150), "bert_compiled": (lambda: bert_workload(True), 150),
-             "bert_trainer": (bert_trainer_workload, 150)}
+WORKLOADS = {"mlp_small": lambda: mlp_workload(128, 16), "mlp": mlp_workload,
+             "mlp_big": lambda: mlp_workload(1024, 256), "cnn": cnn_workload,
+             "input": input_workload,
+             "bert": bert_workload, "bert_compiled": lambda: bert_workload(True),
+             "bert_trainer": bert_trainer_workload}
 
 
 WARM_STEPS = 10  # untimed at the start of every round (--warm-steps)
+BLOCK_S = 0.2    # a block lasts at least this long (--block-s) ...
+BLOCK_STEPS = 16  # ... and is a multiple of this many steps (nnprof writes its rows by 16)
+BLOCKS = 4       # blocks per round (--blocks)
 
 
 QUICK = ("mlp", "bert_trainer")  # --quick: a plain loop and HF Trainer
 
 
-def timed(fn, n) -> tuple:
-    """(wall s, main-thread CPU s) per step of ``n`` steps, after WARM_STEPS untimed ones
-    (a profiler's first steps cost more: nnprof measures activations and wiring there),
-    and the wall seconds of those warm-up steps: measured by the workload where it
-    returns them (a framework's own loop), else around the whole call."""
-    w0 = time.perf_counter()
+class Round:
+    """One round of one mode: ``BLOCKS`` blocks of ``k`` steps after WARM_STEPS untimed
+    ones. ``wall`` / ``cpu``: the round's estimate of the time per step, the quietest
+    block's mean (see the module docstring); ``mean``: the mean over all its steps;
+    ``warm_s``: the wall seconds of the warm-up steps."""
+    __slots__ = ("wall", "cpu", "mean", "warm_s")
+
+    def __init__(self, blocks: list, warm_s: float) -> None:
+        quiet = min(blocks)
+        self.wall, self.cpu = quiet
+        self.mean = sum(b[0] for b in blocks) / len(blocks)
+        self.warm_s = warm_s
+
+
+def timed(fn, k: int) -> Round:
+    """``BLOCKS`` blocks of ``k`` steps of ``fn`` after WARM_STEPS untimed ones (a
+    profiler's first steps cost more: nnprof measures activations and wiring there);
+    each block's (wall, main-thread CPU) per step. A framework's own loop (``per_step``)
+    runs all its steps in one call and reports each; its warm-up is its first steps."""
+    clock, cpu = time.perf_counter, time.thread_time
+    if getattr(fn, "per_step", False):
+        w0 = clock()
+        steps = fn(WARM_STEPS + BLOCKS * k)
+        warm = steps[:WARM_STEPS]
+        steps = steps[WARM_STEPS:]
+        blocks = [(sum(w for w, _ in steps[i:i + k]) / k, sum(c for _, c in steps[i:i + k]) / k)
+                  for i in range(0, BLOCKS * k, k)]
+        return Round(blocks, sum(w for w, _ in warm) if warm else clock() - w0)
+    w0 = clock()
     if WARM_STEPS:
         fn(WARM_STEPS)
-    t0, c0 = time.perf_counter(), time.thread_time()
-    inner = fn(n)
-    wall, cpu = (time.perf_counter() - t0) / n, (time.thread_time() - c0) / n
-    return (*(inner if inner is not None else (wall, cpu)), t0 - w0)
+    warm_s = clock() - w0
+    blocks = []
+    for _ in range(BLOCKS):
+        t0, c0 = clock(), cpu()
+        fn(k)
+        blocks.append(((clock() - t0) / k, (cpu() - c0) / k))
+    return Round(blocks, warm_s)
+
+
+def block_steps(fn) -> int:
+    """Steps per block for ``fn``: at least BLOCK_S seconds, a multiple of BLOCK_STEPS
+    (whole periods of nnprof's batched work: a host sample every 0.1 s, a write of its
+    rows every 16 steps), from a few timed steps."""
+    if getattr(fn, "per_step", False):
+        per = statistics.median(w for w, _ in fn(8))
+    else:
+        fn(2)
+        t0 = time.perf_counter()
+        fn(8)
+        per = (time.perf_counter() - t0) / 8
+    n = max(1, math.ceil(BLOCK_S / max(per, 1e-6) / BLOCK_STEPS))
+    return n * BLOCK_STEPS
+
+
+def _bytecodes(fn, n: int) -> tuple:
+    """(Python bytecodes, Python calls) that ``fn(n)`` executes, counted by a trace
+    function (deterministic: no timing in it)."""
+    counts = [0, 0]
+
+    def local(frame, event, arg):
+        if event == "opcode":
+            counts[0] += 1
+        return local
+
+    def tracer(frame, event, arg):
+        counts[1] += 1
+        frame.f_trace_opcodes = True
+        return local
+    sys.settrace(tracer)
+    try:
+        fn(n)
+    finally:
+        sys.settrace(None)
+    return counts[0], counts[1]
+
+
+def bytecodes_per_step(fn, tmp: str, n: int = 8) -> dict:
+    """Python bytecodes and calls per step, bare and under nnprof: the difference of
+    ``2n`` and ``n`` steps (what a call costs once, a framework's set-up, cancels), after
+    warm-up steps. Noise-free, where time per step is not: a change of nnprof's hooks
+    moves it exactly."""
+    def per_step():
+        fn(WARM_STEPS or 2)
+        a, b = _bytecodes(fn, n), _bytecodes(fn, 2 * n)
+        return (b[0] - a[0]) / n, (b[1] - a[1]) / n
+    bare = per_step()
+    with nnprof.profile(out=tempfile.mkdtemp(dir=tmp), progress=False):
+        mine = per_step()
+    return {"bare_bytecodes_per_step": bare[0], "bare_calls_per_step": bare[1],
+            "nnprof_bytecodes_per_step": mine[0] - bare[0],
+            "nnprof_calls_per_step": mine[1] - bare[1]}
 
 
 def with_nnprof(fn, n, tmp) -> tuple:
@@ -317,11 +420,11 @@ def traceml_child(name: str, n: int, rounds: int) -> dict:
     TraceML's launcher, which serves the aggregator that the init connects to (without
     it TraceML disables itself, and would cost nothing)."""
     import traceml_ai as traceml  # traceml-ai 0.5: ``import traceml`` raises by design
-    fn = WORKLOADS[name][0]()
+    fn = WORKLOADS[name]()
     timed(fn, n)  # warm-up
-    bare = [timed(fn, n)[0] for _ in range(rounds)]
+    bare = [timed(fn, n).wall for _ in range(rounds)]
     traceml.init(mode="auto", on_missing_aggregator="raise")
-    traced = [timed(fn, n)[0] for _ in range(rounds)]
+    traced = [timed(fn, n).wall for _ in range(rounds)]
     return {"bare_s": bare, "traceml_s": traced}
 
 
@@ -344,7 +447,7 @@ def traceml_ratio(name: str, n: int, rounds: int):
                                 "--run-name", f"overhead-{name}", __file__, "--args",
                                 "--traceml-child", name, "--steps", str(n),
                                 "--rounds", str(rounds), "--warm-steps", str(WARM_STEPS),
-                                "--threads",
+                                "--blocks", str(BLOCKS), "--threads",
                                 str(torch.get_num_threads())], capture_output=True, text=True,
                                timeout=1800)
             data = next(json.loads(line) for line in reversed(r.stdout.splitlines())
@@ -391,56 +494,62 @@ def bootstrap_ratio_ci(a: list, b: list, level: float = 0.95, draws: int = 4000)
     return [ratios[lo], ratios[draws - 1 - lo]]
 
 
-def measure(fn, n: int, rounds: int, modes: dict, tmp: str, state: dict) -> dict:
-    """Alternate ``modes`` round after round, the order rotated at each round; a
-    mode's ratio is the median over rounds of its time over the same round's bare
-    time (a burst of load from other processes then weighs on one round's pair,
-    not on one mode)."""
-    timed(fn, n)  # warm-up
-    rows = []
+def measure(fn, k: int, rounds: int, modes: dict, tmp: str, state: dict) -> dict:
+    """Each tool's round between two bare rounds (bare, A, bare, B, bare, ...), the
+    tools' order rotated at each round; a tool's ratio for a round is its time over the
+    mean of the bare rounds either side (a drift of the machine's speed weighs on both
+    sides of the pair), and its ratio is the median over rounds."""
+    def bare_round():
+        gc.collect()
+        return timed(fn, k)
+    timed(fn, k)  # warm-up
+    tools = [m for m in modes if m != "bare"]
+    got: dict = {m: [] for m in tools}  # (tool's Round, bare before, bare after)
+    bares = [bare_round()]
     for r in range(rounds):
-        names = list(modes)
-        row = {}
-        for m in names[r % len(names):] + names[:r % len(names)]:
-            # the previous mode's cyclic garbage (torch.profiler's results: ~80 ms to
-            # free) is collected now, not by whichever mode next triggers a collection
+        for m in tools[r % len(tools):] + tools[:r % len(tools)]:
             if m not in modes:  # py-spy, left out earlier in this round
                 continue
+            # the previous mode's cyclic garbage (torch.profiler's results: ~80 ms to
+            # free) is collected now, not by whichever mode next triggers a collection
             gc.collect()
             try:
-                row[m] = modes[m](fn, n, tmp)
+                x = modes[m](fn, k, tmp)
             except PySpyFailed as exc:  # attach refused mid-run: leave py-spy out
                 state["pyspy_problem"] = f"py-spy stopped: {exc}"
-                for k in ("pyspy", "pyspy_nonblocking"):
-                    modes.pop(k, None)
-        rows.append(row)
+                for p in ("pyspy", "pyspy_nonblocking"):
+                    modes.pop(p, None)
+                continue
+            bares.append(bare_round())
+            got[m].append((x, bares[-2], bares[-1]))
 
-    def pairs(m, i):
-        return [row[m][i] / row["bare"][i] for row in rows if m in row]
+    def pairs(m, attr):
+        return [getattr(x, attr) / ((getattr(a, attr) + getattr(b, attr)) / 2)
+                for x, a, b in got.get(m, ())]
 
-    def ratio(m, i):
-        p = pairs(m, i)
-        return statistics.median(p) if p else None
-    bare = statistics.median(row["bare"][0] for row in rows)
-    entry = {"bare_s": bare, "steps_per_round": n, "rounds": rounds}
+    entry = {"bare_s": statistics.median(b.wall for b in bares), "steps_per_block": k,
+             "blocks": BLOCKS, "rounds": rounds, "warm_steps": WARM_STEPS}
     for m in ("bare_again", "nnprof", "torch_profiler", "pyspy", "pyspy_nonblocking"):
-        entry[f"{m}_ratio"] = ratio(m, 0)
-        entry[f"{m}_ratio_ci"] = median_ci(pairs(m, 0))
-    entry["nnprof_overhead_us_per_step"] = (entry["nnprof_ratio"] - 1) * bare * 1e6
-    extra = [row["nnprof"][2] - row["bare"][2] for row in rows if "nnprof" in row]
+        p = pairs(m, "wall")
+        entry[f"{m}_ratio"] = statistics.median(p) if p else None
+        entry[f"{m}_ratio_ci"] = median_ci(p)
+    for key, attr in (("nnprof_cpu", "cpu"), ("nnprof_mean", "mean")):
+        p = pairs("nnprof", attr)
+        entry[f"{key}_ratio"] = statistics.median(p) if p else None
+        entry[f"{key}_ratio_ci"] = median_ci(p)
+    if entry["nnprof_ratio"] is not None:
+        entry["nnprof_overhead_us_per_step"] = (entry["nnprof_ratio"] - 1) * entry["bare_s"] * 1e6
+    extra = [x.warm_s - (a.warm_s + b.warm_s) / 2 for x, a, b in got.get("nnprof", ())]
     entry["nnprof_first_steps_ms"] = statistics.median(extra) * 1e3 if extra else None
-    entry["warm_steps"] = WARM_STEPS
-    entry["nnprof_cpu_ratio"] = ratio("nnprof", 1)
-    entry["nnprof_cpu_ratio_ci"] = median_ci(pairs("nnprof", 1))
     return entry
 
 
 def main() -> int:
-    global WARM_STEPS
+    global WARM_STEPS, BLOCKS, BLOCK_S
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
-                    help="about two minutes: the MLP and HF Trainer workloads, 9 rounds of a "
-                         "quarter of the steps")
+                    help="about two minutes: the MLP and HF Trainer workloads, 5 rounds of 3 "
+                         "blocks")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--only", default=None,
@@ -452,14 +561,22 @@ def main() -> int:
     ap.add_argument("--warm-steps", type=int, default=WARM_STEPS,
                     help=f"untimed steps at the start of every round (default {WARM_STEPS}); "
                          "their extra cost under nnprof is printed apart")
+    ap.add_argument("--tools", default=None,
+                    help="comma-separated tools (default: all): bare_again (A/A), nnprof, "
+                         "torch_profiler, pyspy, pyspy_nonblocking, traceml")
+    ap.add_argument("--blocks", type=int, default=None,
+                    help=f"timed blocks per round (default {BLOCKS}; --quick 3)")
+    ap.add_argument("--block-s", type=float, default=BLOCK_S,
+                    help=f"a block's least length in seconds (default {BLOCK_S})")
     ap.add_argument("--traceml-child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     WARM_STEPS = max(0, args.warm_steps)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    rounds = args.rounds or (9 if args.quick else 21)
-    scale = 0.25 if args.quick else 1.0
+    rounds = max(1, args.rounds or (5 if args.quick else 21))
+    BLOCKS = max(1, args.blocks or (3 if args.quick else BLOCKS))
+    BLOCK_S = max(0.0, args.block_s)
     if args.traceml_child:
         print(json.dumps(traceml_child(args.traceml_child, args.steps, rounds)))
         return 0
@@ -471,22 +588,33 @@ def main() -> int:
         return timed(fn, n)
     modes = {"bare": bare, "bare_again": bare, "nnprof": with_nnprof,
              "torch_profiler": with_torch_profiler}
-    state = {"pyspy_problem": pyspy_usable()}
-    if state["pyspy_problem"] is None:
-        modes["pyspy"] = with_pyspy
-        modes["pyspy_nonblocking"] = with_pyspy_nonblocking
+    chosen = set(args.tools.split(",")) if args.tools else None
+    known = {"bare_again", "nnprof", "torch_profiler", "pyspy", "pyspy_nonblocking", "traceml"}
+    if chosen is not None and chosen - known:
+        ap.error(f"unknown tool(s): {', '.join(sorted(chosen - known))}")
+    state = {"pyspy_problem": None}
+    if chosen is None or chosen & {"pyspy", "pyspy_nonblocking"}:
+        state["pyspy_problem"] = pyspy_usable()
+        if state["pyspy_problem"] is None:
+            modes["pyspy"] = with_pyspy
+            modes["pyspy_nonblocking"] = with_pyspy_nonblocking
+    if chosen is not None:
+        modes = {m: f for m, f in modes.items() if m == "bare" or m in chosen}
     results, skipped, traceml_problem = {}, {}, None
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            make, steps = WORKLOADS[name]
-            n = max(5, int(steps * scale))
             try:
-                fn = make()
+                fn = WORKLOADS[name]()
             except Unavailable as exc:
                 skipped[name] = str(exc)
                 continue
+            n = block_steps(fn)
             results[name] = measure(fn, n, rounds, modes, tmp, state)
-            got, traceml_problem = traceml_ratio(name, n, rounds)
+            if "nnprof" in modes:
+                results[name].update(bytecodes_per_step(fn, tmp))
+            got = None
+            if chosen is None or "traceml" in chosen:
+                got, traceml_problem = traceml_ratio(name, n, rounds)
             results[name]["traceml_ratio"], results[name]["traceml_ratio_ci"] = got or (None, None)
     if args.json:
         print(json.dumps({"workloads": results, "skipped": skipped, "torch": torch.__version__,
@@ -494,12 +622,14 @@ def main() -> int:
                           "pyspy_problem": state["pyspy_problem"],
                           "traceml_problem": traceml_problem}, indent=2))
         return 0
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {rounds} rounds; "
-          "ratio: the median over rounds of the time per step over the same round's bare "
-          "time, with its 95% interval")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {rounds} rounds of "
+          f"{BLOCKS} blocks (>= {BLOCK_S:g} s each); ratio: the median over rounds of a tool's "
+          "time per step (its round's quietest block) over the bare rounds' either side, "
+          "with its 95% interval")
     print(f"{'workload':13} {'bare/step':>11}  {'tool':<15} {'ratio':>7}  {'95% interval':<15} "
           f"{'+us/step':>8}")
     tools = (("bare_again", "A/A: bare"), ("nnprof", "nnprof"), ("nnprof_cpu", "nnprof cpu"),
+             ("nnprof_mean", "nnprof mean"),
              ("torch_profiler", "torch.profiler"), ("pyspy", "py-spy"),
              ("pyspy_nonblocking", "py-spy nb"), ("traceml", "TraceML"))
     for name, e in results.items():
@@ -517,13 +647,18 @@ def main() -> int:
     for name, why in skipped.items():
         print(f"{name:13} skipped: {why}")
     print("A/A: the bare loop against itself, this machine's noise floor; nnprof cpu: the "
-          "main thread's CPU time; py-spy: py-spy record -r 100 --pid (blocking); nb: "
-          "--nonblocking")
+          "main thread's CPU time; nnprof mean: every block's mean, not the quietest; "
+          "py-spy: py-spy record -r 100 --pid (blocking); nb: --nonblocking")
     firsts = ", ".join(f"{name} {e['nnprof_first_steps_ms']:.1f} ms"
                        for name, e in results.items() if e.get("nnprof_first_steps_ms") is not None)
     if firsts:
         print(f"nnprof's first {WARM_STEPS} steps of a run (untimed above) cost more, once: "
               f"{firsts}")
+    for name, e in results.items():
+        if e.get("nnprof_bytecodes_per_step") is not None:
+            print(f"{name}: nnprof adds {e['nnprof_bytecodes_per_step']:.0f} Python bytecodes "
+                  f"and {e['nnprof_calls_per_step']:.0f} Python calls per step (the bare step: "
+                  f"{e['bare_bytecodes_per_step']:.0f} and {e['bare_calls_per_step']:.0f})")
     if state["pyspy_problem"]:
         print(f"py-spy: n/a, {state['pyspy_problem']}")
     if traceml_problem:

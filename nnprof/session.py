@@ -320,9 +320,9 @@ class Profiler:
             self.n_eval += 1
         if len(rows) >= FLUSH_ROWS or rec.end - self._flushed_at >= FLUSH_NS:
             self._write_rows(rec.end)
-        if self.progress.enabled:
-            self.progress.update(rec.end, self.n_train, self.n_eval,
-                                 (rec.end - rec.start) / 1e9, self.budget, self.n_over)
+            if self.progress.enabled:  # redrawn at most every 0.25 s: at a write of rows
+                self.progress.update(rec.end, self.n_train, self.n_eval,
+                                     (rec.end - rec.start) / 1e9, self.budget, self.n_over)
         self._emit_ns += _now() - t_in  # our own cost per step (the overhead estimate)
 
     def _write_rows(self, now: int) -> None:

@@ -77,6 +77,27 @@ def test_scaled_loss_records_the_loss_function_output(tmp_path):
         assert rec == pytest.approx(expected, rel=1e-6), name
 
 
+def test_a_loss_divided_in_place_records_its_value_as_computed(tmp_path):
+    """``loss /= k`` in place before ``backward()`` (timm's accumulation) and a change
+    after it: the row holds the loss function's output as it was returned (on the CPU
+    its value is kept at the call, not a copy of the tensor)."""
+    torch.manual_seed(0)
+    model = nn.Linear(8, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    computed = []
+    with nnprof.profile(out=str(tmp_path / "run"), monitors=[]):
+        for _ in range(4):
+            x, y = torch.randn(4, 8), torch.randint(0, 3, (4,))
+            loss = F.cross_entropy(model(x), y)
+            computed.append(loss.item())
+            loss /= 4
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            loss.data.mul_(100)  # after the step: not what was computed either
+    assert train_losses(tmp_path / "run") == pytest.approx(computed, rel=1e-6)
+
+
 def test_grad_scaler_and_accumulation(tmp_path):
     """``GradScaler.scale(loss).backward()`` (the loss, not the loss x 65536), then a
     hand-written accumulation over 2 micro-batches; the loss at init is unscaled."""

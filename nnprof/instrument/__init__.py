@@ -82,14 +82,17 @@ class Instrumentation:
         return GpuTimeline(self._pool)
 
     def _capture_loss(self, t, watch=None):
-        """``t``: the loss to record; ``watch``: the script's tensor that backward() ran
-        on (default ``t``), watched for staying alive (a leak)."""
+        """``t``: the loss to record (a tensor, or a CPU loss's value as a float);
+        ``watch``: the script's tensor that backward() ran on (default ``t``), watched
+        for staying alive (a leak)."""
         n = self._captures = self._captures + 1
         if n >= KEEP_WATCH_FROM and n & (n - 1) == 0:  # a few, log-spaced: 16, 32, 64, ...
             try:
                 self._watched.append((n, weakref.ref(t if watch is None else watch)))
             except TypeError:
                 pass
+        if type(t) is float:
+            return t
         if t.is_cuda:
             if self._losses is None:
                 self._losses = LossCopies()
@@ -154,8 +157,8 @@ class Instrumentation:
 
 
 def resolve_loss(ref) -> Optional[float]:
-    if ref is None:
-        return None
+    if ref is None or type(ref) is float:
+        return ref
     if isinstance(ref, tuple):
         copies, i = ref
         return copies.read(i)

@@ -49,6 +49,12 @@ class Cycle:
         if not parts:
             parts.append(rec)
             return 0
+        if len(parts) == 1 and rec.optimizers and parts[0].optimizers == rec.optimizers:
+            # the common case, one optimizer stepping again: the held step was a step
+            first, parts[0] = parts[0], rec
+            self.discount = 0
+            sink(first)
+            return 0
         ids = set(rec.optimizers)
         if ids & set(parts[0].optimizers):  # the first comes round again: a cycle
             self.flush(sink)

@@ -170,7 +170,10 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
             args, kwargs = replay.loss_call(args, kwargs, clock.in_forward)
         clock.loss_enter()
         try:
-            result = original_call(self, *args, **kwargs)
+            if direct and self._compiled_call_impl is None:  # one frame less, as below
+                result = self._call_impl(*args, **kwargs)
+            else:
+                result = original_call(self, *args, **kwargs)
         finally:
             clock.pop()
         if observer is not None and outer:
@@ -217,7 +220,10 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
         clock.forward_enter(grad, id(self))
         result = None
         try:
-            result = original_call(self, *args, **kwargs)
+            if direct and self._compiled_call_impl is None:  # one frame less, as below
+                result = self._call_impl(*args, **kwargs)
+            else:
+                result = original_call(self, *args, **kwargs)
             if replay is not None and grad:
                 replay.output(result)
             if grad and meter is not None and not meter.done:

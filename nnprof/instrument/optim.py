@@ -26,7 +26,7 @@ def install(clock: StepClock, on_optimizer=None, probe=None) -> Patches:
     get_ident = threading.get_ident
     compiling = compiling_check()  # a compiled optimizer step is not seen
     active: list = []
-    alive: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
+    alive: dict = {}  # id -> weak reference: a dict's get is C, a WeakValueDictionary's is not
     pairs: dict = {}
 
     def params_of(opt) -> set:
@@ -38,7 +38,8 @@ def install(clock: StepClock, on_optimizer=None, probe=None) -> Patches:
         key = (a, b)
         known = pairs.get(key)
         if known is None:
-            oa, ob = alive.get(a), alive.get(b)
+            ra, rb = alive.get(a), alive.get(b)
+            oa, ob = ra() if ra is not None else None, rb() if rb is not None else None
             if oa is None or ob is None:
                 return True
             try:
@@ -52,8 +53,9 @@ def install(clock: StepClock, on_optimizer=None, probe=None) -> Patches:
     def pre(opt, args, kwargs):
         if compiling() or get_ident() != clock.thread_id:
             return None
-        if alive.get(id(opt)) is not opt:  # first step of this optimizer
-            alive[id(opt)] = opt  # Optimizer has a __dict__: always weakly referable
+        ref = alive.get(id(opt))
+        if ref is None or ref() is not opt:  # first step of this optimizer
+            alive[id(opt)] = weakref.ref(opt)  # Optimizer has a __dict__: weakly referable
             for k in [k for k in pairs if id(opt) in k]:  # an id reused by a new optimizer
                 del pairs[k]
             if on_optimizer is not None:

@@ -28,40 +28,37 @@ class StepRecord:
     where it is not measured (no distributed process group of several ranks).
     """
 
-    __slots__ = ("start", "end", "phases", "loader_phases", "kind", "loader", "n_forward",
-                 "n_backward", "n_optimizer", "optimizers", "loss_ref", "eval_loss_ref", "gpu",
-                 "gpu_phases", "gpu_mem_peak", "train_activity", "base", "n_batches", "ahead",
-                 "pass_start", "other_mark", "comm_wait", "rss", "gpu_mem_alloc",
-                 "gpu_mem_reserved", "n_loss", "eval_keys")
+    # Defaults live on the class: a new record sets five attributes, not twenty-seven
+    # (one is opened per step, between two of the script's calls).
+    end = 0
+    kind = "eval"
+    n_forward = 0
+    n_backward = 0
+    n_optimizer = 0
+    optimizers: tuple = ()
+    loss_ref = None
+    eval_loss_ref = None
+    gpu_phases: Optional[list] = None
+    gpu_mem_peak: Optional[int] = None
+    train_activity = False
+    base = PREP
+    n_batches = 1       # loader requests (wrapped loaders: several per step)
+    ahead = 0           # of them, the batch a wrapper holds ahead of the loop
+    pass_start = False  # the first step of a pass that started loader workers
+    other_mark = 0      # 'other' time when the last top-level backward ended
+    comm_wait: Optional[int] = None
+    rss: Optional[int] = None              # host resident bytes, last sample
+    gpu_mem_alloc: Optional[int] = None    # allocator's bytes at the step's end
+    gpu_mem_reserved: Optional[int] = None
+    n_loss = 0          # loss calls (a gradient-free step with none is no eval step)
+    eval_keys: tuple = ()  # top-level modules called without gradients, no loader
 
     def __init__(self, start: int, loader: Optional[str] = None, gpu=None) -> None:
-        self.start = start
-        self.end = start
+        self.start = self.end = start
         self.phases = [0, 0, 0, 0, 0, 0, 0]
         self.loader_phases = [0, 0, 0]
-        self.kind = "eval"
         self.loader = loader
-        self.n_forward = 0
-        self.n_backward = 0
-        self.n_optimizer = 0
-        self.optimizers: tuple = ()
-        self.loss_ref = None
-        self.eval_loss_ref = None
         self.gpu = gpu
-        self.gpu_phases: Optional[list] = None
-        self.gpu_mem_peak: Optional[int] = None
-        self.train_activity = False
-        self.base = PREP
-        self.n_batches = 1       # loader requests (wrapped loaders: several per step)
-        self.ahead = 0           # of them, the batch a wrapper holds ahead of the loop
-        self.pass_start = False  # the first step of a pass that started loader workers
-        self.other_mark = 0      # 'other' time when the last top-level backward ended
-        self.comm_wait: Optional[int] = None
-        self.rss: Optional[int] = None              # host resident bytes, last sample
-        self.gpu_mem_alloc: Optional[int] = None    # allocator's bytes at the step's end
-        self.gpu_mem_reserved: Optional[int] = None
-        self.n_loss = 0          # loss calls (a gradient-free step with none is no eval step)
-        self.eval_keys: tuple = ()  # top-level modules called without gradients, no loader
 
     @property
     def spare(self) -> int:

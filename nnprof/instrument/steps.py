@@ -100,8 +100,7 @@ class StepClock(PhaseClock):
         self.mem_now = mem_now
         self.thread_id = threading.get_ident() if thread_id is None else thread_id
         self.mode = IDLE
-        # optimizer steps of distinct optimizers held until the cycle shows
-        self.group = Cycle()
+        self.group = Cycle()  # steps of distinct optimizers, held until the cycle shows
         # partners(a, b): may optimizers a and b (ids) step together in one training
         # step (a GAN's D and G: disjoint parameters)? None: always
         self.partners: Optional[Callable[[int, int], bool]] = None
@@ -116,10 +115,8 @@ class StepClock(PhaseClock):
         # free train steps split off before any optimizer step: an accumulation window
         # (merged when the optimizer steps) or steps updated by hand (emitted as such)
         self.micro: list = []
-        self.by_hand = False
-        self.trained = False         # a backward has run
-        # the loader whose pass has its optimizer steps as steps (see the docstring)
-        self.loader_free: Optional[str] = None
+        self.by_hand, self.trained = False, False  # updates by hand; a backward has run
+        self.loader_free: Optional[str] = None  # its pass's steps: its optimizer steps
 
     # -- opening and closing ---------------------------------------------
     def _new_open(self, now: int, loader: Optional[str]) -> StepRecord:
@@ -128,14 +125,17 @@ class StepClock(PhaseClock):
                           else None)
 
     def _open_free(self, now: int) -> None:
-        self.mode = FREE_STEP
-        self.open = self._new_open(now, None)
+        self.mode, self.open = FREE_STEP, self._new_open(now, None)
 
     def _close(self, now: int) -> Optional[StepRecord]:
         o = self.open
         if o is None:
             return None
         self._charge(now)
+        return self._close_charged(o, now)
+
+    def _close_charged(self, o: StepRecord, now: int) -> Optional[StepRecord]:
+        """:meth:`_close` of the open step ``o``, its phases already charged to ``now``."""
         self.open = None
         self._closed(o, now)
         if (self.mode == FREE_STEP and self.trained and not o.train_activity
@@ -317,8 +317,11 @@ class StepClock(PhaseClock):
             elif self.mode == LOADER_STEP and o.n_optimizer and grad_enabled:
                 self._leave_loader()
                 o = self.open
-        if self.mode != LOADER_STEP and (o is None or not o.active):
-            self._check_stop(now)
+        if self.mode != LOADER_STEP and (o is None or not (o.n_forward or o.n_backward
+                                                           or o.n_optimizer)):
+            if self.stop_reason is not None or self.max_train_steps is not None \
+                    or self.deadline is not None:
+                self._check_stop(now)
         if o is None:
             self._open_free(now)
             o = self.open
@@ -330,14 +333,19 @@ class StepClock(PhaseClock):
             self._emit(self._close(now))
             self._open_free(now)
             o = self.open
-        self._charge(now)
+        stack = self.stack
+        cur = stack[-1] if stack else o.base  # self._charge(now), inlined: once per step
+        o.phases[cur] += now - self.last
+        if o.gpu is not None:
+            o.gpu.mark(cur)
+        self.last = now
         o.base = OTHER
         o.n_forward += 1
         if grad_enabled:
             o.train_activity = True
         elif self.mode == FREE_STEP and not o.train_activity:
             o.eval_keys += (key,)
-        self.stack.append(FORWARD)
+        stack.append(FORWARD)
         self.in_forward = True
         self._fwd_mark = o.phases[FORWARD]
 
@@ -403,8 +411,7 @@ class StepClock(PhaseClock):
         self._charge(now)
         if self.stack:
             self.stack.pop()
-        self.seen_optimizer = True
-        o = self.open
+        self.seen_optimizer, o = True, self.open
         if o is None:
             return
         o.n_optimizer += 1
@@ -413,7 +420,7 @@ class StepClock(PhaseClock):
         o.train_activity = True
         if self.mode != FREE_STEP:
             return
-        rec = self._close(now)
+        rec = self._close_charged(o, now)
         if self.micro:  # the window's micro-steps and this one: one step
             first, later = self.micro[0], self.micro[1:] + [rec]
             self.micro = []

@@ -154,3 +154,24 @@ def test_no_graph_break_or_recompile_of_ours(tmp_path, name):
     if name == "train_step":
         # backward() and opt.step() run eagerly after Dynamo's own graph break
         assert train["backward_s"].gt(0).all()
+
+
+def test_non_strict_export_runs_no_step_of_its_own(tmp_path):
+    """Non-strict ``torch.export`` runs the module's Python for real (with
+    ``torch.compiler``'s flag set, which Dynamo's own check does not read): its traced
+    forward is no step, and the real step after it is measured as usual."""
+    export = getattr(torch, "export", None)
+    if export is None or not hasattr(export, "export"):
+        pytest.skip("this torch has no torch.export")
+    import nnprof
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())
+    x = torch.randn(2, 4)
+    with nnprof.profile(out=str(tmp_path / "run"), monitors=[], progress=False) as p:
+        try:
+            export.export(model, (x,), strict=False)
+        except TypeError:  # a torch whose export has no strict flag
+            pytest.skip("this torch.export has no non-strict mode")
+        model(x).sum().backward()
+    steps = p.run.steps
+    assert list(steps["kind"]) == ["train"]
+    assert int(steps["n_forward"].iloc[0]) == 1

@@ -53,6 +53,34 @@ def test_host_monitor_sees_a_busy_child(tmp_path):
     assert cpu.between(0, 100).all() and cpu.max() > 20
 
 
+def test_children_are_listed_from_proc_as_psutil_lists_them():
+    """The cheap listing (each thread's ``children`` file) finds a child and its own
+    child, as psutil's walk of all of /proc does."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from nnprof.monitors.host import _child_pids
+    code = ("import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', "
+            "'import time; time.sleep(30)']); print(p.pid, flush=True); time.sleep(30)")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        grandchild = int(child.stdout.readline())
+        pids = _child_pids(os.getpid())
+        if pids is None:
+            import pytest
+            pytest.skip("this kernel has no /proc/<pid>/task/<tid>/children")
+        assert {child.pid, grandchild} <= set(pids)
+        assert set(pids) == {p.pid for p in psutil.Process().children(recursive=True)}
+    finally:
+        for p in psutil.Process(child.pid).children(recursive=True):
+            p.kill()
+        child.kill()
+        child.wait()
+        child.stdout.close()
+
+
 def test_host_and_gpu_share_one_file_and_stop_cleanly(tmp_path):
     mons = start_monitors(["host", "gpu"], str(tmp_path), time.perf_counter_ns(),
                           {"sample_hz": 50})
