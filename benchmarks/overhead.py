@@ -335,7 +335,7 @@ def _bytecodes(fn, n: int) -> tuple:
     return counts[0], counts[1]
 
 
-def bytecodes_per_step(fn, tmp: str, n: int = 8) -> dict:
+def bytecodes_per_step(fn, tmp: str, n: int = 16) -> dict:
     """Python bytecodes and calls per step, bare and under nnprof: the difference of
     ``2n`` and ``n`` steps (what a call costs once, a framework's set-up, cancels), after
     warm-up steps. Noise-free, where time per step is not: a change of nnprof's hooks

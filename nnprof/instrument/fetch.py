@@ -21,8 +21,8 @@ from torch.utils.data._utils import fetch as fetch_module
 from ..rundir.appendfile import AppendFile
 from . import active
 from .patching import Patches, look_like
-from .steps import COLLATE, FETCH, TRANSFORM, StepClock
-from .transforms import TIMING, _Swap
+from .steps import StepClock
+from .transforms import TIMING, _Swap, transform_slots
 
 BATCH_HEADER = "loader,worker,pid,start_ns,end_ns,fetch_ns,transform_ns,collate_ns,items\n"
 
@@ -64,10 +64,13 @@ def _timed_fetch(original):
         TIMING.t_total = 0
         st.collate_ns = 0
         t0 = time.perf_counter_ns()
-        swap = _Swap(self.dataset, sink.by_name)
+        slots = transform_slots(self.dataset)
         quiet = sink.quiet()
         try:
-            with swap:
+            if slots:
+                with _Swap(slots, sink.by_name):
+                    batch = original(self, possibly_batched_index)
+            else:  # no transform to time (the usual case for tensors and tokens)
                 batch = original(self, possibly_batched_index)
         finally:
             sink.loud(quiet)
@@ -120,7 +123,8 @@ class BatchFile:
         now = time.perf_counter_ns() if now is None else now
         self.out.flush()
         self.last_flush = now
-        if self.by_name and (now - self.last_names > 500_000_000 or self.last_names == 0):
+        if (now - self.last_names > 500_000_000 or self.last_names == 0) and \
+                any(self.by_name.values()):  # loaders without transforms: nothing to write
             self.write_names()
             self.last_names = now
 
@@ -135,7 +139,7 @@ class BatchFile:
 
     def close(self) -> None:
         self.flush()
-        if self.by_name:
+        if any(self.by_name.values()):
             self.write_names()
         self.out.close()
 
@@ -170,9 +174,7 @@ class MainSink:
         self.clock.thread_id = tid
 
     def batch(self, start, end, f, t, c, items) -> None:
-        self.clock.add_loader_time(FETCH, f)
-        self.clock.add_loader_time(TRANSFORM, t)
-        self.clock.add_loader_time(COLLATE, c)
+        self.clock.add_batch_times(f, t, c)  # FETCH, TRANSFORM, COLLATE
         self.file.row(_STATE.current_loader or "", -1, start, end, f, t, c, items)
 
 

@@ -151,12 +151,15 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
 
     kinds: dict = {}  # id(module) -> True (loss) | False (model) | None (undecided)
     nested_kinds: dict = {}  # class -> True | False | None (a loss when parameter-free)
+    parts: set = set()  # the classes of nested_kinds known to be no loss (a set: cheaper)
 
     def nested_loss(module) -> bool:
         """Only reached for classes not yet known to be no loss."""
         kind = nested_kinds.get(type(module), _UNSEEN)
         if kind is _UNSEEN:
             kind = nested_kinds[type(module)] = _loss_class(type(module))
+            if kind is False:
+                parts.add(type(module))
         if kind is None:
             return next(module.parameters(), None) is None
         return kind
@@ -189,7 +192,7 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
         if compiling():
             return original_call(self, *args, **kwargs)
         if clock.in_forward:
-            if nested_kinds.get(type(self)) is False:  # the common case: a model's part
+            if type(self) in parts:  # the common case: a model's part
                 if direct and self._compiled_call_impl is None:
                     return self._call_impl(*args, **kwargs)
                 return original_call(self, *args, **kwargs)

@@ -73,3 +73,12 @@ class PhaseClock:
         """Main-process fetch/transform/collate time, a slice of ``data``."""
         if self.open is not None:
             self.open.loader_phases[which] += ns
+
+    def add_batch_times(self, fetch: int, transform: int, collate: int) -> None:
+        """A main-process batch's fetch, transform and collate ns, in one call."""
+        o = self.open
+        if o is not None:
+            lp = o.loader_phases
+            lp[0] += fetch
+            lp[1] += transform
+            lp[2] += collate

@@ -74,25 +74,45 @@ def _compose_members(fn):
     return None
 
 
+_NAMES = frozenset(TRANSFORM_ATTRS + ("dataset", "datasets"))
+_PLAIN: dict = {}  # class -> it has no class-level ``dataset`` / ``datasets``
+
+
 def transform_slots(dataset, limit: int = 32) -> list:
-    """(object, attribute) pairs holding transforms, through nested datasets."""
+    """(object, attribute) pairs holding transforms, through nested datasets. Asked
+    once per batch: a dataset whose class and instance hold none of those names (the
+    usual case) is told in a few operations, without the walk."""
+    try:
+        cls = type(dataset)
+        plain = _PLAIN.get(cls)
+        if plain is None:
+            plain = _PLAIN[cls] = not (hasattr(cls, "dataset") or hasattr(cls, "datasets"))
+        if plain and _NAMES.isdisjoint(dataset.__dict__):
+            return []
+    except Exception:  # no __dict__, or an odd one: the walk decides
+        pass
     found, stack, seen = [], [dataset], set()
     while stack and len(seen) < limit:
         ds = stack.pop()
         if ds is None or id(ds) in seen:
             continue
         seen.add(id(ds))
+        try:  # walked once per batch: the instance's own dict, read once
+            own = ds.__dict__
+            get = own.get
+        except Exception:
+            continue
         for attr in TRANSFORM_ATTRS:
             try:
-                value = ds.__dict__.get(attr) if hasattr(ds, "__dict__") else None
+                value = get(attr)
             except Exception:
                 value = None
             if value is not None and callable(value):
                 found.append((ds, attr))
-        inner = getattr(ds, "dataset", None) if hasattr(ds, "__dict__") else None
+        inner = getattr(ds, "dataset", None)
         if inner is not None and not isinstance(inner, (str, bytes)):
             stack.append(inner)
-        many = getattr(ds, "datasets", None) if hasattr(ds, "__dict__") else None
+        many = getattr(ds, "datasets", None)
         if isinstance(many, (list, tuple)):
             stack.extend(many)
     return found
@@ -114,8 +134,9 @@ def transform_names(dataset) -> list:
 class _Swap:
     """Swaps timing wrappers into a dataset's transform slots for one fetch."""
 
-    def __init__(self, dataset, by_name: dict) -> None:
-        self.slots = transform_slots(dataset)
+    def __init__(self, slots: list, by_name: dict) -> None:
+        """``slots``: what :func:`transform_slots` found on the dataset."""
+        self.slots = slots
         self.by_name = by_name
         self.undo: list = []
 
