@@ -7,7 +7,7 @@ collection before each, so that no mode pays for another's). A round runs
 nnprof's extra cost there is printed apart), then ``--blocks`` timed blocks of steps:
 
     python benchmarks/overhead.py            # every workload, 21 rounds (tens of minutes)
-    python benchmarks/overhead.py --quick    # MLP and HF Trainer, 5 rounds: about 2 minutes
+    python benchmarks/overhead.py --quick    # small MLP and HF Trainer, 6 rounds: 2-3 minutes
     python benchmarks/overhead.py --json     # {"workloads": {NAME: {...}}}
 
 The estimate. A block lasts at least ``--block-s`` (0.2 s) and is a multiple of 16 steps,
@@ -255,7 +255,7 @@ BLOCK_STEPS = 16  # ... and is a multiple of this many steps (nnprof writes its 
 BLOCKS = 4       # blocks per round (--blocks)
 
 
-QUICK = ("mlp", "bert_trainer")  # --quick: a plain loop and HF Trainer
+QUICK = ("mlp_small", "bert_trainer")  # --quick: a plain loop and HF Trainer
 
 
 class Round:
@@ -548,8 +548,8 @@ def main() -> int:
     global WARM_STEPS, BLOCKS, BLOCK_S
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
-                    help="about two minutes: the MLP and HF Trainer workloads, 5 rounds of 3 "
-                         "blocks")
+                    help="two to three minutes: the small MLP and HF Trainer workloads, 6 rounds "
+                         "(the fewest that give an interval) of 2 blocks of 0.1 s or more")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--only", default=None,
@@ -566,17 +566,18 @@ def main() -> int:
                          "torch_profiler, pyspy, pyspy_nonblocking, traceml")
     ap.add_argument("--blocks", type=int, default=None,
                     help=f"timed blocks per round (default {BLOCKS}; --quick 3)")
-    ap.add_argument("--block-s", type=float, default=BLOCK_S,
-                    help=f"a block's least length in seconds (default {BLOCK_S})")
+    ap.add_argument("--block-s", type=float, default=None,
+                    help=f"a block's least length in seconds (default {BLOCK_S}; --quick 0.1)")
     ap.add_argument("--traceml-child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     WARM_STEPS = max(0, args.warm_steps)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    rounds = max(1, args.rounds or (5 if args.quick else 21))
-    BLOCKS = max(1, args.blocks or (3 if args.quick else BLOCKS))
-    BLOCK_S = max(0.0, args.block_s)
+    rounds = max(1, args.rounds or (6 if args.quick else 21))
+    BLOCKS = max(1, args.blocks or (2 if args.quick else BLOCKS))
+    BLOCK_S = max(0.0, args.block_s if args.block_s is not None else
+                  (0.1 if args.quick else BLOCK_S))
     if args.traceml_child:
         print(json.dumps(traceml_child(args.traceml_child, args.steps, rounds)))
         return 0
