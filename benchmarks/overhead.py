@@ -313,37 +313,16 @@ def block_steps(fn) -> int:
     return n * BLOCK_STEPS
 
 
-def _bytecodes(fn, n: int) -> tuple:
-    """(Python bytecodes, Python calls) that ``fn(n)`` executes, counted by a trace
-    function (deterministic: no timing in it)."""
-    counts = [0, 0]
-
-    def local(frame, event, arg):
-        if event == "opcode":
-            counts[0] += 1
-        return local
-
-    def tracer(frame, event, arg):
-        counts[1] += 1
-        frame.f_trace_opcodes = True
-        return local
-    sys.settrace(tracer)
-    try:
-        fn(n)
-    finally:
-        sys.settrace(None)
-    return counts[0], counts[1]
-
-
 def bytecodes_per_step(fn, tmp: str, n: int = 16) -> dict:
     """Python bytecodes and calls per step, bare and under nnprof: the difference of
     ``2n`` and ``n`` steps (what a call costs once, a framework's set-up, cancels), after
     warm-up steps. Noise-free, where time per step is not: a change of nnprof's hooks
     moves it exactly."""
+    from nnprof.instrument.cost import python_work_per_step
+
     def per_step():
         fn(WARM_STEPS or 2)
-        a, b = _bytecodes(fn, n), _bytecodes(fn, 2 * n)
-        return (b[0] - a[0]) / n, (b[1] - a[1]) / n
+        return python_work_per_step(fn, n)
     bare = per_step()
     with nnprof.profile(out=tempfile.mkdtemp(dir=tmp), progress=False):
         mine = per_step()
@@ -612,7 +591,10 @@ def main() -> int:
             n = block_steps(fn)
             results[name] = measure(fn, n, rounds, modes, tmp, state)
             if "nnprof" in modes:
-                results[name].update(bytecodes_per_step(fn, tmp))
+                try:
+                    results[name].update(bytecodes_per_step(fn, tmp))
+                except ImportError:  # an nnprof from before the count existed
+                    pass
             got = None
             if chosen is None or "traceml" in chosen:
                 got, traceml_problem = traceml_ratio(name, n, rounds)

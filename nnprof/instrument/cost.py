@@ -130,3 +130,36 @@ def estimate(costs: dict, steps, modules_per_model: Optional[float],
             "parts": parts, "calls_per_step": {
                 "phase": phase_calls, "forward": fwd, "submodule": fwd * modules},
             "costs_ns": costs, "basis": "calibrated hook costs x hook calls per step"}
+
+
+def python_work(fn, n: int) -> tuple:
+    """(Python bytecodes, Python calls) that ``fn(n)`` executes in this thread, counted
+    by a trace function: no timing in it, so the same on every run. Tracing is slow; it
+    replaces any trace function (a debugger's, coverage's) for the call."""
+    import sys
+    counts = [0, 0]
+
+    def local(frame, event, arg):
+        if event == "opcode":
+            counts[0] += 1
+        return local
+
+    def tracer(frame, event, arg):
+        counts[1] += 1
+        frame.f_trace_opcodes = True
+        return local
+    old = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        fn(n)
+    finally:
+        sys.settrace(old)
+    return counts[0], counts[1]
+
+
+def python_work_per_step(run, n: int = 16) -> tuple:
+    """(bytecodes, calls) per step of ``run(k)`` (k steps): the difference of ``2n`` and
+    ``n`` steps, so that what a call costs once (a framework's set-up) cancels."""
+    a, b = python_work(run, n), python_work(run, 2 * n)
+    return (b[0] - a[0]) / n, (b[1] - a[1]) / n
+

@@ -2,42 +2,19 @@
 hooks cannot pass unnoticed. On the tiny MLP loop the hooks add about 1,900 bytecodes and
 52 Python calls per step (Python 3.11; benchmarks/overhead.py prints the same count for
 every workload, docs/measured.md has the figures before and after the cuts)."""
-import sys
-
 import torch
 from torch import nn
 
 import nnprof
+from nnprof.instrument.cost import python_work_per_step
 
 BUDGET_BYTECODES = 2200  # per step, added by nnprof (1,916 now); was about 2,050 before 2026-12-06
 BUDGET_CALLS = 60        # Python calls per step, added (52 now); was 73
 
 
-def _count(fn, n):
-    counts = [0, 0]
-
-    def local(frame, event, arg):
-        if event == "opcode":
-            counts[0] += 1
-        return local
-
-    def tracer(frame, event, arg):
-        counts[1] += 1
-        frame.f_trace_opcodes = True
-        return local
-    old = sys.gettrace()
-    sys.settrace(tracer)
-    try:
-        fn(n)
-    finally:
-        sys.settrace(old)
-    return counts
-
-
 def _per_step(fn, n=16):
     fn(4)
-    a, b = _count(fn, n), _count(fn, 2 * n)
-    return (b[0] - a[0]) / n, (b[1] - a[1]) / n
+    return python_work_per_step(fn, n)
 
 
 def test_per_step_python_work_stays_within_budget(tmp_path):
