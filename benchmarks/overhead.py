@@ -279,13 +279,11 @@ def timed(fn, k: int) -> Round:
     runs all its steps in one call and reports each; its warm-up is its first steps."""
     clock, cpu = time.perf_counter, time.thread_time
     if getattr(fn, "per_step", False):
-        w0 = clock()
         steps = fn(WARM_STEPS + BLOCKS * k)
-        warm = steps[:WARM_STEPS]
-        steps = steps[WARM_STEPS:]
+        warm, steps = steps[:WARM_STEPS], steps[WARM_STEPS:]
         blocks = [(sum(w for w, _ in steps[i:i + k]) / k, sum(c for _, c in steps[i:i + k]) / k)
                   for i in range(0, BLOCKS * k, k)]
-        return Round(blocks, sum(w for w, _ in warm) if warm else clock() - w0)
+        return Round(blocks, sum(w for w, _ in warm))
     w0 = clock()
     if WARM_STEPS:
         fn(WARM_STEPS)
@@ -331,12 +329,12 @@ def bytecodes_per_step(fn, tmp: str, n: int = 16) -> dict:
             "nnprof_calls_per_step": mine[1] - bare[1]}
 
 
-def with_nnprof(fn, n, tmp) -> tuple:
+def with_nnprof(fn, n, tmp) -> Round:
     with nnprof.profile(out=tempfile.mkdtemp(dir=tmp), progress=False):
         return timed(fn, n)
 
 
-def with_torch_profiler(fn, n, tmp) -> tuple:
+def with_torch_profiler(fn, n, tmp) -> Round:
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU]):
         return timed(fn, n)
@@ -353,7 +351,7 @@ class PySpyFailed(RuntimeError):
 
 
 def _pyspy_mode(extra: list):
-    def with_pyspy(fn, n, tmp) -> tuple:
+    def with_pyspy(fn, n, tmp) -> Round:
         out = os.path.join(tmp, f"pyspy-{time.monotonic_ns()}.svg")
         proc = subprocess.Popen([pyspy_exe(), "record", "-r", "100", "-o", out,
                                  "--pid", str(os.getpid()), *extra],

@@ -52,11 +52,8 @@ def install(clock: StepClock, capture_loss=None, observer=None, comm=None,
         mine = t  # the script's tensor: whether it stays alive tells of a leak
         if unscaled is not None:
             t = unscaled(t)  # also lets go of the losses it was matched against
-        if capture_loss is None:
-            return None
-        if type(t) is float:  # a CPU loss's value, kept when it was computed
-            return capture_loss(t, mine)
-        if not isinstance(t, torch.Tensor) or t.numel() != 1:
+        if capture_loss is None or type(t) is not float and (  # float: a CPU loss's value
+                not isinstance(t, torch.Tensor) or t.numel() != 1):
             return None
         return capture_loss(t, mine)
 

@@ -21,6 +21,7 @@ not in it. ``benchmarks/overhead.py`` prints it next to the measured overhead.
 """
 from __future__ import annotations
 
+import sys
 import time
 from typing import Optional
 
@@ -136,7 +137,6 @@ def python_work(fn, n: int) -> tuple:
     """(Python bytecodes, Python calls) that ``fn(n)`` executes in this thread, counted
     by a trace function: no timing in it, so the same on every run. Tracing is slow; it
     replaces any trace function (a debugger's, coverage's) for the call."""
-    import sys
     counts = [0, 0]
 
     def local(frame, event, arg):
@@ -162,4 +162,3 @@ def python_work_per_step(run, n: int = 16) -> tuple:
     ``n`` steps, so that what a call costs once (a framework's set-up) cancels."""
     a, b = python_work(run, n), python_work(run, 2 * n)
     return (b[0] - a[0]) / n, (b[1] - a[1]) / n
-

@@ -97,16 +97,12 @@ def transform_slots(dataset, limit: int = 32) -> list:
         if ds is None or id(ds) in seen:
             continue
         seen.add(id(ds))
-        try:  # walked once per batch: the instance's own dict, read once
-            own = ds.__dict__
-            get = own.get
+        try:  # the instance's own dict, read once
+            get = ds.__dict__.get
         except Exception:
             continue
         for attr in TRANSFORM_ATTRS:
-            try:
-                value = get(attr)
-            except Exception:
-                value = None
+            value = get(attr)
             if value is not None and callable(value):
                 found.append((ds, attr))
         inner = getattr(ds, "dataset", None)

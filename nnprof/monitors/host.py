@@ -56,14 +56,8 @@ def _child_pids(pid: int) -> Optional[list]:
     (Linux 3.5+; tens of microseconds, where psutil's ``children()`` reads every
     process's ``stat``: a millisecond or more, holding the GIL); None where the kernel
     does not have those files."""
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-        with open(f"/proc/{pid}/task/{tasks[0]}/children"):
-            pass
-    except (OSError, IndexError):
-        return None
     out: list = []
-    todo = [pid]
+    todo, readable = [pid], False
     while todo:
         q = todo.pop()
         try:
@@ -76,10 +70,11 @@ def _child_pids(pid: int) -> Optional[list]:
                     found = f.read().split()
             except OSError:
                 continue
+            readable = True
             for c in found:
                 out.append(int(c))
                 todo.append(int(c))
-    return out
+    return out if readable else None
 
 
 class HostMonitor(SamplingMonitor, Monitor):
@@ -203,24 +198,17 @@ class HostMonitor(SamplingMonitor, Monitor):
         pids = _child_pids(self.proc.pid)
         if pids is None:  # no /proc/<pid>/task/<tid>/children: psutil walks all of /proc
             try:
-                kids = self.proc.children(recursive=True)
+                pids = [p.pid for p in self.proc.children(recursive=True)]
             except (ps.NoSuchProcess, ps.AccessDenied):
-                kids = []
-        else:
-            kids = [pid for pid in pids if pid not in self._children
-                    and pid not in self._ignored]
+                pids = []
         self._scanned = time.monotonic()
         self._scan_every = min(MAX_SCAN_S, max(CHILD_SCAN_S,
                                                SCAN_COST_FACTOR * (self._scanned - began)))
-        for p in kids:
-            try:
-                if not isinstance(p, ps.Process):
-                    p = ps.Process(p)
-            except (ps.NoSuchProcess, ps.AccessDenied):
-                continue
-            if p.pid in self._children or p.pid in self._ignored:
+        for pid in pids:
+            if pid in self._children or pid in self._ignored:
                 continue
             try:
+                p = ps.Process(pid)
                 if any(n in p.name() for n in IGNORED_CHILDREN):
                     self._ignored.add(p.pid)
                     continue
