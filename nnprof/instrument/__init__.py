@@ -60,8 +60,10 @@ class Instrumentation:
         self._pool = None
         self._losses = None
         self.pending = PendingSteps(emit)
+        # without CUDA no step has a device timeline to wait for: steps go straight out;
         # the allocator's peak is read only on steps that have a device timeline
-        self.clock = StepClock(self._on_record, gpu_factory=self._gpu_timeline
+        self.clock = StepClock(self._on_record if self.cuda_available else emit,
+                               gpu_factory=self._gpu_timeline
                                if self.cuda_available else None,
                                mem_peak=mem_peak_reader() if self.cuda_available else None,
                                mem_now=mem_now_reader() if self.cuda_available else None)

@@ -31,9 +31,8 @@ def install(clock: StepClock, capture_loss=None, observer=None, comm=None,
     now_ns = time.perf_counter_ns
 
     def timed_backward(original, tensors, args, kwargs):
-        """The outermost backward, with the wait for collectives at its end noted."""
-        if comm is None or not comm.active():
-            return original(tensors, *args, **kwargs)
+        """The outermost backward, with the wait for collectives at its end noted
+        (called where ``comm_active()`` said a process group of several ranks exists)."""
         root = tensors if isinstance(tensors, torch.Tensor) else \
             tensors[0] if isinstance(tensors, (list, tuple)) and tensors else None
         handle = comm.arm(root)
@@ -44,6 +43,7 @@ def install(clock: StepClock, capture_loss=None, observer=None, comm=None,
             comm.disarm(handle)
         clock.add_comm_wait(comm.gap(t_in, now_ns()))
         return result
+    comm_active = comm.active if comm is not None else None
     get_ident = threading.get_ident
     unscaled = getattr(observer, "unscaled", None)
     compiling = compiling_check()  # traced by torch.compile: a plain call
@@ -66,6 +66,8 @@ def install(clock: StepClock, capture_loss=None, observer=None, comm=None,
             meter.backward_start(clock.train_steps, self)
         clock.backward_enter(loss_ref(self))
         try:
+            if comm_active is None or not comm_active():
+                return original_tensor_backward(self, *args, **kwargs)
             return timed_backward(original_tensor_backward, self, args, kwargs)
         finally:
             clock.pop()
@@ -82,6 +84,8 @@ def install(clock: StepClock, capture_loss=None, observer=None, comm=None,
             meter.backward_start(clock.train_steps, tensors)
         clock.backward_enter(loss_ref(first))
         try:
+            if comm_active is None or not comm_active():
+                return original_autograd_backward(tensors, *args, **kwargs)
             return timed_backward(original_autograd_backward, tensors, args, kwargs)
         finally:
             clock.pop()

@@ -34,16 +34,29 @@ def distributed_world() -> int:
     return 0
 
 
-def _initialised():
-    """A function that says whether the default process group exists, asked at every
-    backward: the c10d world's own attribute where it has one (one frame), else
-    ``dist.is_initialized`` (three)."""
+def _c10d_world():
+    """c10d's world object, whose ``_default_pg`` says in one attribute read whether the
+    default process group exists (asked at every backward), or None where this torch
+    has no such attribute."""
     try:
         import torch.distributed as dist
         if dist.is_available():
             world = getattr(dist.distributed_c10d, "_world", None)
             if world is not None and "_default_pg" in getattr(world, "__dict__", {}):
-                return lambda: world._default_pg is not None
+                return world
+    except Exception:
+        pass
+    return None
+
+
+def _initialised():
+    """A function that says whether the default process group exists."""
+    world = _c10d_world()
+    if world is not None:
+        return lambda: world._default_pg is not None
+    try:
+        import torch.distributed as dist
+        if dist.is_available():
             return dist.is_initialized
     except Exception:
         pass
@@ -56,6 +69,7 @@ class CommWait:
     def __init__(self) -> None:
         self.graph_done_ns = 0
         self._initialised = _initialised()
+        self._c10d = _c10d_world()
         self._world = 0
         try:
             self._queue = torch.autograd.Variable._execution_engine.queue_callback
@@ -74,6 +88,9 @@ class CommWait:
 
     def active(self) -> bool:
         """A process group of two or more ranks exists (checked cheaply per backward)."""
+        world = self._c10d
+        if world is not None and world._default_pg is None:
+            return False  # the common case, no process group: one attribute read
         if self._queue is None or not self._initialised():
             return False
         if not self._world:

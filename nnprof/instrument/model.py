@@ -171,7 +171,7 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
         outer = not (clock.stack and clock.stack[-1] == LOSS)
         if replay is not None and outer and is_grad_enabled():
             args, kwargs = replay.loss_call(args, kwargs, clock.in_forward)
-        clock.loss_enter()
+        clock.push(LOSS).n_loss += 1  # clock.loss_enter(), one frame less
         try:
             if direct and self._compiled_call_impl is None:  # one frame less, as below
                 result = self._call_impl(*args, **kwargs)
@@ -268,7 +268,7 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
                 return fn(*args, **kwargs)  # inside a loss module already
             if replay is not None and is_grad_enabled():
                 args, kwargs = replay.loss_call(args, kwargs, clock.in_forward)
-            clock.loss_enter()
+            clock.push(LOSS).n_loss += 1  # clock.loss_enter(), one frame less
             try:
                 result = fn(*args, **kwargs)
             finally:

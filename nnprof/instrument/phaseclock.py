@@ -34,7 +34,8 @@ class PhaseClock:
         self.last = now
 
     # push/pop run several times per step: _charge is inlined there
-    def push(self, phase: int) -> None:
+    def push(self, phase: int) -> StepRecord:
+        """Enter ``phase``; returns the open step."""
         now = self.clock()
         o = self.open
         if o is None:
@@ -47,6 +48,7 @@ class PhaseClock:
             o.gpu.mark(cur)
         self.last = now
         stack.append(phase)
+        return o
 
     def pop(self) -> None:
         now = self.clock()

@@ -63,11 +63,10 @@ import time
 from typing import Callable, Optional
 
 from .cycle import Cycle
-from .phaseclock import PhaseClock
+from .loadsteps import FREE_STEP, IDLE, LOADER_STEP, LoaderEvents
 from .record import (BACKWARD, COLLATE, DATA, FETCH, FORWARD, LOADER_PHASES,  # noqa: F401
                      LOSS, OPTIMIZER, OTHER, PHASES, PREP, TRANSFORM, StepRecord)
 
-IDLE, LOADER_STEP, FREE_STEP = 0, 1, 2
 MICRO_LIMIT = 32  # free train steps held back before an optimizer step shows up
 
 
@@ -78,7 +77,7 @@ class StopRun(BaseException):
     """
 
 
-class StepClock(PhaseClock):
+class StepClock(LoaderEvents):
     """Turns hook events into :class:`StepRecord` objects handed to ``sink``.
 
     ``clock`` returns nanoseconds; ``gpu_factory`` (optional) returns a
@@ -137,7 +136,12 @@ class StepClock(PhaseClock):
     def _close_charged(self, o: StepRecord, now: int) -> Optional[StepRecord]:
         """:meth:`_close` of the open step ``o``, its phases already charged to ``now``."""
         self.open = None
-        self._closed(o, now)
+        o.end = now  # _closed(o, now), inlined: once per step
+        if o.n_backward:
+            self.train_steps += 1
+            o.kind = "train"
+        if o.gpu is not None:
+            self._close_gpu(o)
         if (self.mode == FREE_STEP and self.trained and not o.train_activity
                 and not o.n_loss):
             return None  # gradient-free, no loss, no loader: a sample, not an eval step
@@ -150,11 +154,14 @@ class StepClock(PhaseClock):
             self.train_steps += 1
             o.kind = "train"
         if o.gpu is not None:
-            o.gpu.close()
-            if self.mem_peak is not None:
-                o.gpu_mem_peak = self.mem_peak()
-            if self.mem_now is not None:
-                o.gpu_mem_alloc, o.gpu_mem_reserved = self.mem_now()
+            self._close_gpu(o)
+
+    def _close_gpu(self, o: StepRecord) -> None:
+        o.gpu.close()
+        if self.mem_peak is not None:
+            o.gpu_mem_peak = self.mem_peak()
+        if self.mem_now is not None:
+            o.gpu_mem_alloc, o.gpu_mem_reserved = self.mem_now()
 
     def _emit_held(self) -> None:
         if self.micro:
@@ -179,100 +186,6 @@ class StepClock(PhaseClock):
             raise StopRun("max-time")
 
     # -- events from the hooks -------------------------------------------
-    def _end_loop(self) -> None:
-        """The loop of the open loader step has ended: the step ends at its last event."""
-        self.tail = False
-        o = self.open
-        if o is not None and o.active:
-            self._emit(self._close(self.last))
-        else:
-            self.open = None
-            self._emit_held()
-        self.stack.clear()
-        self.mode = IDLE
-
-    def loader_iter(self) -> None:
-        """A DataLoader's ``iter()``: a new pass; a loader step still open has ended."""
-        if self.mode == LOADER_STEP:
-            self._end_loop()
-        elif self.loader_free is not None:  # its last update's step ends at its last event
-            self._end_free_pass(self.last, False)
-
-    def loader_next(self, loader: str, wrapped: bool = False, first: bool = False,
-                    startup: bool = False, asked: Optional[int] = None) -> bool:
-        """The loop asks ``loader`` for a batch; 'data' runs until :meth:`loader_got`.
-
-        ``wrapped``: asked from inside an installed package (a wrapper loader);
-        ``first``: the first request of an iterator; ``startup``: its workers
-        were started for this pass (the wait for them was recorded apart).
-        ``asked``: the clock when the loop asked, for a wait recorded apart as the
-        rest of the pass's start-up (a worker still starting): the open step ends
-        there and the new one begins now, when the batch has arrived.
-        Returns True when the request joined the open step instead of starting one.
-        """
-        now = self.clock()
-        if self.tail:
-            self._end_loop()
-        if self.loader_free is not None:
-            self._end_free_pass(self.last if startup else now if asked is None else asked,
-                                self.loader_free == loader)
-        o = self.open
-        if (self.mode == LOADER_STEP and o is not None and not o.active
-                and (o.loader != loader or wrapped)):
-            # a paired loader (zip), or a wrapper asking again for one request of the loop
-            self._charge(now)
-            if o.loader == loader:
-                o.n_batches += 1
-            self.stack.append(DATA)
-            return True
-        if o is not None:
-            if self.mode == FREE_STEP and not o.active:
-                self.open = None
-                self._emit_held()
-            else:  # the workers' start-up, recorded apart, is not this step's either
-                self._emit(self._close(self.last if startup else
-                                       now if asked is None else asked))
-        else:
-            self._emit_held()
-        self.mode = IDLE
-        self.stack.clear()  # a phase left open by an exception ends here
-        self._check_stop(now)
-        self.mode = LOADER_STEP
-        o = self.open = self._new_open(now, loader)
-        o.pass_start = startup
-        o.ahead = 1 if first and wrapped else 0
-        self.stack.append(DATA)
-        return False
-
-    def loader_got(self) -> None:
-        self.pop()
-
-    def loader_exhausted(self, ahead: bool = False) -> None:
-        """The loader raised StopIteration.
-
-        ``ahead``: a wrapper showed that it fetches a batch ahead, so the loop
-        still has one: the step stays open (see the module docstring). Without
-        it, the step this request would have opened is void.
-        """
-        o = self.open
-        now = self.clock()
-        keep = o is not None and self.mode == LOADER_STEP and (ahead or o.n_batches > 1)
-        if keep:
-            self._charge(now)  # the loop's wait for its last batch
-        if self.stack and self.stack[-1] == DATA:
-            self.stack.pop()
-        if keep:
-            if not ahead:
-                o.n_batches -= 1  # this request brought nothing; an earlier one did
-            self.tail = True
-            return
-        if o is not None and not o.active:
-            self.open = None
-        else:
-            self._emit(self._close(now))
-        self.mode = IDLE
-        self.last = now
-
     @staticmethod
     def _as_update(rec: StepRecord) -> StepRecord:
         """Weights updated by hand: what follows the step's last backward is the update."""
@@ -351,8 +264,17 @@ class StepClock(PhaseClock):
 
     def forward_exit(self, as_loss: bool = False) -> None:
         self.in_forward = False
-        self.pop()
+        now = self.clock()  # self.pop(), inlined: once per step
         o = self.open
+        stack = self.stack
+        if o is not None:
+            cur = stack[-1] if stack else o.base
+            o.phases[cur] += now - self.last
+            if o.gpu is not None:
+                o.gpu.mark(cur)
+        self.last = now
+        if stack:
+            stack.pop()
         if as_loss and o is not None:
             moved = o.phases[FORWARD] - self._fwd_mark
             o.phases[FORWARD] -= moved
@@ -362,8 +284,7 @@ class StepClock(PhaseClock):
 
     def loss_enter(self) -> None:
         """A loss call: the ``loss`` phase until :meth:`pop`."""
-        self.push(LOSS)
-        self.open.n_loss += 1
+        self.push(LOSS).n_loss += 1
 
     def _leave_loader(self) -> None:
         """A forward with gradients after an optimizer step in the open loader step:
@@ -397,8 +318,18 @@ class StepClock(PhaseClock):
         self._emit_held()
 
     def backward_enter(self, loss_ref=None, counts: bool = True) -> None:
-        self.push(BACKWARD)
+        now = self.clock()  # self.push(BACKWARD), inlined: once per step
         o = self.open
+        if o is None:
+            self._open_free(now)
+            o = self.open
+        stack = self.stack
+        cur = stack[-1] if stack else o.base
+        o.phases[cur] += now - self.last
+        if o.gpu is not None:
+            o.gpu.mark(cur)
+        self.last = now
+        stack.append(BACKWARD)
         if counts:
             o.n_backward += 1
             o.train_activity = True
@@ -408,10 +339,17 @@ class StepClock(PhaseClock):
 
     def optimizer_step_exit(self, opt_id: int) -> None:
         now = self.clock()
-        self._charge(now)
-        if self.stack:
-            self.stack.pop()
-        self.seen_optimizer, o = True, self.open
+        o = self.open
+        stack = self.stack
+        if o is not None:  # self._charge(now), inlined: once per step
+            cur = stack[-1] if stack else o.base
+            o.phases[cur] += now - self.last
+            if o.gpu is not None:
+                o.gpu.mark(cur)
+        self.last = now
+        if stack:
+            stack.pop()
+        self.seen_optimizer = True
         if o is None:
             return
         o.n_optimizer += 1
@@ -429,8 +367,9 @@ class StepClock(PhaseClock):
                     self.train_steps -= 1
                 first.absorb(r)
             rec = first
-        self._hold(rec)
-        self._open_free(now)
+        self.train_steps += self.group.hold(rec, self.sink, self.partners)  # _hold
+        gpu = self.gpu_factory  # self._open_free(now), inlined
+        self.open = StepRecord(now, None, gpu() if gpu is not None else None)
 
     def finish(self) -> None:
         """Close whatever is open; called once when the run ends.
