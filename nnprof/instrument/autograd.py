@@ -1,4 +1,5 @@
-"""Backward: ``Tensor.backward``, ``torch.autograd.backward`` and ``torch.autograd.grad``.
+"""Backward: ``torch.autograd.backward`` (which ``Tensor.backward`` calls) and
+``torch.autograd.grad``.
 
 The step's loss is the loss the script computed: the output of its loss
 function or module (seen by the loss observer, ``losses.LossObserver``) when
@@ -57,23 +58,6 @@ def install(clock: StepClock, capture_loss=None, observer=None, comm=None,
             return None
         return capture_loss(t, mine)
 
-    def tensor_backward(self, *args, **kwargs):
-        if compiling():
-            return original_tensor_backward(self, *args, **kwargs)
-        if get_ident() != clock.thread_id or clock.stack and clock.stack[-1] == BACKWARD:
-            return original_tensor_backward(self, *args, **kwargs)
-        if meter is not None and not meter.done:  # a few train steps: saved activations
-            meter.backward_start(clock.train_steps, self)
-        clock.backward_enter(loss_ref(self))
-        try:
-            if comm_active is None or not comm_active():
-                return original_tensor_backward(self, *args, **kwargs)
-            return timed_backward(original_tensor_backward, self, args, kwargs)
-        finally:
-            clock.pop()
-
-    original_tensor_backward = patches.set(torch.Tensor, "backward", tensor_backward)
-
     def autograd_backward(tensors, *args, **kwargs):
         if compiling():
             return original_autograd_backward(tensors, *args, **kwargs)
@@ -104,5 +88,5 @@ def install(clock: StepClock, capture_loss=None, observer=None, comm=None,
             clock.pop()
 
     original_grad = patches.set(torch.autograd, "grad", autograd_grad)
-    keep_eager(tensor_backward, autograd_backward, autograd_grad)
+    keep_eager(autograd_backward, autograd_grad)
     return patches

@@ -115,9 +115,9 @@ def estimate(costs: dict, steps, modules_per_model: Optional[float],
     loader = float((steps["loader"].notna() & (steps["loader"].astype(str) != "")).mean()) \
         if "loader" in steps.columns else 0.0
     modules = float(modules_per_model or 0.0)
-    # zero_grad and the step hook per optimizer step, loss and two backward frames per
-    # backward, next() and the fetcher per loader batch
-    phase_calls = 2 * opt + 3 * bwd + 2 * loader
+    # zero_grad and the step hook per optimizer step, loss and backward per backward,
+    # next() and the fetcher per loader batch
+    phase_calls = 2 * opt + 2 * bwd + 2 * loader
     parts = {
         "phase_hooks_s": phase_calls * costs.get("phase_ns", 0.0) * 1e-9,
         "forward_hooks_s": fwd * costs.get("forward_ns", 0.0) * 1e-9,
