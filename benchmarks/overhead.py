@@ -10,10 +10,10 @@ nnprof's extra cost there is printed apart), then ``--blocks`` timed blocks of s
     python benchmarks/overhead.py --quick    # small MLP and HF Trainer, 6 rounds: 2-3 minutes
     python benchmarks/overhead.py --json     # {"workloads": {NAME: {...}}}
 
-The estimate. A block lasts at least ``--block-s`` (0.2 s) and, for steps fast enough that
-nnprof writes its rows by count (128 rows in under 0.25 s), a multiple of 128 steps, so that
-every block holds whole periods of nnprof's batched work (its host sample every 0.1 s, the
-write of its rows) besides its per-step hooks. A round's time
+The estimate. A block lasts at least ``--block-s`` (0.2 s) and is a multiple of 16 steps,
+or of 128 where steps are fast enough that nnprof writes its rows by count (128 rows in
+under 0.25 s), so that every block holds whole periods of nnprof's batched work (its host
+sample every 0.1 s, the write of its rows) besides its per-step hooks. A round's time
 per step is its quietest block's mean: on this kind of machine other load only ever adds
 time (identical bare blocks differ by up to 15% in their mean, while their quietest
 differ by 2%), and a block that pays all of a tool's work, uninterrupted, is the tool's
@@ -33,8 +33,11 @@ Hardware instruction counts would include the C side too, but need ``perf`` coun
 ``--threads`` (default 1) gives torch one core, leaving the others to the profilers'
 threads and the rest of the machine, as a training job on a many-core machine has.
 
-Modes: ``bare``; ``nnprof`` (``nnprof.profile()``, host sampling on, as the CLI
-runs); ``torch_profiler`` (``torch.profiler.profile(activities=[CPU])``, its
+Modes: ``bare``; ``floor``: pass-through hooks at the points nnprof hooks, each
+only its ``torch.compile`` guard, a thread test and a clock read at a phase boundary
+(``benchmarks/hookfloor.py``): what any design with Python hooks there pays, so that
+``nnprof`` minus ``floor`` is nnprof's own bookkeeping; ``nnprof`` (``nnprof.profile()``,
+host sampling on, as the CLI runs); ``torch_profiler`` (``torch.profiler.profile(activities=[CPU])``, its
 defaults); ``pyspy``: ``py-spy record -r 100 -o FILE --pid PID`` attached to this
 process, as a user would run it (py-spy's default blocking mode: it pauses the
 process for each sample); ``pyspy_nonblocking``: the same with ``--nonblocking``
@@ -342,6 +345,14 @@ def with_nnprof(fn, n, tmp) -> Round:
         return timed(fn, n)
 
 
+def with_floor(fn, n, tmp) -> Round:
+    """Pass-through hooks at nnprof's hook points, a clock read at each phase boundary
+    and nothing else (benchmarks/hookfloor.py): what any Python-hook design pays."""
+    import hookfloor
+    with hookfloor.installed():
+        return timed(fn, n)
+
+
 def with_torch_profiler(fn, n, tmp) -> Round:
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU]):
@@ -514,7 +525,7 @@ def measure(fn, k: int, rounds: int, modes: dict, tmp: str, state: dict) -> dict
 
     entry = {"bare_s": statistics.median(b.wall for b in bares), "steps_per_block": k,
              "blocks": BLOCKS, "rounds": rounds, "warm_steps": WARM_STEPS}
-    for m in ("bare_again", "nnprof", "torch_profiler", "pyspy", "pyspy_nonblocking"):
+    for m in ("bare_again", "floor", "nnprof", "torch_profiler", "pyspy", "pyspy_nonblocking"):
         p = pairs(m, "wall")
         entry[f"{m}_ratio"] = statistics.median(p) if p else None
         entry[f"{m}_ratio_ci"] = median_ci(p)
@@ -547,7 +558,8 @@ def main() -> int:
                     help=f"untimed steps at the start of every round (default {WARM_STEPS}); "
                          "their extra cost under nnprof is printed apart")
     ap.add_argument("--tools", default=None,
-                    help="comma-separated tools (default: all): bare_again (A/A), nnprof, "
+                    help="comma-separated tools (default: all): bare_again (A/A), floor (bare "
+                         "hooks at nnprof's hook points, benchmarks/hookfloor.py), nnprof, "
                          "torch_profiler, pyspy, pyspy_nonblocking, traceml")
     ap.add_argument("--blocks", type=int, default=None,
                     help=f"timed blocks per round (default {BLOCKS}; --quick 3)")
@@ -572,10 +584,11 @@ def main() -> int:
         ap.error(f"unknown workload(s): {', '.join(unknown)}")
     def bare(fn, n, tmp):
         return timed(fn, n)
-    modes = {"bare": bare, "bare_again": bare, "nnprof": with_nnprof,
+    modes = {"bare": bare, "bare_again": bare, "floor": with_floor, "nnprof": with_nnprof,
              "torch_profiler": with_torch_profiler}
     chosen = set(args.tools.split(",")) if args.tools else None
-    known = {"bare_again", "nnprof", "torch_profiler", "pyspy", "pyspy_nonblocking", "traceml"}
+    known = {"bare_again", "floor", "nnprof", "torch_profiler", "pyspy", "pyspy_nonblocking",
+             "traceml"}
     if chosen is not None and chosen - known:
         ap.error(f"unknown tool(s): {', '.join(sorted(chosen - known))}")
     state = {"pyspy_problem": None}
@@ -617,7 +630,8 @@ def main() -> int:
           "with its 95% interval")
     print(f"{'workload':13} {'bare/step':>11}  {'tool':<15} {'ratio':>7}  {'95% interval':<15} "
           f"{'+us/step':>8}")
-    tools = (("bare_again", "A/A: bare"), ("nnprof", "nnprof"), ("nnprof_cpu", "nnprof cpu"),
+    tools = (("bare_again", "A/A: bare"), ("floor", "hooks floor"), ("nnprof", "nnprof"),
+             ("nnprof_cpu", "nnprof cpu"),
              ("nnprof_mean", "nnprof mean"),
              ("torch_profiler", "torch.profiler"), ("pyspy", "py-spy"),
              ("pyspy_nonblocking", "py-spy nb"), ("traceml", "TraceML"))
@@ -635,7 +649,9 @@ def main() -> int:
                   f"{(v - 1) * e['bare_s'] * 1e6:8.1f}")
     for name, why in skipped.items():
         print(f"{name:13} skipped: {why}")
-    print("A/A: the bare loop against itself, this machine's noise floor; nnprof cpu: the "
+    print("A/A: the bare loop against itself, this machine's noise floor; hooks floor: "
+          "pass-through hooks at nnprof's hook points with a clock read at each phase "
+          "boundary, nothing else (benchmarks/hookfloor.py); nnprof cpu: the "
           "main thread's CPU time; nnprof mean: every block's mean, not the quietest; "
           "py-spy: py-spy record -r 100 --pid (blocking); nb: --nonblocking")
     firsts = ", ".join(f"{name} {e['nnprof_first_steps_ms']:.1f} ms"
