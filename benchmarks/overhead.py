@@ -11,9 +11,8 @@ nnprof's extra cost there is printed apart), then ``--blocks`` timed blocks of s
     python benchmarks/overhead.py --json     # {"workloads": {NAME: {...}}}
 
 The estimate. A block lasts at least ``--block-s`` (0.2 s) and is a multiple of 16 steps,
-or of 128 where steps are fast enough that nnprof writes its rows by count (128 rows in
-under 0.25 s), so that every block holds whole periods of nnprof's batched work (its host
-sample every 0.1 s, the write of its rows) besides its per-step hooks. A round's time
+so that every block holds whole periods of nnprof's batched work (its host sample every
+0.1 s, the write of its rows every 16 steps) besides its per-step hooks. A round's time
 per step is its quietest block's mean: on this kind of machine other load only ever adds
 time (identical bare blocks differ by up to 15% in their mean, while their quietest
 differ by 2%), and a block that pays all of a tool's work, uninterrupted, is the tool's
@@ -84,7 +83,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 import nnprof
-from nnprof.session import FLUSH_NS, FLUSH_ROWS
+from nnprof.session import FLUSH_ROWS
 
 
 def _steps(model, opt, x, y):
@@ -256,8 +255,8 @@ WORKLOADS = {"mlp_small": lambda: mlp_workload(128, 16), "mlp": mlp_workload,
 
 WARM_STEPS = 10  # untimed at the start of every round (--warm-steps)
 BLOCK_S = 0.2    # a block lasts at least this long (--block-s) ...
-BLOCK_STEPS = 16  # ... and is a multiple of this many steps, or of FLUSH_ROWS where
-# nnprof writes its rows by count (FLUSH_ROWS steps in under FLUSH_NS)
+BLOCK_STEPS = FLUSH_ROWS  # ... and is a multiple of this many steps (nnprof writes its
+# rows 16 at a time)
 BLOCKS = 4       # blocks per round (--blocks)
 
 
@@ -303,9 +302,9 @@ def timed(fn, k: int) -> Round:
 
 
 def block_steps(fn) -> int:
-    """Steps per block for ``fn``: at least BLOCK_S seconds, a multiple of BLOCK_STEPS, or
-    of FLUSH_ROWS where nnprof writes its rows by count (whole periods of nnprof's batched
-    work: a host sample every 0.1 s, a write of its rows), from a few timed steps."""
+    """Steps per block for ``fn``: at least BLOCK_S seconds, a multiple of BLOCK_STEPS
+    (whole periods of nnprof's batched work: a host sample every 0.1 s, a write of its
+    rows every 16 steps), from a few timed steps."""
     if getattr(fn, "per_step", False):
         per = statistics.median(w for w, _ in fn(8))
     else:
@@ -313,17 +312,16 @@ def block_steps(fn) -> int:
         t0 = time.perf_counter()
         fn(8)
         per = (time.perf_counter() - t0) / 8
-    unit = FLUSH_ROWS if per * FLUSH_ROWS < FLUSH_NS * 1e-9 else BLOCK_STEPS
-    n = max(1, math.ceil(BLOCK_S / max(per, 1e-6) / unit))
-    return n * unit
+    n = max(1, math.ceil(BLOCK_S / max(per, 1e-6) / BLOCK_STEPS))
+    return n * BLOCK_STEPS
 
 
 def bytecodes_per_step(fn, tmp: str, n: int = 16) -> dict:
     """Python bytecodes and calls per step, bare and under nnprof: the difference of
     ``2n`` and ``n`` steps (what a call costs once, a framework's set-up, cancels), after
     warm-up steps. Noise-free, where time per step is not: a change of nnprof's hooks
-    moves it exactly. nnprof's rows are written every ``n`` rows for the count (by count
-    alone: a write by time would fall in a window or not by chance)."""
+    moves it exactly. nnprof's rows are written by count alone for it (a write after
+    0.25 s, in a slow traced step, would fall in a window or not by chance)."""
     from unittest import mock
 
     from nnprof.instrument.cost import python_work_per_step
@@ -332,7 +330,7 @@ def bytecodes_per_step(fn, tmp: str, n: int = 16) -> dict:
         fn(WARM_STEPS or 2)
         return python_work_per_step(fn, n)
     bare = per_step()
-    with mock.patch.multiple("nnprof.session", FLUSH_ROWS=n, FLUSH_NS=10 ** 18), \
+    with mock.patch("nnprof.session.FLUSH_NS", 10 ** 18), \
             nnprof.profile(out=tempfile.mkdtemp(dir=tmp), progress=False):
         mine = per_step()
     return {"bare_bytecodes_per_step": bare[0], "bare_calls_per_step": bare[1],

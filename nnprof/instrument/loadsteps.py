@@ -9,6 +9,7 @@ from typing import Optional
 from .phaseclock import PhaseClock
 from .record import DATA
 
+# the clock's modes: no step open between loops, a loader step, a free step
 IDLE, LOADER_STEP, FREE_STEP = 0, 1, 2
 
 
