@@ -17,8 +17,8 @@ Rules (shares are of *sampled* time: py-spy leaves idle threads out):
   **threads**.
 * **phase** (main thread only): the phase of the innermost nnprof wrapper in
   the stack: ``module_call`` -> forward, ``call_loss``/``functional_loss`` ->
-  loss, ``tensor_backward``/``autograd_backward``/``autograd_grad`` ->
-  backward, the optimizer hooks, the ``in_phase_eager`` wrappers (``zero_grad``)
+  loss, ``autograd_backward``/``autograd_grad`` (and ``tensor_backward`` of
+  older runs) -> backward, the optimizer hooks, the ``in_phase_eager`` wrappers (``zero_grad``)
   and torch's ``profile_hook_step`` wrapper (``optimizer.step()``) ->
   optimizer, ``iter_next``/``loader_iter`` -> data; no wrapper -> other.
 * **self** time of a function: samples where it is the innermost frame;
@@ -59,7 +59,7 @@ _WRAPPERS = {
     ("nnprof/instrument/model.py", "module_call"): "forward",
     ("nnprof/instrument/model.py", "call_loss"): "loss",
     ("nnprof/instrument/model.py", "functional_loss"): "loss",
-    ("nnprof/instrument/autograd.py", "tensor_backward"): "backward",
+    ("nnprof/instrument/autograd.py", "tensor_backward"): "backward",  # in older runs
     ("nnprof/instrument/autograd.py", "autograd_backward"): "backward",
     ("nnprof/instrument/autograd.py", "autograd_grad"): "backward",
     ("nnprof/instrument/optim.py", "pre"): "optimizer",
