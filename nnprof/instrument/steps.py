@@ -264,17 +264,8 @@ class StepClock(LoaderEvents):
 
     def forward_exit(self, as_loss: bool = False) -> None:
         self.in_forward = False
-        now = self.clock()  # self.pop(), inlined: once per step
+        self.pop()
         o = self.open
-        stack = self.stack
-        if o is not None:
-            cur = stack[-1] if stack else o.base
-            o.phases[cur] += now - self.last
-            if o.gpu is not None:
-                o.gpu.mark(cur)
-        self.last = now
-        if stack:
-            stack.pop()
         if as_loss and o is not None:
             moved = o.phases[FORWARD] - self._fwd_mark
             o.phases[FORWARD] -= moved
@@ -318,18 +309,7 @@ class StepClock(LoaderEvents):
         self._emit_held()
 
     def backward_enter(self, loss_ref=None, counts: bool = True) -> None:
-        now = self.clock()  # self.push(BACKWARD), inlined: once per step
-        o = self.open
-        if o is None:
-            self._open_free(now)
-            o = self.open
-        stack = self.stack
-        cur = stack[-1] if stack else o.base
-        o.phases[cur] += now - self.last
-        if o.gpu is not None:
-            o.gpu.mark(cur)
-        self.last = now
-        stack.append(BACKWARD)
+        o = self.push(BACKWARD)
         if counts:
             o.n_backward += 1
             o.train_activity = True
@@ -339,17 +319,10 @@ class StepClock(LoaderEvents):
 
     def optimizer_step_exit(self, opt_id: int) -> None:
         now = self.clock()
-        o = self.open
-        stack = self.stack
-        if o is not None:  # self._charge(now), inlined: once per step
-            cur = stack[-1] if stack else o.base
-            o.phases[cur] += now - self.last
-            if o.gpu is not None:
-                o.gpu.mark(cur)
-        self.last = now
-        if stack:
-            stack.pop()
-        self.seen_optimizer = True
+        self._charge(now)
+        if self.stack:
+            self.stack.pop()
+        self.seen_optimizer, o = True, self.open
         if o is None:
             return
         o.n_optimizer += 1
