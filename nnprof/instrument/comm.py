@@ -50,10 +50,7 @@ def _c10d_world():
 
 
 def _initialised():
-    """A function that says whether the default process group exists."""
-    world = _c10d_world()
-    if world is not None:
-        return lambda: world._default_pg is not None
+    """``dist.is_initialized`` (three frames), for a torch without c10d's world object."""
     try:
         import torch.distributed as dist
         if dist.is_available():
@@ -68,8 +65,8 @@ class CommWait:
 
     def __init__(self) -> None:
         self.graph_done_ns = 0
-        self._initialised = _initialised()
         self._c10d = _c10d_world()
+        self._initialised = _initialised() if self._c10d is None else None
         self._world = 0
         try:
             self._queue = torch.autograd.Variable._execution_engine.queue_callback
@@ -89,9 +86,12 @@ class CommWait:
     def active(self) -> bool:
         """A process group of two or more ranks exists (checked cheaply per backward)."""
         world = self._c10d
-        if world is not None and world._default_pg is None:
-            return False  # the common case, no process group: one attribute read
-        if self._queue is None or not self._initialised():
+        if world is not None:
+            if world._default_pg is None:
+                return False  # the common case, no process group: one attribute read
+        elif not self._initialised():
+            return False
+        if self._queue is None:
             return False
         if not self._world:
             self._world = distributed_world()

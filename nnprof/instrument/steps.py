@@ -136,12 +136,7 @@ class StepClock(LoaderEvents):
     def _close_charged(self, o: StepRecord, now: int) -> Optional[StepRecord]:
         """:meth:`_close` of the open step ``o``, its phases already charged to ``now``."""
         self.open = None
-        o.end = now  # _closed(o, now), inlined: once per step
-        if o.n_backward:
-            self.train_steps += 1
-            o.kind = "train"
-        if o.gpu is not None:
-            self._close_gpu(o)
+        self._closed(o, now)
         if (self.mode == FREE_STEP and self.trained and not o.train_activity
                 and not o.n_loss):
             return None  # gradient-free, no loss, no loader: a sample, not an eval step
