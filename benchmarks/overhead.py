@@ -44,9 +44,11 @@ process for each sample); ``pyspy_nonblocking``: the same with ``--nonblocking``
 interpreter, then on PATH; without it, or without the right to attach (ptrace),
 its ratios are null.
 
-Workloads: a tiny MLP at three sizes (``mlp_small``, ``mlp``: about 0.5 ms per step on
+Workloads: a tiny MLP at four sizes (``mlp_small``, ``mlp``: about 0.5 ms per step on
 a laptop-class CPU core, ``mlp_big``: the same hooks per step, the step's length
-changes), a
+changes; ``mlp_tiny``, 8 wide in batches of 4: almost nothing but torch's own per-call
+work, so that nnprof's cost is the largest share it can be, for
+``overhead_parts.py``), a
 small CNN (tens of ms), an input-bound loop (a DataLoader whose samples sleep),
 and a 2-layer BERT from a ``transformers`` config (about 50 module calls per
 step) in a plain loop (``bert``), under ``torch.compile`` (``bert_compiled``,
@@ -100,7 +102,8 @@ def _steps(model, opt, x, y):
 
 def mlp_workload(width: int = 512, batch: int = 64):
     """The same loop at three sizes (the same hooks per step, a different step length):
-    ``mlp_small`` (128 wide, batches of 16), ``mlp`` (512, 64), ``mlp_big`` (1024, 256)."""
+    ``mlp_small`` (128 wide, batches of 16), ``mlp`` (512, 64), ``mlp_big`` (1024, 256),
+    and ``mlp_tiny`` (8, 4) for the parts of nnprof's cost."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(256, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
                           nn.Linear(width, 10))
@@ -246,7 +249,8 @@ def bert_trainer_workload():
     return run
 
 
-WORKLOADS = {"mlp_small": lambda: mlp_workload(128, 16), "mlp": mlp_workload,
+WORKLOADS = {"mlp_tiny": lambda: mlp_workload(8, 4),
+             "mlp_small": lambda: mlp_workload(128, 16), "mlp": mlp_workload,
              "mlp_big": lambda: mlp_workload(1024, 256), "cnn": cnn_workload,
              "input": input_workload,
              "bert": bert_workload, "bert_compiled": lambda: bert_workload(True),

@@ -2,11 +2,14 @@
 
 Each round times the workload bare, then under ``nnprof.profile(monitors=[])`` with one
 part switched off for the timed blocks (the patch put back to torch's original, the
-optimizer step hooks emptied, or finished steps handed to a no-op instead of the run),
-then bare again; the part's cost is what its absence saves against ``all`` (nothing
-switched off). Blocks and rounds as in ``overhead.py`` (its quietest-block estimator):
+optimizer step hooks emptied, finished steps handed to a no-op instead of the run, their
+``steps.csv`` rows dropped unformatted or formatted and not written, the loss observer
+silenced), then bare again; the part's cost is what its absence saves against ``all``
+(nothing switched off). Blocks and rounds as in ``overhead.py`` (its quietest-block
+estimator):
 
     python benchmarks/overhead_parts.py                      # the small MLP, 15 rounds
+    python benchmarks/overhead_parts.py --only mlp_tiny      # narrowest intervals
     python benchmarks/overhead_parts.py --only bert --rounds 9
 
 A part switched off changes what nnprof records, so these runs measure cost only.
@@ -67,6 +70,60 @@ def _no_recording():
         clock.sink = sink
 
 
+def _session():
+    """The running session (the instrumentation's ``emit`` is its bound ``_emit``)."""
+    return active.current().emit.__self__
+
+
+@contextlib.contextmanager
+def _rows_dropped():
+    """Finished steps handled and kept as usual, their rows never formatted nor written."""
+    session = _session()
+
+    def write_rows(now):
+        session._rows = []
+        session._flushed_at = now
+    session._write_rows = write_rows
+    try:
+        yield
+    finally:
+        del session._write_rows
+
+
+class _Unwritten:
+    """The run's writer, less the writing of formatted ``steps.csv`` rows."""
+
+    def __init__(self, writer) -> None:
+        self.writer = writer
+
+    def __getattr__(self, name):
+        return getattr(self.writer, name)
+
+    def write_rows(self, lines) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _rows_unwritten():
+    session = _session()
+    writer, session.writer = session.writer, _Unwritten(session.writer)
+    try:
+        yield
+    finally:
+        session.writer = writer
+
+
+@contextlib.contextmanager
+def _no_observer():
+    from nnprof.instrument.losses import LossObserver
+    call = LossObserver.__call__
+    LossObserver.__call__ = lambda self, *args, **kwargs: None
+    try:
+        yield
+    finally:
+        LossObserver.__call__ = call
+
+
 PARTS = {
     "all": contextlib.nullcontext,
     "module call": lambda: _restored(lambda o, n: o is torch.nn.Module and n == "__call__"),
@@ -75,6 +132,9 @@ PARTS = {
     "zero_grad": lambda: _restored(lambda o, n: n == "zero_grad"),
     "optimizer step hooks": _no_step_hooks,
     "recording the step": _no_recording,
+    "  its row (formatted, written)": _rows_dropped,
+    "  its row's write": _rows_unwritten,
+    "loss observer": _no_observer,
     "loader": lambda: _restored(lambda o, n: "DataLoader" in getattr(o, "__name__", "")
                                 or "Fetcher" in getattr(o, "__name__", "")),
 }
@@ -107,7 +167,7 @@ def main() -> int:
     full = (statistics.median(ratios["all"]) - 1) * b * 1e6
     print(f"{args.only}: bare {b * 1e3:.3f} ms a step, {args.rounds} rounds of "
           f"{ob.BLOCKS} blocks of {k} steps; nnprof without its samplers")
-    print(f"{'switched off':22} {'ratio':>7}  {'95% interval':<15} {'+us/step':>8} {'saves':>7}")
+    print(f"{'switched off':30} {'ratio':>7}  {'95% interval':<15} {'+us/step':>8} {'saves':>7}")
     for part, xs in ratios.items():
         med = statistics.median(xs)
         ci = ob.median_ci(xs)
@@ -115,7 +175,7 @@ def main() -> int:
         interval = f"{ci[0]:.3f}-{ci[1]:.3f}x" if ci else ""
         saves = "" if part == "all" else f"{full - us:7.1f}"
         label = "nothing" if part == "all" else part
-        print(f"{label:22} {med:6.3f}x  {interval:<15} {us:8.1f} {saves:>7}")
+        print(f"{label:30} {med:6.3f}x  {interval:<15} {us:8.1f} {saves:>7}")
     return 0
 
 
