@@ -131,7 +131,8 @@ class Profiler:
             probe=self.probe.wiring, observer_factory=self.probe.make_observer,
             restrict_loader=restrict, freeze_schedulers=self.probe.simplify,
             on_forward=self.probe.on_forward, replay=self.replay,
-            on_direct=self.probe.on_direct, activations=self.probe.activations)
+            on_direct=self.probe.on_direct, activations=self.probe.activations,
+            on_calls=self.probe.on_calls)
         clock = self._inst.clock
         clock.max_train_steps = self.max_steps
         if self.max_time is not None:

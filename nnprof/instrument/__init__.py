@@ -41,7 +41,7 @@ class Instrumentation:
                  t0: int, on_module=None, on_optimizer=None, on_scheduler=None,
                  probe=None, observer_factory=None, restrict_loader: Optional[dict] = None,
                  freeze_schedulers: bool = False, on_forward=None, replay=None,
-                 on_direct=None, activations=None) -> None:
+                 on_direct=None, activations=None, on_calls=None) -> None:
         self.emit = emit
         self.writer = writer
         self.run_dir = run_dir
@@ -51,6 +51,7 @@ class Instrumentation:
         self.on_scheduler = on_scheduler
         self.on_forward = on_forward
         self.on_direct = on_direct
+        self.on_calls = on_calls
         self.activations = activations  # an ActivationMeter, or None
         self.probe = probe
         self.restrict_loader = restrict_loader
@@ -125,7 +126,8 @@ class Instrumentation:
             self._handles.append(self.comm)
             self._handles.append(model.install(self.clock, self.on_module, self.observer,
                                                self.on_forward, self.replay,
-                                               self.on_direct, self.activations))
+                                               self.on_direct, self.activations,
+                                               self.on_calls))
             self._handles.append(autograd.install(self.clock, self._capture_loss,
                                                   self.observer, self.comm,
                                                   self.activations))

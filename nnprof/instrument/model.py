@@ -116,7 +116,7 @@ def _ours(clock, replay, *callbacks) -> list:
 
 
 def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
-            replay=None, on_direct=None, meter=None) -> Patches:
+            replay=None, on_direct=None, meter=None, on_calls=None) -> Patches:
     """Patch module calls, functional losses and ``Module.zero_grad``.
 
     A top-level module is a loss when it subclasses ``_Loss``, or has no
@@ -135,6 +135,9 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
     arguments. ``on_direct(class_name)``: a module's ``forward`` was called directly
     (``self.forward(x)``, not ``self(x)``), seen at the first top-level call of a
     module made from it; that forward's own work is then in no ``forward`` phase.
+    ``on_calls(module, n)``: the ``n`` module calls made inside each of those first
+    top-level model calls (a cell called at every time step counts each time, a
+    compiled model's submodules, run inside its graph, not at all).
     """
     patches = Patches()
     get_ident = threading.get_ident
@@ -152,20 +155,41 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
     kinds: dict = {}  # id(module) -> True (loss) | False (model) | None (undecided)
     nested_kinds: dict = {}  # class -> True | False | None (a loss when parameter-free)
     parts: set = set()  # the classes of nested_kinds known to be no loss (a set: cheaper)
+    held: set = set()   # the classes of parts, set aside while a forward's calls are counted
+    filed = [parts]     # where nested_loss files a class it finds to be no loss
 
     def nested_loss(module) -> bool:
-        """Only reached for classes not yet known to be no loss."""
+        """Only reached for classes not yet known to be no loss (and, while a forward's
+        calls are counted, for every class)."""
+        counted[0] += 1
         kind = nested_kinds.get(type(module), _UNSEEN)
         if kind is _UNSEEN:
             kind = nested_kinds[type(module)] = _loss_class(type(module))
             if kind is False:
-                parts.add(type(module))
+                filed[0].add(type(module))
         if kind is None:
             return next(module.parameters(), None) is None
         return kind
 
     names: dict = {}
-    watch = [FORWARD_WATCH if on_forward is not None else 0]
+    watch = [FORWARD_WATCH if on_forward is not None or on_calls is not None else 0]
+    counted = [0]  # nested calls that reached nested_loss (all of them while counting)
+
+    def count_start() -> bool:
+        """Count the module calls of the forward starting now: with ``parts`` emptied,
+        every one of them passes through nested_loss (no patch is swapped: what
+        torch.compile sees and guards on stays the same)."""
+        held.update(parts)
+        parts.clear()
+        filed[0] = held
+        counted[0] = 0
+        return True
+
+    def count_end(module) -> None:
+        parts.update(held)
+        held.clear()
+        filed[0] = parts
+        on_calls(module, counted[0])
 
     def call_loss(self, args, kwargs):
         outer = not (clock.stack and clock.stack[-1] == LOSS)
@@ -212,15 +236,20 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
                 note(self, kind)
         if kind is True:
             return call_loss(self, args, kwargs)
+        counting = False
         if watch[0]:
             watch[0] -= 1
-            on_forward(self)
+            if on_forward is not None:
+                on_forward(self)
+            counting = on_calls is not None
         grad = is_grad_enabled()
         if grad and meter is not None and not meter.done:  # a few train steps only
             meter.forward_start(clock.train_steps, args, kwargs, self)
         if replay is not None and grad:
             args, kwargs = replay.inputs(self, args, kwargs)
         clock.forward_enter(grad, id(self))
+        if counting:  # from here the finally below puts the call back
+            counting = count_start()
         result = None
         try:
             if direct and self._compiled_call_impl is None:  # one frame less, as below
@@ -243,14 +272,17 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
                     kinds[id(self)] = False
                     note(self, False)
                 clock.forward_exit()
+            if counting:
+                count_end(self)
 
     # the patched call is no frame of Dynamo's own (its logs name the user's forward,
     # as under plain python); what it calls of ours is never compiled either, and the
     # loss module a top-level loss call runs is compiled as under plain python
     not_a_frame_root(module_call)
     not_a_frame_root(call_loss)
-    keep_eager(nested_loss, note, _classify, _is_scalar, _direct_forward,
-               *_ours(clock, replay, observer, on_module, on_forward, on_direct, meter))
+    keep_eager(nested_loss, note, _classify, _is_scalar, _direct_forward, count_start,
+               count_end, *_ours(clock, replay, observer, on_module, on_forward, on_direct,
+                                 meter, on_calls))
     original_call = patches.set(torch.nn.Module, "__call__", module_call)
     # a submodule call then skips torch's own dispatcher (``_wrapped_call_impl``: its
     # compiled call if any, else ``_call_impl``), doing its two lines itself: one

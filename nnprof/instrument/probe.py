@@ -36,7 +36,7 @@ def describe_model(module: nn.Module) -> dict:
             norms.append({"module": name or type(m).__name__, "class": type(m).__name__})
     cls = type(getattr(module, "_orig_mod", module)).__name__  # torch.compile's wrapper: the model
     return {"name": cls, "class": cls,
-            "modules": eager_submodules(module),  # submodule calls per forward
+            "modules": eager_submodules(module),  # submodule calls per forward, until counted
             "parameters": int(sum(p.numel() for p in params)),
             "trainable": int(sum(p.numel() for p in params if p.requires_grad)),
             "dropout": dropout[:50], "norms": norms[:50]}
@@ -165,6 +165,8 @@ class TrainingProbe:
         self.observer: Optional[LossObserver] = None
         self.precision: Optional[dict] = None
         self.direct_forward: list = []  # classes whose forward was called directly
+        self._entries: dict = {}  # id(model) -> its entry in models
+        self._calls: dict = {}    # id(model) -> module calls counted in its first forwards
 
     def on_direct(self, name: str) -> None:
         if name not in self.direct_forward and len(self.direct_forward) < self.MAX_ITEMS:
@@ -183,7 +185,21 @@ class TrainingProbe:
                 if isinstance(m, DROPOUT_TYPES):
                     m.p = 0.0
         self.models.append(describe_model(module))
+        self._entries[id(module)] = self.models[-1]
         self.wiring.add_model(module)
+
+    def on_calls(self, module, n: int) -> None:
+        """``n`` module calls made inside one of the first top-level calls of ``module``:
+        its entry's ``modules`` becomes the mean of those counted (at first, the number
+        of its submodules: a layer called at every time step calls more, an unused one
+        fewer)."""
+        entry = self._entries.get(id(module))
+        if entry is None:
+            return
+        counts = self._calls.setdefault(id(module), [])
+        counts.append(n)
+        entry["modules"] = round(sum(counts) / len(counts))
+        entry["modules_counted"] = True
 
     def on_forward(self, module) -> None:
         """At the first few top-level model calls: the precision they run in.

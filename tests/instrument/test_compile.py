@@ -147,9 +147,12 @@ def test_no_graph_break_or_recompile_of_ours(tmp_path, name):
         assert train["loss_s"].gt(0).all()  # computed outside the compiled region
         assert len(steps[steps["kind"] == "eval"]) == STEPS
     if name in ("module", "method"):
-        # the submodules run inside the graph: the overhead estimate counts no call of them
+        # the submodules run inside the graph: the overhead estimate counts no call of
+        # them; torch.compile's wrapper calls the model it wraps through Module.__call__,
+        # one call of the hook a forward (counted in the first forwards)
         summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-        assert summary["overhead"]["calls_per_step"]["submodule"] == 0
+        assert summary["overhead"]["calls_per_step"]["submodule"] == \
+            (1 if name == "module" else 0)
         assert [m["class"] for m in summary["models"]] == ["Net"]  # not torch's wrapper
     if name == "train_step":
         # backward() and opt.step() run eagerly after Dynamo's own graph break

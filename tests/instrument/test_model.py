@@ -1,6 +1,7 @@
 """Module-call hooks: what a submodule call costs under them."""
 import sys
 
+import pytest
 import torch
 from torch import nn
 
@@ -54,3 +55,57 @@ def _frames_between(hooked: bool) -> int:
 def test_a_submodule_call_takes_no_more_frames_than_without_the_hooks():
     # the hook replaces torch's own dispatcher frame for submodules of a forward
     assert _frames_between(hooked=True) == _frames_between(hooked=False)
+
+
+class Unrolled(nn.Module):
+    """A cell called at every time step, and a submodule that forward never calls."""
+
+    def __init__(self, steps=5):
+        super().__init__()
+        self.cell = nn.Linear(3, 3)
+        self.head = nn.Linear(3, 1)
+        self.unused = nn.Linear(3, 3)
+        self.steps = steps
+
+    def forward(self, x):
+        for _ in range(self.steps):
+            x = torch.tanh(self.cell(x))
+        if self.steps < 0:
+            raise ValueError("no steps")
+        return self.head(x)
+
+
+def test_the_first_forwards_count_the_module_calls_they_make():
+    calls: list = []
+    model = Unrolled()
+    patches = model_hooks.install(StepClock(lambda rec: None),
+                                  on_calls=lambda m, n: calls.append((m, n)))
+    hook = nn.Module.__dict__["__call__"]
+    try:
+        for _ in range(model_hooks.FORWARD_WATCH + 2):
+            model(torch.zeros(2, 3))
+            assert nn.Module.__dict__["__call__"] is hook  # put back after each
+        model.steps = -1  # a watched forward that raises puts it back too
+        with pytest.raises(ValueError):
+            model(torch.zeros(2, 3))
+    finally:
+        patches.uninstall()
+    assert nn.Module.__dict__["__call__"] is not hook
+    # the cell five times and the head; the unused layer never: not its 3 submodules
+    assert calls == [(model, 6)] * model_hooks.FORWARD_WATCH
+
+
+def test_the_cost_estimate_counts_the_calls_made(tmp_path):
+    import json
+
+    import nnprof
+    model = Unrolled(steps=7)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with nnprof.profile(out=str(tmp_path / "run"), progress=False, monitors=[]):
+        for _ in range(4):
+            opt.zero_grad()
+            model(torch.randn(4, 3)).pow(2).mean().backward()
+            opt.step()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["models"][0]["modules"] == 8
+    assert summary["overhead"]["calls_per_step"]["submodule"] == 8
