@@ -38,13 +38,14 @@ class Parent(nn.Module):
         return self.child(self.lin(x))
 
 
-def _frames_between(hooked: bool) -> int:
+def _frames_between(hooked: bool, on_calls=None) -> int:
     seen: list = []
     model = Parent(seen)
-    patches = model_hooks.install(StepClock(lambda rec: None)) if hooked else None
+    patches = model_hooks.install(StepClock(lambda rec: None), on_calls=on_calls) \
+        if hooked else None
     try:
-        model(torch.zeros(1, 2))
-        model(torch.zeros(1, 2))
+        for _ in range(model_hooks.FORWARD_WATCH + 2):
+            model(torch.zeros(1, 2))
     finally:
         if patches is not None:
             patches.uninstall()
@@ -55,6 +56,11 @@ def _frames_between(hooked: bool) -> int:
 def test_a_submodule_call_takes_no_more_frames_than_without_the_hooks():
     # the hook replaces torch's own dispatcher frame for submodules of a forward
     assert _frames_between(hooked=True) == _frames_between(hooked=False)
+    # ... again once the first forwards' calls were counted (through the slow path)
+    calls: list = []
+    assert _frames_between(hooked=True, on_calls=lambda m, n: calls.append(n)) == \
+        _frames_between(hooked=False)
+    assert calls == [2] * model_hooks.FORWARD_WATCH  # lin and child
 
 
 class Unrolled(nn.Module):
