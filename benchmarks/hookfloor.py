@@ -9,10 +9,19 @@ post-hooks, and a DataLoader iterator's ``__next__``). No step is formed, no pha
 charged, nothing written. ``benchmarks/overhead.py`` times it beside nnprof (tool
 ``floor``): the difference is what nnprof's own bookkeeping costs, and the floor is what
 no design with Python hooks at these points could go under on the machine measured.
+
+``event_log(DIR)`` is the same hooks as an event log, to price the
+design that ``docs/measured.md`` names as the next step: each phase boundary appends
+its phase code and the time; every 16 steps (an optimizer step ends a step) the events
+are folded into each step's seven phase times in one tight loop, and formatted and
+written as ``steps.csv`` rows with nnprof's own row format. No loss is followed, no
+step state machine runs (a loader, accumulation, evaluation steps): it is a lower
+bound of such a design, not a profiler (tool ``eventlog`` in ``overhead.py``).
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 
@@ -22,6 +31,52 @@ from torch.utils.data import dataloader
 
 from nnprof.instrument.model import FUNCTIONAL_LOSSES
 from nnprof.instrument.patching import compiling_check
+from nnprof.rundir.phases import BACKWARD, DATA, FORWARD, LOSS, OPTIMIZER, OTHER
+from nnprof.session import _NO_GPU, _ROW, FLUSH_ROWS
+
+POP, END = -1, -2  # event codes besides the phases: a phase ends; a step ends
+
+
+class _Folder:
+    """Every FLUSH_ROWS steps: the flat event log (code, ns, code, ns, ...) folded into
+    each step's phase times, formatted as steps.csv rows and written."""
+
+    def __init__(self, out: str, t0: int) -> None:
+        self.fd = os.open(os.path.join(out, "steps.csv"), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                          0o644)
+        self.t0 = self.start = self.last = t0
+        self.stack: list = []
+        self.phases = [0] * 7
+        self.n = 0
+
+    def __call__(self, log: list) -> None:
+        stack, phases, last, t0 = self.stack, self.phases, self.last, self.t0
+        lines = []
+        it = iter(log)
+        for code, t in zip(it, it):
+            phases[stack[-1] if stack else OTHER] += t - last
+            last = t
+            if code == POP:
+                if stack:
+                    stack.pop()
+            elif code == END:
+                ph, wall = phases, t - self.start
+                lines.append(_ROW % (
+                    self.n, "train", str(self.n), (self.start - t0) * 1e-9, wall * 1e-9,
+                    ph[0] * 1e-9, ph[1] * 1e-9, ph[2] * 1e-9, ph[3] * 1e-9, ph[4] * 1e-9,
+                    ph[5] * 1e-9, ph[6] * 1e-9, 0.0, 0.0, 0.0, "", "", False, 1, 1, 1,
+                    _NO_GPU, "", False, "", "", "", ""))
+                self.n += 1
+                self.start = t
+                phases = [0] * 7
+            else:
+                stack.append(code)
+        log.clear()
+        self.phases, self.last = phases, last
+        os.write(self.fd, "".join(lines).encode())
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 @contextlib.contextmanager
@@ -89,3 +144,91 @@ def installed():
             h.remove()
         for u in reversed(undo):
             u()
+
+
+@contextlib.contextmanager
+def event_log(out: str):
+    """The same hook points as :func:`installed`, as an event log folded into written
+    steps every FLUSH_ROWS steps (see the module docstring)."""
+    compiling = compiling_check()
+    clock, tid, ident = time.perf_counter_ns, threading.get_ident(), threading.get_ident
+    log: list = []
+    push = log.append
+    fold = _Folder(out, clock())
+    steps = [0]
+    state = [False]  # inside a top-level module call
+    undo = []
+
+    def patch(owner, name, new):
+        old = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+        setattr(owner, name, new)
+        undo.append(lambda: setattr(owner, name, old))
+        return old
+
+    def module_call(self, *args, **kwargs):
+        if compiling():
+            return original_call(self, *args, **kwargs)
+        if state[0] or ident() != tid:
+            return original_call(self, *args, **kwargs)
+        state[0] = True
+        push(FORWARD)
+        push(clock())
+        try:
+            return original_call(self, *args, **kwargs)
+        finally:
+            state[0] = False
+            push(POP)
+            push(clock())
+    original_call = patch(torch.nn.Module, "__call__", module_call)
+
+    def timed(fn, phase):
+        def hook(*args, **kwargs):
+            if compiling() or ident() != tid:
+                return fn(*args, **kwargs)
+            push(phase)
+            push(clock())
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                push(POP)
+                push(clock())
+        return hook
+    for owner, name, phase in ((torch.optim.Optimizer, "zero_grad", OPTIMIZER),
+                               (torch.nn.Module, "zero_grad", OPTIMIZER),
+                               (torch.autograd, "backward", BACKWARD),
+                               (dataloader._BaseDataLoaderIter, "__next__", DATA)):
+        original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+        patch(owner, name, timed(original, phase))
+    for name in FUNCTIONAL_LOSSES:
+        patch(F, name, timed(getattr(F, name), LOSS))
+
+    def pre(opt, args, kwargs):
+        if compiling() or ident() != tid:
+            return None
+        push(OPTIMIZER)
+        push(clock())
+        return None
+
+    def post(opt, args, kwargs):
+        if compiling() or ident() != tid:
+            return None
+        now = clock()
+        push(POP)
+        push(now)
+        push(END)
+        push(now)
+        steps[0] += 1
+        if steps[0] % FLUSH_ROWS == 0:
+            fold(log)
+        return None
+    from torch.optim.optimizer import (register_optimizer_step_post_hook,
+                                       register_optimizer_step_pre_hook)
+    handles = [register_optimizer_step_pre_hook(pre), register_optimizer_step_post_hook(post)]
+    try:
+        yield log
+    finally:
+        for h in handles:
+            h.remove()
+        for u in reversed(undo):
+            u()
+        fold.close()

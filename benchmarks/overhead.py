@@ -32,7 +32,9 @@ Hardware instruction counts would include the C side too, but need ``perf`` coun
 ``--threads`` (default 1) gives torch one core, leaving the others to the profilers'
 threads and the rest of the machine, as a training job on a many-core machine has.
 
-Modes: ``bare``; ``floor``: pass-through hooks at the points nnprof hooks, each
+Modes: ``bare``; ``eventlog`` (only when named in ``--tools``): the floor's hooks as an
+event log, folded into written ``steps.csv`` rows every 16 steps (``hookfloor.event_log``:
+the lower bound of that design); ``floor``: pass-through hooks at the points nnprof hooks, each
 only its ``torch.compile`` guard, a thread test and a clock read at a phase boundary
 (``benchmarks/hookfloor.py``): what any design with Python hooks there pays, so that
 ``nnprof`` minus ``floor`` is nnprof's own bookkeeping; ``nnprof`` (``nnprof.profile()``,
@@ -355,6 +357,14 @@ def with_floor(fn, n, tmp) -> Round:
         return timed(fn, n)
 
 
+def with_event_log(fn, n, tmp) -> Round:
+    """The same hooks as an event log, folded into written steps.csv rows every 16 steps
+    (benchmarks/hookfloor.py's ``event_log``): the lower bound of that design."""
+    import hookfloor
+    with hookfloor.event_log(tempfile.mkdtemp(dir=tmp)):
+        return timed(fn, n)
+
+
 def with_torch_profiler(fn, n, tmp) -> Round:
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU]):
@@ -527,7 +537,8 @@ def measure(fn, k: int, rounds: int, modes: dict, tmp: str, state: dict) -> dict
 
     entry = {"bare_s": statistics.median(b.wall for b in bares), "steps_per_block": k,
              "blocks": BLOCKS, "rounds": rounds, "warm_steps": WARM_STEPS}
-    for m in ("bare_again", "floor", "nnprof", "torch_profiler", "pyspy", "pyspy_nonblocking"):
+    for m in ("bare_again", "floor", "eventlog", "nnprof", "torch_profiler", "pyspy",
+              "pyspy_nonblocking"):
         p = pairs(m, "wall")
         entry[f"{m}_ratio"] = statistics.median(p) if p else None
         entry[f"{m}_ratio_ci"] = median_ci(p)
@@ -560,8 +571,10 @@ def main() -> int:
                     help=f"untimed steps at the start of every round (default {WARM_STEPS}); "
                          "their extra cost under nnprof is printed apart")
     ap.add_argument("--tools", default=None,
-                    help="comma-separated tools (default: all): bare_again (A/A), floor (bare "
-                         "hooks at nnprof's hook points, benchmarks/hookfloor.py), nnprof, "
+                    help="comma-separated tools (default: all but eventlog): bare_again "
+                         "(A/A), floor (bare hooks at nnprof's hook points, "
+                         "benchmarks/hookfloor.py), eventlog (the same hooks as an event log "
+                         "folded into written rows: that design's lower bound), nnprof, "
                          "torch_profiler, pyspy, pyspy_nonblocking, traceml")
     ap.add_argument("--blocks", type=int, default=None,
                     help=f"timed blocks per round (default {BLOCKS}; --quick 3)")
@@ -586,11 +599,11 @@ def main() -> int:
         ap.error(f"unknown workload(s): {', '.join(unknown)}")
     def bare(fn, n, tmp):
         return timed(fn, n)
-    modes = {"bare": bare, "bare_again": bare, "floor": with_floor, "nnprof": with_nnprof,
-             "torch_profiler": with_torch_profiler}
+    modes = {"bare": bare, "bare_again": bare, "floor": with_floor, "eventlog": with_event_log,
+             "nnprof": with_nnprof, "torch_profiler": with_torch_profiler}
     chosen = set(args.tools.split(",")) if args.tools else None
-    known = {"bare_again", "floor", "nnprof", "torch_profiler", "pyspy", "pyspy_nonblocking",
-             "traceml"}
+    known = {"bare_again", "floor", "eventlog", "nnprof", "torch_profiler", "pyspy",
+             "pyspy_nonblocking", "traceml"}
     if chosen is not None and chosen - known:
         ap.error(f"unknown tool(s): {', '.join(sorted(chosen - known))}")
     state = {"pyspy_problem": None}
@@ -601,6 +614,8 @@ def main() -> int:
             modes["pyspy_nonblocking"] = with_pyspy_nonblocking
     if chosen is not None:
         modes = {m: f for m, f in modes.items() if m == "bare" or m in chosen}
+    else:
+        modes.pop("eventlog")  # a design's price, not a tool: only when named
     results, skipped, traceml_problem = {}, {}, None
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
@@ -632,7 +647,8 @@ def main() -> int:
           "with its 95% interval")
     print(f"{'workload':13} {'bare/step':>11}  {'tool':<15} {'ratio':>7}  {'95% interval':<15} "
           f"{'+us/step':>8}")
-    tools = (("bare_again", "A/A: bare"), ("floor", "hooks floor"), ("nnprof", "nnprof"),
+    tools = (("bare_again", "A/A: bare"), ("floor", "hooks floor"), ("eventlog", "event log"),
+             ("nnprof", "nnprof"),
              ("nnprof_cpu", "nnprof cpu"),
              ("nnprof_mean", "nnprof mean"),
              ("torch_profiler", "torch.profiler"), ("pyspy", "py-spy"),
