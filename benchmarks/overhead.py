@@ -653,6 +653,8 @@ def main() -> int:
              ("nnprof_mean", "nnprof mean"),
              ("torch_profiler", "torch.profiler"), ("pyspy", "py-spy"),
              ("pyspy_nonblocking", "py-spy nb"), ("traceml", "TraceML"))
+    if all(e.get("eventlog_ratio") is None for e in results.values()):
+        tools = tuple(t for t in tools if t[0] != "eventlog")  # not asked for
     for name, e in results.items():
         first = True
         for key, label in tools:
