@@ -175,7 +175,7 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
     watch = [FORWARD_WATCH if on_forward is not None or on_calls is not None else 0]
     counted = [0]  # nested calls that reached nested_loss (all of them while counting)
 
-    def count_start() -> bool:
+    def count_start() -> None:
         """Count the module calls of the forward starting now: with ``parts`` emptied,
         every one of them passes through nested_loss (no patch is swapped: what
         torch.compile sees and guards on stays the same)."""
@@ -183,7 +183,6 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
         parts.clear()
         filed[0] = held
         counted[0] = 0
-        return True
 
     def count_end(module) -> None:
         parts.update(held)
@@ -248,8 +247,8 @@ def install(clock: StepClock, on_module=None, observer=None, on_forward=None,
         if replay is not None and grad:
             args, kwargs = replay.inputs(self, args, kwargs)
         clock.forward_enter(grad, id(self))
-        if counting:  # from here the finally below puts the call back
-            counting = count_start()
+        if counting:  # from here the finally below ends the count
+            count_start()
         result = None
         try:
             if direct and self._compiled_call_impl is None:  # one frame less, as below
