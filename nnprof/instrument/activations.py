@@ -17,13 +17,18 @@ outermost forward's first tensor input.
 """
 from __future__ import annotations
 
+import time
 import weakref
 from collections import deque
 from typing import Optional
 
 import torch
 
-SAMPLED_STEPS = (0, 1, 2)  # train steps measured (indices of train steps)
+SAMPLED_STEPS = (0, 1, 2)  # train steps measured (indices of train steps) ...
+WALK_SHARE = 0.01          # ... unless a walk took more than this share of the time from
+#                            its step's first forward to its backward: the walk's time is
+#                            in its step, so later steps (the warm-up's is left out of the
+#                            statistics) are not walked then
 NEAR_LOSS = 3              # the nodes nearest the loss that save a tensor: they size the
 #                            backward's first gradients (its temporaries)
 MAX_FORWARDS = 1000        # grad forwards seen with no backward: stop looking
@@ -51,6 +56,7 @@ class ActivationMeter:
         self._step: Optional[int] = None
         self._outputs: list = []    # weak references to the step's forward outputs
         self._forwards = 0
+        self._fwd_start: Optional[int] = None  # the step's first outermost forward (ns)
         self.done = False
 
     # -- hooks from the clock ------------------------------------------------------------
@@ -64,6 +70,7 @@ class ActivationMeter:
             return
         if self._step != train_index:
             self._outputs = []
+            self._fwd_start = time.perf_counter_ns()
         self._step = train_index
         dim = 1 if module is not None and _sequence_first(module) else 0
         size = _leading_dim(args, kwargs, dim)
@@ -90,11 +97,17 @@ class ActivationMeter:
         if train_index not in SAMPLED_STEPS or any(s["step"] == train_index
                                                    for s in self.samples):
             return
+        t0 = time.perf_counter_ns()
         try:
             sample = self._measure(root)
         except Exception as exc:  # a graph nnprof cannot read: say so, never fail the run
             sample = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+        walk = time.perf_counter_ns() - t0
         sample["step"] = train_index
+        sample["walk_ms"] = round(walk / 1e6, 3)
+        if self._step == train_index and self._fwd_start is not None and \
+                walk > WALK_SHARE * (t0 - self._fwd_start):
+            self.done = True  # dearer than its share of the step: no further step walked
         alloc = _cuda_allocated()
         if alloc is not None and self._fwd_alloc is not None and self._step == train_index:
             sample["cuda_forward_held_bytes"] = max(0, alloc - self._fwd_alloc)

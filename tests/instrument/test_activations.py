@@ -109,6 +109,31 @@ def test_only_the_sampled_steps_are_walked_and_a_step_once():
     assert [s["step"] for s in meter.samples] == [0, 1, 2] and meter.done
 
 
+def _walked_steps(forward_s: float) -> list:
+    """Five train steps whose forward takes about ``forward_s`` (a sleep)."""
+    import time
+    model = mlp()
+    meter = ActivationMeter([model])
+    for step in range(5):
+        if meter.done:
+            break
+        x = torch.randn(8, 256)
+        meter.forward_start(step, (x,), {})
+        loss = model(x).sum()
+        time.sleep(forward_s)
+        meter.backward_start(step, loss)
+        loss.backward()
+    assert all(s["walk_ms"] >= 0 for s in meter.samples)
+    return [s["step"] for s in meter.samples]
+
+
+def test_a_walk_dearer_than_its_share_of_the_step_is_not_repeated():
+    # the walk's time falls in its step: past the first (warm-up) step, only where it is
+    # under WALK_SHARE of the time from the step's first forward to its backward
+    assert _walked_steps(0.0) == [0]      # a walk of a few nodes: far over 1% of no time
+    assert _walked_steps(0.3) == [0, 1, 2]  # the same walk under 1% of 0.3 s
+
+
 def test_leading_dimension_of_the_first_tensor_input():
     assert _leading_dim((torch.zeros(7, 3),), {}) == 7
     assert _leading_dim(([torch.zeros(5, 2)],), {}) == 5
