@@ -133,12 +133,19 @@ def installed():
             return None
         log.append(clock())
         return None
+    with _step_hooks(step_hook, step_hook, undo):
+        yield log
+
+
+@contextlib.contextmanager
+def _step_hooks(pre, post, undo: list):
+    """The optimizer's global step hooks ``pre`` and ``post`` while the block runs; then
+    those removed and the patches undone (``undo``, last first)."""
     from torch.optim.optimizer import (register_optimizer_step_post_hook,
                                        register_optimizer_step_pre_hook)
-    handles = [register_optimizer_step_pre_hook(step_hook),
-               register_optimizer_step_post_hook(step_hook)]
+    handles = [register_optimizer_step_pre_hook(pre), register_optimizer_step_post_hook(post)]
     try:
-        yield log
+        yield
     finally:
         for h in handles:
             h.remove()
@@ -165,6 +172,8 @@ def event_log(out: str):
         undo.append(lambda: setattr(owner, name, old))
         return old
 
+    # written out as installed()'s are, not shared with them: a shared hook would time a
+    # call more than either design makes
     def module_call(self, *args, **kwargs):
         if compiling():
             return original_call(self, *args, **kwargs)
@@ -221,14 +230,8 @@ def event_log(out: str):
         if steps[0] % FLUSH_ROWS == 0:
             fold(log)
         return None
-    from torch.optim.optimizer import (register_optimizer_step_post_hook,
-                                       register_optimizer_step_pre_hook)
-    handles = [register_optimizer_step_pre_hook(pre), register_optimizer_step_post_hook(post)]
     try:
-        yield log
+        with _step_hooks(pre, post, undo):
+            yield log
     finally:
-        for h in handles:
-            h.remove()
-        for u in reversed(undo):
-            u()
         fold.close()
