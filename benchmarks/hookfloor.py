@@ -79,6 +79,20 @@ class _Folder:
         os.close(self.fd)
 
 
+def _original(owner, name):
+    return owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+
+
+def _patcher(undo: list):
+    """``patch(owner, name, new)``: sets it, returns the original, notes the undoing."""
+    def patch(owner, name, new):
+        old = _original(owner, name)
+        setattr(owner, name, new)
+        undo.append(lambda: setattr(owner, name, old))
+        return old
+    return patch
+
+
 @contextlib.contextmanager
 def installed():
     compiling = compiling_check()
@@ -86,14 +100,7 @@ def installed():
     log: list = []
     state = [False]  # inside a top-level module call
     undo = []
-
-    def original(owner, name):
-        return owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
-
-    def patch(owner, name, new):
-        old = original(owner, name)
-        setattr(owner, name, new)
-        undo.append(lambda: setattr(owner, name, old))
+    patch = _patcher(undo)
 
     original_call = torch.nn.Module.__call__
 
@@ -124,7 +131,7 @@ def installed():
     for owner, name in ((torch.optim.Optimizer, "zero_grad"), (torch.nn.Module, "zero_grad"),
                         (torch.autograd, "backward"),
                         (dataloader._BaseDataLoaderIter, "__next__")):
-        patch(owner, name, timed(original(owner, name)))
+        patch(owner, name, timed(_original(owner, name)))
     for name in FUNCTIONAL_LOSSES:
         patch(F, name, timed(getattr(F, name)))
 
@@ -165,12 +172,7 @@ def event_log(out: str):
     steps = [0]
     state = [False]  # inside a top-level module call
     undo = []
-
-    def patch(owner, name, new):
-        old = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
-        setattr(owner, name, new)
-        undo.append(lambda: setattr(owner, name, old))
-        return old
+    patch = _patcher(undo)
 
     # written out as installed()'s are, not shared with them: a shared hook would time a
     # call more than either design makes
@@ -206,8 +208,7 @@ def event_log(out: str):
                                (torch.nn.Module, "zero_grad", OPTIMIZER),
                                (torch.autograd, "backward", BACKWARD),
                                (dataloader._BaseDataLoaderIter, "__next__", DATA)):
-        original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
-        patch(owner, name, timed(original, phase))
+        patch(owner, name, timed(_original(owner, name), phase))
     for name in FUNCTIONAL_LOSSES:
         patch(F, name, timed(getattr(F, name), LOSS))
 

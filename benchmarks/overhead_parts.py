@@ -22,6 +22,7 @@ import os
 import statistics
 import sys
 import tempfile
+from unittest import mock
 
 import torch
 
@@ -75,7 +76,6 @@ def _session():
     return active.current().emit.__self__
 
 
-@contextlib.contextmanager
 def _rows_dropped():
     """Finished steps handled and kept as usual, their rows never formatted nor written."""
     session = _session()
@@ -83,45 +83,17 @@ def _rows_dropped():
     def write_rows(now):
         session._rows = []
         session._flushed_at = now
-    session._write_rows = write_rows
-    try:
-        yield
-    finally:
-        del session._write_rows
+    return mock.patch.object(session, "_write_rows", write_rows)
 
 
-class _Unwritten:
-    """The run's writer, less the writing of formatted ``steps.csv`` rows."""
-
-    def __init__(self, writer) -> None:
-        self.writer = writer
-
-    def __getattr__(self, name):
-        return getattr(self.writer, name)
-
-    def write_rows(self, lines) -> None:
-        pass
-
-
-@contextlib.contextmanager
 def _rows_unwritten():
-    session = _session()
-    writer, session.writer = session.writer, _Unwritten(session.writer)
-    try:
-        yield
-    finally:
-        session.writer = writer
+    """The rows formatted, then not written to ``steps.csv``."""
+    return mock.patch.object(_session().writer, "write_rows", lambda lines: None)
 
 
-@contextlib.contextmanager
 def _no_observer():
     from nnprof.instrument.losses import LossObserver
-    call = LossObserver.__call__
-    LossObserver.__call__ = lambda self, *args, **kwargs: None
-    try:
-        yield
-    finally:
-        LossObserver.__call__ = call
+    return mock.patch.object(LossObserver, "__call__", lambda self, *args, **kwargs: None)
 
 
 PARTS = {

@@ -17,7 +17,8 @@ The estimate for a step is the sum of those costs times the hook calls the step
 made (from ``steps.csv``: forwards, backwards, optimizer steps; and the module
 calls counted inside the models' first forwards, see ``model.install``'s
 ``on_calls``: a cell called at every time step counts each time), plus the
-measured time spent writing its row (``record_ns_per_step``: timed live, two clock reads per step). Loader-side costs in worker processes and the samplers' threads are
+measured time spent writing its row (``record_ns_per_step``: timed live, two clock
+reads per step). Loader-side costs in worker processes and the samplers' threads are
 not in it. ``benchmarks/overhead.py`` prints it next to the measured overhead.
 """
 from __future__ import annotations
